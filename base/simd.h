@@ -1,0 +1,120 @@
+// Inner-product kernels for float32 vectors: the distance of every retrieval
+// path (HNSW, IVF, exact scan). With -march=native or x86-64-v3 the widest
+// kernel the compiler may use is inlined; a portable build picks the widest
+// one the CPU supports once at start-up. All functions are thread-safe.
+#ifndef FEEDRANK_BASE_SIMD_H_
+#define FEEDRANK_BASE_SIMD_H_
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace feedrank::simd {
+
+// Name of the kernel in use: "avx512", "avx2" or "scalar".
+const char* KernelName();
+
+namespace internal {
+
+inline float DotScalar(const float* a, const float* b, size_t d) {
+  float acc[4] = {0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 4 <= d; i += 4) {
+    acc[0] += a[i] * b[i];
+    acc[1] += a[i + 1] * b[i + 1];
+    acc[2] += a[i + 2] * b[i + 2];
+    acc[3] += a[i + 3] * b[i + 3];
+  }
+  for (; i < d; ++i) acc[0] += a[i] * b[i];
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+__attribute__((target("avx2,fma"))) inline float DotAvx2(const float* a,
+                                                           const float* b,
+                                                           size_t d) {
+  __m256 acc0 = _mm256_setzero_ps();
+  __m256 acc1 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8),
+                           acc1);
+  }
+  for (; i + 8 <= d; i += 8) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  }
+  acc0 = _mm256_add_ps(acc0, acc1);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc0),
+                        _mm256_extractf128_ps(acc0, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  float sum = _mm_cvtss_f32(s);
+  for (; i < d; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+__attribute__((target("avx512f"))) inline float DotAvx512(const float* a,
+                                                           const float* b,
+                                                           size_t d) {
+  __m512 acc0 = _mm512_setzero_ps();
+  __m512 acc1 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16),
+                           _mm512_loadu_ps(b + i + 16), acc1);
+  }
+  for (; i + 16 <= d; i += 16) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+  }
+  if (i < d) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (d - i)) - 1);
+    acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i),
+                           _mm512_maskz_loadu_ps(m, b + i), acc1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+using DotFn = float (*)(const float*, const float*, size_t);
+extern const DotFn kRuntimeDot;
+
+}  // namespace internal
+
+// Sum of a[i] * b[i] for i < d.
+inline float Dot(const float* a, const float* b, size_t d) {
+#if defined(__AVX512F__)
+  return internal::DotAvx512(a, b, d);
+#elif defined(__AVX2__) && defined(__FMA__)
+  return internal::DotAvx2(a, b, d);
+#else
+  return internal::kRuntimeDot(a, b, d);
+#endif
+}
+
+// out[i] = Dot(q, rows + i * d, d) for i < n. `rows`: size n * d.
+inline void DotRows(const float* q, const float* rows, size_t n, size_t d,
+                    float* out) {
+  for (size_t i = 0; i < n; ++i) out[i] = Dot(q, rows + i * d, d);
+}
+
+// out[i] = Dot(q, base + ids[i] * d, d) for i < n, prefetching the rows a
+// few ids ahead (the rows are scattered in memory).
+inline void DotGather(const float* q, const float* base, const int32_t* ids,
+                      size_t n, size_t d, float* out) {
+  constexpr size_t kAhead = 4;
+  for (size_t i = 0; i < n && i < kAhead; ++i) {
+    __builtin_prefetch(base + static_cast<size_t>(ids[i]) * d);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) {
+      const float* next = base + static_cast<size_t>(ids[i + kAhead]) * d;
+      for (size_t off = 0; off < d; off += 16) __builtin_prefetch(next + off);
+    }
+    out[i] = Dot(q, base + static_cast<size_t>(ids[i]) * d, d);
+  }
+}
+
+}  // namespace feedrank::simd
+
+#endif  // FEEDRANK_BASE_SIMD_H_

@@ -1,0 +1,65 @@
+// `feedrank loadgen`: a gRPC load generator for RankFeed. Closed loop (a
+// fixed number of calls in flight) or open loop (a target rate; latency is
+// measured from each call's scheduled time, so a slow server cannot hide
+// its queueing: no coordinated omission).
+#ifndef FEEDRANK_CLI_LOADGEN_H_
+#define FEEDRANK_CLI_LOADGEN_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace feedrank {
+
+struct LoadgenOptions {
+  std::string target;
+  // Calls in flight (closed loop), or the cap on calls in flight (open loop;
+  // beyond it a scheduled call is counted as "client overflow").
+  int concurrency = 16;
+  // Open-loop rate; 0 = closed loop.
+  double qps = 0;
+  // Stop after this many measured calls (0 = no limit) or this many seconds,
+  // whichever comes first.
+  int64_t requests = 0;
+  double duration_s = 10;
+  // Calls before this many seconds are not measured.
+  double warmup_s = 1;
+  int count = 20;
+  int exclude = 0;  // random exclude ids per request
+  int deadline_ms = 1000;
+  // Users to ask for (e.g. from a bundle's user_ids.npy); empty = random ids
+  // (all cold start).
+  std::vector<uint64_t> users;
+  // Videos to draw exclude ids from; empty = random ids.
+  std::vector<uint64_t> videos;
+  // Share of requests for unknown users.
+  double cold_fraction = 0;
+  uint64_t seed = 1;
+};
+
+struct LoadgenReport {
+  int64_t ok = 0;
+  int64_t degraded = 0;
+  std::map<std::string, int64_t> errors;  // by gRPC code name
+  double seconds = 0;
+  double qps = 0;
+  // Latencies of successful calls, milliseconds.
+  double p50 = 0, p95 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
+  LoadgenOptions options;
+};
+
+// Runs the load; returns once it is done and every call has finished.
+// Errors: InvalidArgument for bad options; Unavailable when the target never
+// reports SERVING within 30 s.
+absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options);
+
+// Human-readable report (several lines) and a one-line JSON object.
+std::string FormatReport(const LoadgenReport& report);
+std::string ReportJson(const LoadgenReport& report);
+
+}  // namespace feedrank
+
+#endif  // FEEDRANK_CLI_LOADGEN_H_

@@ -1,0 +1,266 @@
+// feedrank: one binary, one subcommand per job. `feedrank <command> --help`
+// describes each.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "base/log.h"
+#include "base/npy.h"
+#include "cli/build_bundle.h"
+#include "cli/client.h"
+#include "cli/loadgen.h"
+#include "cli/synth.h"
+#include "embeddings/manifest.h"
+#include "feedrank/v1/ranker.grpc.pb.h"
+#include "server/feed_server.h"
+
+namespace feedrank {
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "error: %s\n", status.ToString().c_str());
+  return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+void AddIndexFlags(CLI::App* cmd, IndexSpec* spec, std::string* type) {
+  cmd->add_option("--index", *type, "Index type: hnsw (default), ivf or flat (exact)")
+      ->check(CLI::IsMember({"hnsw", "ivf", "flat"}));
+  cmd->add_option_function<uint32_t>(
+      "--hnsw-m", [spec](uint32_t v) { spec->set_hnsw_m(v); },
+      "HNSW links per node (default 32)");
+  cmd->add_option_function<uint32_t>(
+      "--ef-construction", [spec](uint32_t v) { spec->set_hnsw_ef_construction(v); },
+      "HNSW build beam width (default 80)");
+  cmd->add_option_function<uint32_t>(
+      "--beam-width", [spec](uint32_t v) { spec->set_beam_width(v); },
+      "HNSW default search beam width, efSearch (default 256)");
+  cmd->add_option_function<uint32_t>(
+      "--nlist", [spec](uint32_t v) { spec->set_ivf_nlist(v); },
+      "IVF lists (default 4*sqrt(videos))");
+  cmd->add_option_function<uint32_t>(
+      "--nprobe", [spec](uint32_t v) { spec->set_ivf_nprobe(v); },
+      "IVF default lists probed (default nlist/16)");
+}
+
+int RunServe(const ServerOptions& options) {
+  // Handle SIGINT/SIGTERM synchronously in this thread: block them before
+  // gRPC starts its threads, which inherit the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto server = FeedServer::Start(options);
+  if (!server.ok()) return Fail(server.status());
+  absl::Status loaded = (*server)->Load();
+  if (!loaded.ok()) {
+    (*server)->Shutdown();
+    return Fail(loaded);
+  }
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  LogInfo("received %s", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*server)->Shutdown();
+  return 0;
+}
+
+struct QueryFlags {
+  std::string target = "localhost:50051";
+  std::vector<uint64_t> users;
+  int count = 10;
+  std::vector<uint64_t> exclude;
+  bool debug = false;
+  double wait_s = 30;
+  int deadline_ms = 1000;
+};
+
+int RunQuery(const QueryFlags& flags) {
+  auto channel = grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials());
+  if (flags.wait_s > 0) {
+    absl::Status ready =
+        WaitForServing(channel, kRankerServiceName, absl::Seconds(flags.wait_s));
+    if (!ready.ok()) return Fail(ready);
+  }
+  auto stub = v1::FeedRanker::NewStub(channel);
+  int failures = 0;
+  for (uint64_t user : flags.users) {
+    v1::RankFeedRequest request;
+    request.set_user_id(user);
+    request.set_count(flags.count);
+    request.set_debug(flags.debug);
+    request.set_request_id(absl::StrCat("query-", user));
+    for (uint64_t id : flags.exclude) request.add_exclude_ids(id);
+    v1::RankFeedResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::milliseconds(flags.deadline_ms));
+    grpc::Status status = stub->RankFeed(&context, request, &response);
+    if (!status.ok()) {
+      std::fprintf(stderr, "user %llu: %s: %s\n", static_cast<unsigned long long>(user),
+                   std::to_string(status.error_code()).c_str(),
+                   status.error_message().c_str());
+      ++failures;
+      continue;
+    }
+    std::cout << FormatFeed(request, response) << "\n";
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+absl::StatusOr<std::vector<uint64_t>> ReadIds(const std::string& dir, const char* file) {
+  auto ids = ReadNpy<uint64_t>(BundlePath(dir, file), 1);
+  if (!ids.ok()) return ids.status();
+  return std::move(ids->data);
+}
+
+}  // namespace
+}  // namespace feedrank
+
+int main(int argc, char** argv) {
+  using namespace feedrank;
+  CLI::App app{
+      "feedrank: short-video feed ranking (ANN retrieval + multi-task scoring) over gRPC"};
+  app.require_subcommand(1);
+
+  // synth
+  SynthOptions synth;
+  std::string synth_out, synth_index_type;
+  std::string synth_hidden = "128,64";
+  auto* synth_cmd = app.add_subcommand(
+      "synth", "Write a synthetic but realistic bundle (deterministic for a seed)");
+  synth_cmd->add_option("--videos", synth.videos, "Videos in the catalogue")->required();
+  synth_cmd->add_option("--users", synth.users, "Users with embeddings")->required();
+  synth_cmd->add_option("--dim", synth.dim, "Embedding dimension")->capture_default_str();
+  synth_cmd->add_option("--seed", synth.seed, "Random seed")->capture_default_str();
+  synth_cmd->add_option("--clusters", synth.clusters, "Topic clusters (0 = auto)");
+  synth_cmd->add_option("--hidden", synth_hidden, "Hidden layer widths, comma-separated")
+      ->capture_default_str();
+  synth_cmd->add_option("--version", synth.version, "Bundle version string");
+  synth_cmd->add_option("--out", synth_out, "Output bundle directory (must not exist)")
+      ->required();
+  AddIndexFlags(synth_cmd, &synth.index, &synth_index_type);
+
+  // build
+  BuildOptions build;
+  std::string build_index_type;
+  auto* build_cmd = app.add_subcommand(
+      "build", "Build the index of a bundle source (manifest, .npy columns, model/)");
+  build_cmd->add_option("--from", build.from, "Bundle source directory")->required();
+  build_cmd->add_option("--out", build.out, "Output bundle directory (must not exist)")
+      ->required();
+  build_cmd->add_option("--version", build.version, "New bundle version string");
+  AddIndexFlags(build_cmd, &build.index, &build_index_type);
+
+  // serve
+  ServerOptions serve;
+  double drain_grace_s = 0, drain_timeout_s = 10;
+  auto* serve_cmd = app.add_subcommand("serve", "Serve RankFeed over gRPC");
+  serve_cmd->add_option("--bundle", serve.bundle_dir, "Bundle directory")->required();
+  serve_cmd->add_option("--address", serve.address, "host:port to listen on")
+      ->capture_default_str();
+  serve_cmd->add_option("--config", serve.config_path,
+                        "Ranking config (textproto RankingConfig); default: built-in "
+                        "defaults");
+  serve_cmd->add_option("--max-request-bytes", serve.max_request_bytes,
+                        "Larger requests get RESOURCE_EXHAUSTED")
+      ->capture_default_str();
+  serve_cmd->add_option("--drain-grace", drain_grace_s,
+                        "Seconds NOT_SERVING before refusing calls on shutdown")
+      ->capture_default_str();
+  serve_cmd->add_option("--drain-timeout", drain_timeout_s,
+                        "Seconds in-flight calls get to finish on shutdown")
+      ->capture_default_str();
+
+  // query
+  QueryFlags query;
+  auto* query_cmd = app.add_subcommand("query", "Call RankFeed and print the ranked feeds");
+  query_cmd->add_option("--target", query.target, "Server host:port")->capture_default_str();
+  query_cmd->add_option("--user", query.users, "User id (repeatable)")->required();
+  query_cmd->add_option("--count", query.count, "Page size")->capture_default_str();
+  query_cmd->add_option("--exclude", query.exclude, "Video ids to exclude (repeatable)");
+  query_cmd->add_flag("--debug", query.debug, "Show stage timings and candidate counts");
+  query_cmd->add_option("--wait", query.wait_s, "Seconds to wait for SERVING (0 = don't)")
+      ->capture_default_str();
+  query_cmd->add_option("--deadline-ms", query.deadline_ms, "Per-call deadline")
+      ->capture_default_str();
+
+  // loadgen
+  LoadgenOptions load;
+  std::string load_bundle;
+  bool load_json = false;
+  auto* load_cmd = app.add_subcommand("loadgen", "Load-test RankFeed over gRPC");
+  load_cmd->add_option("--target", load.target, "Server host:port")->required();
+  load_cmd->add_option("--bundle", load_bundle,
+                       "Bundle to draw user and video ids from (else random ids: all "
+                       "cold start)");
+  load_cmd->add_option("--concurrency", load.concurrency,
+                       "Calls in flight (closed loop) or their cap (open loop)")
+      ->capture_default_str();
+  load_cmd->add_option("--qps", load.qps, "Open-loop target rate (0 = closed loop)")
+      ->capture_default_str();
+  load_cmd->add_option("--requests", load.requests, "Stop after this many measured calls")
+      ->capture_default_str();
+  load_cmd->add_option("--duration", load.duration_s, "Stop after this many seconds")
+      ->capture_default_str();
+  load_cmd->add_option("--warmup", load.warmup_s, "Seconds not measured at the start")
+      ->capture_default_str();
+  load_cmd->add_option("--count", load.count, "Page size")->capture_default_str();
+  load_cmd->add_option("--exclude", load.exclude, "Exclude ids per request")
+      ->capture_default_str();
+  load_cmd->add_option("--deadline-ms", load.deadline_ms, "Per-call deadline")
+      ->capture_default_str();
+  load_cmd->add_option("--cold-fraction", load.cold_fraction,
+                       "Share of requests for unknown users")
+      ->capture_default_str();
+  load_cmd->add_option("--seed", load.seed, "Random seed")->capture_default_str();
+  load_cmd->add_flag("--json", load_json, "Also print the report as one JSON line");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (synth_cmd->parsed()) {
+    if (!synth_index_type.empty()) synth.index.set_type(synth_index_type);
+    synth.hidden.clear();
+    for (absl::string_view part : absl::StrSplit(synth_hidden, ',', absl::SkipEmpty())) {
+      uint32_t width;
+      if (!absl::SimpleAtoi(part, &width)) {
+        return Fail(absl::InvalidArgumentError(
+            absl::StrCat("--hidden: '", part, "' is not a width")));
+      }
+      synth.hidden.push_back(width);
+    }
+    absl::Status status = WriteSynthBundle(synth, synth_out);
+    return status.ok() ? 0 : Fail(status);
+  }
+  if (build_cmd->parsed()) {
+    if (!build_index_type.empty()) build.index.set_type(build_index_type);
+    absl::Status status = BuildBundle(build);
+    return status.ok() ? 0 : Fail(status);
+  }
+  if (serve_cmd->parsed()) {
+    serve.drain_grace = absl::Seconds(drain_grace_s);
+    serve.drain_timeout = absl::Seconds(drain_timeout_s);
+    return RunServe(serve);
+  }
+  if (query_cmd->parsed()) return RunQuery(query);
+  if (load_cmd->parsed()) {
+    if (!load_bundle.empty()) {
+      auto users = ReadIds(load_bundle, kUserIdsFile);
+      if (!users.ok()) return Fail(users.status());
+      auto videos = ReadIds(load_bundle, kVideoIdsFile);
+      if (!videos.ok()) return Fail(videos.status());
+      load.users = *std::move(users);
+      load.videos = *std::move(videos);
+    }
+    auto report = RunLoadgen(load);
+    if (!report.ok()) return Fail(report.status());
+    std::cout << FormatReport(*report);
+    if (load_json) std::cout << ReportJson(*report) << "\n";
+    return 0;
+  }
+  return 0;
+}

@@ -1,0 +1,56 @@
+// Synthetic bundles: realistic in shape (clustered embeddings, Zipf-skewed
+// popularity, creators with several videos, users with a few interests, a
+// model whose heads respond sensibly to relevance, popularity and age), at
+// any size, and the same bytes for the same options and seed.
+#ifndef FEEDRANK_CLI_SYNTH_H_
+#define FEEDRANK_CLI_SYNTH_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "embeddings/catalog.h"
+#include "ranking/model.h"
+
+namespace feedrank {
+
+struct SynthOptions {
+  int64_t videos = 100000;
+  int64_t users = 10000;
+  int dim = 64;
+  uint64_t seed = 1;
+  // Topic clusters; 0 = clamp(sqrt(videos) / 2, 8, 4096).
+  int64_t clusters = 0;
+  double videos_per_creator = 8;
+  // "Now" of the synthetic world; uploads are up to a year before it.
+  // Default 2026-11-01T00:00:00Z.
+  int64_t reference_time_ms = 1793491200000;
+  std::vector<uint32_t> hidden = {128, 64};
+  // Index to build; unset fields get AnnIndex::Build defaults.
+  IndexSpec index;
+  // Bundle version; empty = "synth-<videos>-s<seed>".
+  std::string version;
+};
+
+struct SynthData {
+  BundleManifest manifest;  // index.type set, index parameters not yet
+  VideoColumns videos;
+  UserColumns users;
+  ModelTensors model;
+};
+
+// The objectives of synthetic models.
+const std::vector<std::string>& SynthObjectives();
+
+// Generates everything but the index. Errors: InvalidArgument for options
+// out of range (named).
+absl::StatusOr<SynthData> Synthesize(const SynthOptions& options);
+
+// Synthesize, build the index (progress lines on stderr), write the bundle
+// to `out` (which must not exist).
+absl::Status WriteSynthBundle(const SynthOptions& options, const std::string& out);
+
+}  // namespace feedrank
+
+#endif  // FEEDRANK_CLI_SYNTH_H_

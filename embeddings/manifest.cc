@@ -1,0 +1,101 @@
+#include "embeddings/manifest.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace feedrank {
+
+std::string BundlePath(const std::string& dir, const std::string& file) {
+  if (dir.empty() || dir.back() == '/') return dir + file;
+  return absl::StrCat(dir, "/", file);
+}
+
+absl::Status ValidateManifest(const BundleManifest& m) {
+  auto bad = [](auto&&... parts) {
+    return absl::InvalidArgumentError(absl::StrCat(kManifestFile, ": ", parts...));
+  };
+  if (m.format_version() != kBundleFormatVersion) {
+    return bad("format_version is ", m.format_version(), ", this build reads ",
+               kBundleFormatVersion);
+  }
+  if (m.version().empty()) return bad("version is empty");
+  if (m.dim() == 0 || m.dim() > 4096) {
+    return bad("dim ", m.dim(), " is outside [1, 4096]");
+  }
+  if (m.num_videos() == 0) return bad("num_videos is 0");
+  if (m.num_videos() > INT32_MAX) {
+    return bad("num_videos ", m.num_videos(), " exceeds 2^31-1");
+  }
+  if (m.num_users() > INT32_MAX) {
+    return bad("num_users ", m.num_users(), " exceeds 2^31-1");
+  }
+  const std::string& type = m.index().type();
+  if (type != "hnsw" && type != "ivf" && type != "flat") {
+    return bad("index.type '", type, "' is not one of hnsw, ivf, flat");
+  }
+  if (m.model().objectives().empty()) return bad("model.objectives is empty");
+  std::set<std::string> names;
+  for (const std::string& name : m.model().objectives()) {
+    if (name.empty()) return bad("model.objectives has an empty name");
+    if (!names.insert(name).second) {
+      return bad("model.objectives names '", name, "' twice");
+    }
+  }
+  if (m.model().features().empty()) return bad("model.features is empty");
+  for (uint32_t width : m.model().hidden()) {
+    if (width == 0 || width > 8192) {
+      return bad("model.hidden has width ", width, ", outside [1, 8192]");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BundleManifest> ReadManifest(const std::string& dir) {
+  const std::string path = BundlePath(dir, kManifestFile);
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open (is ", dir, " a bundle directory?)"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  BundleManifest manifest;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto status =
+      google::protobuf::util::JsonStringToMessage(text.str(), &manifest, options);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a valid manifest: ", status.message().as_string()));
+  }
+  absl::Status valid = ValidateManifest(manifest);
+  if (!valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, "/", valid.message()));
+  }
+  return manifest;
+}
+
+absl::Status WriteManifest(const std::string& dir, const BundleManifest& manifest) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  auto status = google::protobuf::util::MessageToJsonString(manifest, &json, options);
+  if (!status.ok()) {
+    return absl::InternalError(status.message().as_string());
+  }
+  const std::string path = BundlePath(dir, kManifestFile);
+  std::ofstream out(path, std::ios::trunc);
+  out << json;
+  if (!out.flush()) {
+    return absl::DataLossError(absl::StrCat(path, ": write failed"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace feedrank

@@ -1,0 +1,200 @@
+#include "ranking/features.h"
+
+#include <cmath>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/simd.h"
+
+namespace feedrank {
+
+enum class FeatureSet::Group {
+  kDot,
+  kCosine,
+  kVideoNorm,
+  kUserNorm,
+  kLogPopularity,
+  kLogAgeHours,
+  kLogDuration,
+  kDurationUnknown,
+  kLogCreatorVideos,
+  kLogCreatorPopularity,
+  kUserKnown,
+  kLogUserActivity,
+  kHourOfDay,
+  kDevice,
+  kProduct,
+};
+
+namespace {
+
+struct GroupDef {
+  const char* name;
+  int width;  // -1: the embedding dimension
+};
+
+constexpr GroupDef kGroups[] = {
+    {"dot", 1},
+    {"cosine", 1},
+    {"video_norm", 1},
+    {"user_norm", 1},
+    {"log_popularity", 1},
+    {"log_age_hours", 1},
+    {"log_duration", 1},
+    {"duration_unknown", 1},
+    {"log_creator_videos", 1},
+    {"log_creator_popularity", 1},
+    {"user_known", 1},
+    {"log_user_activity", 1},
+    {"hour_of_day", 2},
+    {"device", 4},
+    {"product", -1},
+};
+
+constexpr double kPi = 3.14159265358979323846;
+
+}  // namespace
+
+std::vector<std::string> FeatureSet::AllGroups() {
+  std::vector<std::string> names;
+  for (const GroupDef& def : kGroups) names.push_back(def.name);
+  return names;
+}
+
+absl::StatusOr<FeatureSet> FeatureSet::Create(
+    const std::vector<std::string>& groups, int dim) {
+  FeatureSet set;
+  set.dim_ = dim;
+  absl::flat_hash_set<std::string> seen;
+  for (const std::string& name : groups) {
+    int index = -1;
+    for (int i = 0; i < int(std::size(kGroups)); ++i) {
+      if (name == kGroups[i].name) index = i;
+    }
+    if (index < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model.features: unknown feature group '", name, "'; this build knows ",
+          absl::StrJoin(AllGroups(), ", ")));
+    }
+    if (!seen.insert(name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model.features: group '", name, "' is listed twice"));
+    }
+    const int width = kGroups[index].width < 0 ? dim : kGroups[index].width;
+    set.entries_.push_back({static_cast<Group>(index), width});
+    set.names_.push_back(name);
+    set.width_ += width;
+  }
+  if (set.entries_.empty()) {
+    return absl::InvalidArgumentError("model.features is empty");
+  }
+  return set;
+}
+
+std::vector<std::string> FeatureSet::ColumnNames() const {
+  std::vector<std::string> columns;
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    if (entries_[i].width == 1) {
+      columns.push_back(names_[i]);
+    } else {
+      for (int j = 0; j < entries_[i].width; ++j) {
+        columns.push_back(absl::StrCat(names_[i], "[", j, "]"));
+      }
+    }
+  }
+  return columns;
+}
+
+void FeatureSet::Build(const Catalog& catalog, const UserQuery& user,
+                       const FeatureContext& context,
+                       absl::Span<const int32_t> rows, float* out) const {
+  const size_t d = dim_;
+  const float user_norm = std::sqrt(simd::Dot(user.embedding, user.embedding, d));
+  // Local hour, as a point on the unit circle so 23:00 is near 00:00.
+  const int64_t local_minutes =
+      context.now_ms / 60000 + int64_t{context.utc_offset_minutes};
+  const double day_fraction =
+      double(((local_minutes % 1440) + 1440) % 1440) / 1440.0;
+  const float hour_sin = static_cast<float>(std::sin(2 * kPi * day_fraction));
+  const float hour_cos = static_cast<float>(std::cos(2 * kPi * day_fraction));
+
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const int32_t row = rows[r];
+    const float* v = catalog.video_embedding(row);
+    float* x = out + r * width_;
+    // Computed lazily: not every model uses them.
+    float dot = 0, video_norm = -1;
+    bool have_dot = false;
+    auto get_dot = [&] {
+      if (!have_dot) {
+        dot = simd::Dot(user.embedding, v, d);
+        have_dot = true;
+      }
+      return dot;
+    };
+    auto get_video_norm = [&] {
+      if (video_norm < 0) video_norm = std::sqrt(simd::Dot(v, v, d));
+      return video_norm;
+    };
+    for (const Entry& entry : entries_) {
+      switch (entry.group) {
+        case Group::kDot:
+          *x++ = get_dot();
+          break;
+        case Group::kCosine: {
+          const float denom = user_norm * get_video_norm();
+          *x++ = denom > 0 ? get_dot() / denom : 0.f;
+          break;
+        }
+        case Group::kVideoNorm:
+          *x++ = get_video_norm();
+          break;
+        case Group::kUserNorm:
+          *x++ = user_norm;
+          break;
+        case Group::kLogPopularity:
+          *x++ = std::log1p(catalog.popularity(row));
+          break;
+        case Group::kLogAgeHours: {
+          const int64_t age_ms =
+              std::max<int64_t>(0, context.now_ms - catalog.upload_time_ms(row));
+          *x++ = static_cast<float>(std::log1p(double(age_ms) / 3.6e6));
+          break;
+        }
+        case Group::kLogDuration:
+          *x++ = static_cast<float>(std::log1p(double(catalog.duration_ms(row)) / 1e3));
+          break;
+        case Group::kDurationUnknown:
+          *x++ = catalog.duration_ms(row) == 0 ? 1.f : 0.f;
+          break;
+        case Group::kLogCreatorVideos:
+          *x++ = std::log1p(catalog.creator_videos(row));
+          break;
+        case Group::kLogCreatorPopularity:
+          *x++ = std::log1p(catalog.creator_popularity(row));
+          break;
+        case Group::kUserKnown:
+          *x++ = user.known ? 1.f : 0.f;
+          break;
+        case Group::kLogUserActivity:
+          *x++ = std::log1p(user.activity);
+          break;
+        case Group::kHourOfDay:
+          *x++ = hour_sin;
+          *x++ = hour_cos;
+          break;
+        case Group::kDevice:
+          for (int j = 0; j < 4; ++j) {
+            *x++ = static_cast<int>(context.device) == j ? 1.f : 0.f;
+          }
+          break;
+        case Group::kProduct:
+          for (size_t j = 0; j < d; ++j) *x++ = user.embedding[j] * v[j];
+          break;
+      }
+    }
+  }
+}
+
+}  // namespace feedrank

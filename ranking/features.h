@@ -1,0 +1,91 @@
+// FeatureSet: the model's input row for one (user, video, context), computed
+// by this one implementation for serving, training and replay, so there is
+// no train/serve skew. A bundle's manifest lists the feature groups its model
+// was trained on (model.features), in input order; a group this build does
+// not know refuses the bundle.
+//
+// Groups (width 1 unless noted):
+//   dot                  user . video (the retrieval score)
+//   cosine               dot / (|user| |video|), 0 when a norm is 0
+//   video_norm, user_norm
+//   log_popularity       log1p(popularity)
+//   log_age_hours        log1p(max(0, now - upload) in hours)
+//   log_duration         log1p(duration in seconds); 0 when unknown
+//   duration_unknown     1 when the duration is unknown (0 ms)
+//   log_creator_videos   log1p(videos by the creator in the catalogue)
+//   log_creator_popularity
+//   user_known           1 for a user with an embedding, 0 on cold start
+//   log_user_activity    log1p(the user's training interactions)
+//   hour_of_day (2)      sin and cos of the client's local hour
+//   device (4)           one-hot: unspecified, android, ios, web
+//   product (dim)        user * video, element-wise
+//
+// Thread-safety: immutable; Build may run concurrently.
+#ifndef FEEDRANK_RANKING_FEATURES_H_
+#define FEEDRANK_RANKING_FEATURES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "embeddings/catalog.h"
+
+namespace feedrank {
+
+enum class DeviceType { kUnspecified = 0, kAndroid = 1, kIos = 2, kWeb = 3 };
+
+// The viewer as the features see it.
+struct UserQuery {
+  // Embedding (size dim): the user's, or the mean user's on cold start.
+  const float* embedding = nullptr;
+  bool known = false;
+  float activity = 0;
+};
+
+// The request's context.
+struct FeatureContext {
+  // Time the feed is shown, Unix milliseconds.
+  int64_t now_ms = 0;
+  // Minutes east of UTC, for the local hour.
+  int32_t utc_offset_minutes = 0;
+  DeviceType device = DeviceType::kUnspecified;
+};
+
+class FeatureSet {
+ public:
+  // Every group this build computes, in a canonical order.
+  static std::vector<std::string> AllGroups();
+
+  // Parses the manifest's group list. Errors: InvalidArgument naming an
+  // unknown or repeated group.
+  static absl::StatusOr<FeatureSet> Create(const std::vector<std::string>& groups,
+                                           int dim);
+
+  // Total input width.
+  int width() const { return width_; }
+  // Name of every input column, e.g. "dot", "hour_of_day[1]", "product[5]".
+  std::vector<std::string> ColumnNames() const;
+
+  // Writes one row per element of `rows` into `out` (size rows.size() *
+  // width(), row-major).
+  void Build(const Catalog& catalog, const UserQuery& user,
+             const FeatureContext& context, absl::Span<const int32_t> rows,
+             float* out) const;
+
+ private:
+  enum class Group;
+  struct Entry {
+    Group group;
+    int width;
+  };
+  std::vector<Entry> entries_;
+  std::vector<std::string> names_;
+  int width_ = 0;
+  int dim_ = 0;
+};
+
+}  // namespace feedrank
+
+#endif  // FEEDRANK_RANKING_FEATURES_H_

@@ -1,0 +1,95 @@
+// ScoringModel: the multi-task ranking model. A multilayer perceptron with
+// shared ReLU layers and one sigmoid head per objective:
+//
+//   z0 = (x - input_mean) / input_std                    x: one feature row
+//   z{i+1} = relu(z{i} W_i + b_i)                         shared layers
+//   p = sigmoid(z_L W_out + b_out)                        one column per head
+//
+// Stored in the bundle's model/ directory as .npy tensors (names below and in
+// docs/BUNDLE_FORMAT.md); the input normalisation is folded into the first
+// layer at load time. Scores a whole candidate batch in one pass.
+//
+// Thread-safety: immutable after Create/Load; Predict may run concurrently
+// with one ModelScratch per thread.
+#ifndef FEEDRANK_RANKING_MODEL_H_
+#define FEEDRANK_RANKING_MODEL_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "embeddings/manifest.h"
+#include "feedrank/v1/bundle.pb.h"
+
+namespace feedrank {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// The model's tensors as stored: weights[i] is (in_i x out_i), row-major.
+struct ModelTensors {
+  Eigen::VectorXf input_mean;
+  Eigen::VectorXf input_std;
+  std::vector<RowMatrix> weights;       // shared layers, then the output layer
+  std::vector<Eigen::VectorXf> biases;  // one per weight matrix
+
+  // Checks shapes against an input width, hidden widths and a head count,
+  // values for NaN/Inf, and input_std > 0. The error names the tensor file.
+  absl::Status Validate(int input_width, const std::vector<uint32_t>& hidden,
+                        int heads) const;
+};
+
+// Reusable buffers of one Predict call. Not thread-safe.
+struct ModelScratch {
+  RowMatrix a, b;
+};
+
+class ScoringModel {
+ public:
+  // Takes validated tensors (see ModelTensors::Validate).
+  static absl::StatusOr<std::unique_ptr<ScoringModel>> Create(
+      ModelTensors tensors, const ModelSpec& spec, int input_width);
+
+  // Loads `dir`/model/*.npy and validates them against `spec` (hidden
+  // widths, objectives) and the feature width.
+  // Errors: NotFound or InvalidArgument naming the file.
+  static absl::StatusOr<std::unique_ptr<ScoringModel>> Load(
+      const std::string& dir, const ModelSpec& spec, int input_width);
+
+  // Writes tensors into `dir`/model/, creating it.
+  static absl::Status Write(const std::string& dir, const ModelTensors& tensors);
+
+  // Predictions for `n` feature rows `x` (size n * input_width(), row-major)
+  // into `out` (size n * num_objectives(), row-major), each in (0, 1).
+  void Predict(const float* x, int n, float* out, ModelScratch* scratch) const;
+
+  int input_width() const { return input_width_; }
+  int num_objectives() const { return static_cast<int>(objectives_.size()); }
+  const std::vector<std::string>& objectives() const { return objectives_; }
+  // Multiply-adds per candidate, for reports.
+  int64_t flops_per_row() const;
+  // The tensors as loaded (before folding), for reference checks.
+  const ModelTensors& tensors() const { return tensors_; }
+
+ private:
+  ScoringModel() = default;
+
+  ModelTensors tensors_;
+  // Layers with the input normalisation folded into the first.
+  std::vector<RowMatrix> weights_;
+  std::vector<Eigen::RowVectorXf> biases_;
+  std::vector<std::string> objectives_;
+  int input_width_ = 0;
+};
+
+// The model's forward pass computed naively in double precision, for tests.
+// `x`: size n * input width; returns n * heads predictions.
+std::vector<double> ReferencePredict(const ModelTensors& tensors, const float* x,
+                                     int n);
+
+}  // namespace feedrank
+
+#endif  // FEEDRANK_RANKING_MODEL_H_

@@ -1,0 +1,45 @@
+#include "server/snapshot_manager.h"
+
+#include "absl/strings/str_cat.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+
+namespace feedrank {
+
+absl::Status SnapshotManager::Install(std::shared_ptr<const Bundle> bundle,
+                                      const RankingConfig& config) {
+  std::lock_guard<std::mutex> lock(load_mu_);
+  ASSIGN_OR_RETURN(RankingOptions options,
+                   ResolveOptions(config, bundle->model->objectives()));
+  const RankerCosts costs = Ranker::Calibrate(bundle, options);
+  auto snapshot = std::make_shared<Snapshot>();
+  snapshot->bundle = bundle;
+  snapshot->config = config;
+  snapshot->ranker = std::make_unique<Ranker>(bundle, std::move(options), costs);
+  current_.store(std::move(snapshot), std::memory_order_release);
+  LogInfo("serving bundle %s (%s, %d videos, %d users) with config '%s'; "
+          "measured ANN %.0fus, scoring %.0fns per candidate",
+          bundle->manifest.version(), bundle->dir, bundle->catalog->num_videos(),
+          bundle->catalog->num_users(), config.version(), costs.ann_micros,
+          costs.score_ns_per_row);
+  return absl::OkStatus();
+}
+
+absl::Status SnapshotManager::LoadBundle(const std::string& bundle_dir,
+                                         const RankingConfig& config) {
+  LogInfo("loading bundle %s", bundle_dir);
+  auto bundle = feedrank::LoadBundle(bundle_dir);
+  if (!bundle.ok()) {
+    LogError("bundle %s refused, previous state kept: %s", bundle_dir,
+             bundle.status().ToString());
+    return bundle.status();
+  }
+  absl::Status status = Install(*std::move(bundle), config);
+  if (!status.ok()) {
+    LogError("config refused for bundle %s, previous state kept: %s", bundle_dir,
+             status.ToString());
+  }
+  return status;
+}
+
+}  // namespace feedrank
