@@ -47,7 +47,7 @@ absl::Status BuildBundle(const BuildOptions& options) {
                    AnnIndex::Build(videos.embeddings.data(),
                                    static_cast<int64_t>(videos.ids.size()),
                                    static_cast<int>(manifest.dim()), &spec,
-                                   std::ref(progress)));
+                                   std::ref(progress), options.threads));
   *manifest.mutable_index() = spec;
   RETURN_IF_ERROR(
       WriteBundle(options.out, manifest, videos, users, model->tensors(), *index));

@@ -18,6 +18,8 @@ struct BuildOptions {
   // Index to build; fields left unset come from the source manifest's index
   // section, then from AnnIndex::Build defaults.
   IndexSpec index;
+  // OpenMP threads for the index build; 0 = every core.
+  int threads = 0;
   // New bundle version; empty keeps the source manifest's.
   std::string version;
 };

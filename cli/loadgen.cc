@@ -74,7 +74,7 @@ class Driver {
 
   bool ShouldStop(Clock::time_point now) {
     if (now >= end_) return true;
-    return options_.requests > 0 && measured_ >= options_.requests;
+    return options_.requests > 0 && started_measured_ >= options_.requests;
   }
 
   // Starts one call; returns false when the run is over. REQUIRES: not mu_.
@@ -87,6 +87,7 @@ class Driver {
         return false;
       }
       ++in_flight_;
+      if (scheduled >= measure_from_) ++started_measured_;
       FillRequest(&call->request);
     }
     call->scheduled = scheduled;
@@ -119,7 +120,6 @@ class Driver {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (call->scheduled >= measure_from_) {
-        ++measured_;
         if (status.ok()) {
           latencies_ms_.push_back(
               std::chrono::duration<double, std::milli>(now - call->scheduled).count());
@@ -149,7 +149,7 @@ class Driver {
         }
         if (in_flight_ >= options_.concurrency) {
           if (next >= measure_from_) {
-            ++measured_;
+            ++started_measured_;
             ++errors_["CLIENT_OVERFLOW"];
           }
           next += interval;
@@ -198,7 +198,8 @@ class Driver {
   std::mt19937_64 rng_;                  // guarded by mu_
   int in_flight_ = 0;                    // guarded by mu_
   bool stopped_ = false;                 // guarded by mu_
-  int64_t measured_ = 0;                 // guarded by mu_
+  // Calls started (or dropped, open loop) after the warm-up.
+  int64_t started_measured_ = 0;         // guarded by mu_
   int64_t degraded_ = 0;                 // guarded by mu_
   std::vector<double> latencies_ms_;     // guarded by mu_
   std::map<std::string, int64_t> errors_;  // guarded by mu_

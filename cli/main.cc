@@ -27,7 +27,10 @@ int Fail(const absl::Status& status) {
   return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
 }
 
-void AddIndexFlags(CLI::App* cmd, IndexSpec* spec, std::string* type) {
+void AddIndexFlags(CLI::App* cmd, IndexSpec* spec, std::string* type, int* threads) {
+  cmd->add_option("--threads", *threads,
+                  "Index build threads (0 = every core; 1 = reproducible bytes)")
+      ->capture_default_str();
   cmd->add_option("--index", *type, "Index type: hnsw (default), ivf or flat (exact)")
       ->check(CLI::IsMember({"hnsw", "ivf", "flat"}));
   cmd->add_option_function<uint32_t>(
@@ -72,6 +75,8 @@ int RunServe(const ServerOptions& options) {
 struct QueryFlags {
   std::string target = "localhost:50051";
   std::vector<uint64_t> users;
+  std::string bundle;
+  int sample_users = 0;
   int count = 10;
   std::vector<uint64_t> exclude;
   bool debug = false;
@@ -143,7 +148,7 @@ int main(int argc, char** argv) {
   synth_cmd->add_option("--version", synth.version, "Bundle version string");
   synth_cmd->add_option("--out", synth_out, "Output bundle directory (must not exist)")
       ->required();
-  AddIndexFlags(synth_cmd, &synth.index, &synth_index_type);
+  AddIndexFlags(synth_cmd, &synth.index, &synth_index_type, &synth.threads);
 
   // build
   BuildOptions build;
@@ -154,7 +159,7 @@ int main(int argc, char** argv) {
   build_cmd->add_option("--out", build.out, "Output bundle directory (must not exist)")
       ->required();
   build_cmd->add_option("--version", build.version, "New bundle version string");
-  AddIndexFlags(build_cmd, &build.index, &build_index_type);
+  AddIndexFlags(build_cmd, &build.index, &build_index_type, &build.threads);
 
   // serve
   ServerOptions serve;
@@ -180,7 +185,11 @@ int main(int argc, char** argv) {
   QueryFlags query;
   auto* query_cmd = app.add_subcommand("query", "Call RankFeed and print the ranked feeds");
   query_cmd->add_option("--target", query.target, "Server host:port")->capture_default_str();
-  query_cmd->add_option("--user", query.users, "User id (repeatable)")->required();
+  query_cmd->add_option("--user", query.users, "User id (repeatable)");
+  query_cmd->add_option("--bundle", query.bundle, "Bundle to sample user ids from");
+  query_cmd->add_option("--sample-users", query.sample_users,
+                        "Also ask for this many users of --bundle (evenly spaced)")
+      ->needs("--bundle");
   query_cmd->add_option("--count", query.count, "Page size")->capture_default_str();
   query_cmd->add_option("--exclude", query.exclude, "Video ids to exclude (repeatable)");
   query_cmd->add_flag("--debug", query.debug, "Show stage timings and candidate counts");
@@ -246,7 +255,22 @@ int main(int argc, char** argv) {
     serve.drain_timeout = absl::Seconds(drain_timeout_s);
     return RunServe(serve);
   }
-  if (query_cmd->parsed()) return RunQuery(query);
+  if (query_cmd->parsed()) {
+    if (query.sample_users > 0) {
+      auto users = ReadIds(query.bundle, kUserIdsFile);
+      if (!users.ok()) return Fail(users.status());
+      const size_t n = users->size();
+      std::vector<uint64_t> sampled;
+      for (int i = 0; i < query.sample_users && size_t(i) < n; ++i) {
+        sampled.push_back((*users)[i * n / query.sample_users]);
+      }
+      query.users.insert(query.users.begin(), sampled.begin(), sampled.end());
+    }
+    if (query.users.empty()) {
+      return Fail(absl::InvalidArgumentError("give --user or --bundle with --sample-users"));
+    }
+    return RunQuery(query);
+  }
   if (load_cmd->parsed()) {
     if (!load_bundle.empty()) {
       auto users = ReadIds(load_bundle, kUserIdsFile);

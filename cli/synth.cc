@@ -298,7 +298,8 @@ absl::Status WriteSynthBundle(const SynthOptions& options, const std::string& ou
   ProgressLog progress("synth: index");
   ASSIGN_OR_RETURN(auto index,
                    AnnIndex::Build(data.videos.embeddings.data(), options.videos,
-                                   options.dim, &spec, std::ref(progress)));
+                                   options.dim, &spec, std::ref(progress),
+                                   options.threads));
   *data.manifest.mutable_index() = spec;
   RETURN_IF_ERROR(WriteBundle(out, data.manifest, data.videos, data.users, data.model,
                               *index));

@@ -29,6 +29,9 @@ struct SynthOptions {
   std::vector<uint32_t> hidden = {128, 64};
   // Index to build; unset fields get AnnIndex::Build defaults.
   IndexSpec index;
+  // OpenMP threads for the index build; 0 = every core. 1 makes the index
+  // bytes reproducible too (see AnnIndex::Build).
+  int threads = 0;
   // Bundle version; empty = "synth-<videos>-s<seed>".
   std::string version;
 };

@@ -98,7 +98,8 @@ AnnIndex::AnnIndex(std::unique_ptr<faiss::Index> index, Type type, int d,
 AnnIndex::~AnnIndex() = default;
 
 absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(
-    const float* x, int64_t n, int d, IndexSpec* spec, const Progress& progress) {
+    const float* x, int64_t n, int d, IndexSpec* spec, const Progress& progress,
+    int threads) {
   auto type = ParseType(spec->type());
   if (!type.ok()) return type.status();
   if (n <= 0 || d <= 0) {
@@ -109,6 +110,13 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(
     return absl::InvalidArgumentError(
         absl::StrCat(n, " videos is more than the 2^31-1 an index holds"));
   }
+  // OpenMP's thread count is per calling thread: set it here, restore after.
+  const int previous_threads = omp_get_max_threads();
+  omp_set_num_threads(threads > 0 ? threads : omp_get_num_procs());
+  struct Restore {
+    int n;
+    ~Restore() { omp_set_num_threads(n); }
+  } restore{previous_threads};
   std::unique_ptr<faiss::Index> index;
   const int64_t chunk = std::max<int64_t>(10000, n / 100);
   auto add_in_chunks = [&](faiss::Index* target) {

@@ -112,14 +112,17 @@ class AnnIndex {
   using Progress = std::function<void(int64_t, int64_t)>;
 
   // Builds an index of `spec.type` ("hnsw", "ivf", "flat") over `x` (size
-  // n * d, row i is video row i), with FAISS using every core. Unset spec
+  // n * d, row i is video row i), with FAISS on `threads` OpenMP threads
+  // (0 = every core). With one thread the result is the same bytes for the
+  // same input; HNSW built in parallel links nodes in a timing-dependent
+  // order (an equally good graph, not the same one). Unset spec
   // fields get defaults (written back into *spec): hnsw_m 32,
   // hnsw_ef_construction 80, beam_width 256; ivf_nlist ~4*sqrt(n),
   // ivf_nprobe nlist/16.
   // Errors: InvalidArgument for an unknown type or bad parameter.
   static absl::StatusOr<std::unique_ptr<AnnIndex>> Build(
       const float* x, int64_t n, int d, IndexSpec* spec,
-      const Progress& progress = nullptr);
+      const Progress& progress = nullptr, int threads = 0);
 
   // Reads a FAISS index file and checks it against the manifest: type, metric
   // (inner product), dimension, size, and the graph or lists themselves

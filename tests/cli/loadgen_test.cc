@@ -1,0 +1,75 @@
+#include "cli/loadgen.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "server/feed_server.h"
+#include "tests/test_util.h"
+
+namespace feedrank {
+namespace {
+
+class LoadgenTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    testing::WriteSmallBundle(testing::SmallSynth(3000, 100), dir_.Sub("bundle"));
+    ServerOptions options;
+    options.address = "127.0.0.1:0";
+    options.bundle_dir = dir_.Sub("bundle");
+    auto server = FeedServer::Start(options);
+    ASSERT_TRUE(server.ok());
+    server_ = *std::move(server);
+    ASSERT_TRUE(server_->Load().ok());
+    auto bundle = server_->snapshots().Current()->bundle;
+    for (int i = 0; i < 100; ++i) users_.push_back(bundle->catalog->user_id(i));
+  }
+
+  LoadgenOptions Options() const {
+    LoadgenOptions o;
+    o.target = absl::StrCat("127.0.0.1:", server_->port());
+    o.users = users_;
+    o.duration_s = 1;
+    o.warmup_s = 0.2;
+    o.concurrency = 4;
+    return o;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<FeedServer> server_;
+  std::vector<uint64_t> users_;
+};
+
+TEST_F(LoadgenTest, ClosedLoopCountsEveryCall) {
+  LoadgenOptions o = Options();
+  o.requests = 200;
+  o.duration_s = 30;
+  auto report = RunLoadgen(o);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->ok, 200);
+  EXPECT_TRUE(report->errors.empty());
+  EXPECT_GT(report->qps, 0);
+  EXPECT_LE(report->p50, report->p99);
+  EXPECT_LE(report->p99, report->max);
+  EXPECT_THAT(FormatReport(*report), ::testing::HasSubstr("p99.9"));
+  EXPECT_THAT(ReportJson(*report), ::testing::HasSubstr("\"ok\":200"));
+}
+
+TEST_F(LoadgenTest, OpenLoopCountsErrorsByCode) {
+  LoadgenOptions o = Options();
+  o.qps = 200;
+  o.count = 0;  // INVALID_ARGUMENT for every call
+  auto report = RunLoadgen(o);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->ok, 0);
+  ASSERT_EQ(report->errors.count("INVALID_ARGUMENT"), 1u);
+  EXPECT_GT(report->errors.at("INVALID_ARGUMENT"), 50);
+}
+
+TEST_F(LoadgenTest, RefusesBadOptionsAndUnreachableTargets) {
+  LoadgenOptions o = Options();
+  o.concurrency = 0;
+  EXPECT_EQ(RunLoadgen(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace feedrank

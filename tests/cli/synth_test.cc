@@ -1,0 +1,145 @@
+#include "cli/synth.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+
+#include "embeddings/manifest.h"
+#include "ranking/bundle.h"
+#include "ranking/ranker.h"
+#include "tests/test_util.h"
+
+namespace feedrank {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::vector<std::string> BundleFiles(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    if (entry.is_regular_file()) {
+      files.push_back(std::filesystem::relative(entry.path(), dir).string());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+TEST(SynthTest, SameSeedSameBytesForEveryIndexType) {
+  for (const std::string type : {"hnsw", "ivf", "flat"}) {
+    testing::TempDir dir;
+    SynthOptions options = testing::SmallSynth(3000, 200, type);
+    testing::WriteSmallBundle(options, dir.Sub("a"));
+    testing::WriteSmallBundle(options, dir.Sub("b"));
+    const std::vector<std::string> files = BundleFiles(dir.Sub("a"));
+    ASSERT_EQ(files, BundleFiles(dir.Sub("b")));
+    EXPECT_EQ(files.size(), 19u);  // manifest, 9 columns, index, 8 model tensors
+    for (const std::string& file : files) {
+      EXPECT_EQ(testing::ReadFile(dir.Sub("a/" + file)),
+                testing::ReadFile(dir.Sub("b/" + file)))
+          << type << ": " << file << " differs";
+    }
+    options.seed += 1;
+    testing::WriteSmallBundle(options, dir.Sub("c"));
+    EXPECT_NE(testing::ReadFile(dir.Sub("a/video_embeddings.npy")),
+              testing::ReadFile(dir.Sub("c/video_embeddings.npy")));
+  }
+}
+
+TEST(SynthTest, CatalogueHasTheAdvertisedShape) {
+  auto data = Synthesize(testing::SmallSynth(20000, 1000));
+  ASSERT_TRUE(data.ok()) << data.status();
+  // Creators with several videos.
+  std::map<uint64_t, int> per_creator;
+  for (uint64_t creator : data->videos.creator_ids) ++per_creator[creator];
+  int multi = 0;
+  for (const auto& [creator, n] : per_creator) multi += n >= 3;
+  EXPECT_GT(multi, int(per_creator.size()) / 4);
+  // Zipf-skewed popularity: the top 1% holds a large share.
+  std::vector<float> pop = data->videos.popularity;
+  std::sort(pop.rbegin(), pop.rend());
+  double total = 0, top = 0;
+  for (size_t i = 0; i < pop.size(); ++i) {
+    total += pop[i];
+    if (i < pop.size() / 100) top += pop[i];
+  }
+  EXPECT_GT(top / total, 0.15);
+  // Clustered embeddings: a video is closer to its creator's other videos
+  // than to random videos.
+  const int d = 32;
+  auto dot = [&](size_t a, size_t b) {
+    float s = 0;
+    for (int j = 0; j < d; ++j) {
+      s += data->videos.embeddings[a * d + j] * data->videos.embeddings[b * d + j];
+    }
+    return s;
+  };
+  double same = 0, random = 0;
+  int pairs = 0;
+  for (size_t i = 0; i + 1 < 2000; ++i) {
+    for (size_t j = i + 1; j < 2000; ++j) {
+      if (data->videos.creator_ids[i] == data->videos.creator_ids[j]) {
+        same += dot(i, j);
+        random += dot(i, (j * 7919) % 20000);
+        ++pairs;
+      }
+    }
+  }
+  ASSERT_GT(pairs, 10);
+  EXPECT_GT(same / pairs, random / pairs + 0.3);
+}
+
+TEST(SynthTest, ModelPrefersRelevantPopularVideos) {
+  auto bundle = testing::MakeSmallBundle(testing::SmallSynth(6000, 300));
+  ASSERT_NE(bundle, nullptr);
+  auto options = ResolveOptions(RankingConfig(), bundle->model->objectives());
+  ASSERT_TRUE(options.ok());
+  Ranker ranker(bundle, *options, RankerCosts{0, 0, 0});
+  // Items the ranker puts on page one should be more relevant (higher dot)
+  // than the average retrieved candidate, and predictions not saturated.
+  double page_dot = 0, pred_sum = 0;
+  int items = 0, preds = 0;
+  for (int u = 0; u < 50; ++u) {
+    RankRequest request;
+    request.user_id = bundle->catalog->user_id(u);
+    request.count = 10;
+    request.context.now_ms = 1793491200000;
+    RankResult result;
+    ASSERT_TRUE(ranker.Rank(request, &result).ok());
+    const float* user = bundle->catalog->user_embedding(u);
+    for (const auto& item : result.items) {
+      const float* v = bundle->catalog->video_embedding(*bundle->catalog->VideoRow(item.video_id));
+      for (int j = 0; j < 32; ++j) page_dot += user[j] * v[j];
+      ++items;
+    }
+    for (float p : result.predictions) {
+      pred_sum += p;
+      ++preds;
+    }
+  }
+  // The mean user-video dot over random pairs is near 0 for these embeddings.
+  EXPECT_GT(page_dot / items, 0.3);
+  EXPECT_GT(pred_sum / preds, 0.02);
+  EXPECT_LT(pred_sum / preds, 0.9);
+}
+
+TEST(SynthTest, RefusesBadOptions) {
+  SynthOptions options = testing::SmallSynth();
+  options.videos = 0;
+  EXPECT_THAT(std::string(Synthesize(options).status().message()), HasSubstr("videos"));
+  options = testing::SmallSynth();
+  options.dim = 1;
+  EXPECT_THAT(std::string(Synthesize(options).status().message()), HasSubstr("dim"));
+  options = testing::SmallSynth();
+  options.hidden = {4};
+  EXPECT_THAT(std::string(Synthesize(options).status().message()), HasSubstr("hidden"));
+  testing::TempDir dir;
+  testing::WriteSmallBundle(testing::SmallSynth(500, 10), dir.Sub("b"));
+  absl::Status again = WriteSynthBundle(testing::SmallSynth(500, 10), dir.Sub("b"));
+  EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists);
+}
+
+}  // namespace
+}  // namespace feedrank

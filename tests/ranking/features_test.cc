@@ -1,0 +1,115 @@
+#include "ranking/features.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "tests/test_util.h"
+
+namespace feedrank {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A two-video, one-user catalogue with hand-picked values.
+std::unique_ptr<Catalog> TinyCatalog() {
+  BundleManifest m;
+  m.set_dim(2);
+  m.set_num_videos(2);
+  m.set_num_users(1);
+  VideoColumns v;
+  v.ids = {10, 11};
+  v.embeddings = {3, 4, 1, 0};
+  v.creator_ids = {7, 7};
+  v.duration_ms = {30000, 0};
+  v.upload_time_ms = {3600000, 10 * 3600000};
+  v.popularity = {99, 0};
+  UserColumns u;
+  u.ids = {5};
+  u.embeddings = {1, 2};
+  u.activity = {9};
+  auto catalog = Catalog::Create(m, std::move(v), std::move(u), nullptr);
+  EXPECT_TRUE(catalog.ok()) << catalog.status();
+  return *std::move(catalog);
+}
+
+TEST(FeatureSetTest, EveryGroupHasTheDocumentedValue) {
+  auto catalog = TinyCatalog();
+  auto set = FeatureSet::Create(FeatureSet::AllGroups(), 2);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->width(), 12 + 2 + 4 + 2);
+  EXPECT_EQ(set->ColumnNames().size(), size_t(set->width()));
+  UserQuery user{catalog->user_embedding(0), true, catalog->user_activity(0)};
+  FeatureContext context;
+  context.now_ms = 10 * 3600000 + 6 * 3600000;  // 16:00 UTC on day 0
+  context.utc_offset_minutes = -4 * 60;          // 12:00 local
+  context.device = DeviceType::kIos;
+  const int32_t rows[2] = {0, 1};
+  std::vector<float> x(2 * set->width());
+  set->Build(*catalog, user, context, rows, x.data());
+  const std::vector<std::string> names = set->ColumnNames();
+  auto at = [&](int row, const std::string& name) {
+    const int col = std::find(names.begin(), names.end(), name) - names.begin();
+    return x[row * set->width() + col];
+  };
+  EXPECT_FLOAT_EQ(at(0, "dot"), 11.f);
+  EXPECT_FLOAT_EQ(at(0, "cosine"), 11.f / (5.f * std::sqrt(5.f)));
+  EXPECT_FLOAT_EQ(at(0, "video_norm"), 5.f);
+  EXPECT_FLOAT_EQ(at(0, "user_norm"), std::sqrt(5.f));
+  EXPECT_FLOAT_EQ(at(0, "log_popularity"), std::log1p(99.f));
+  EXPECT_FLOAT_EQ(at(0, "log_age_hours"), std::log1p(15.f));
+  EXPECT_FLOAT_EQ(at(1, "log_age_hours"), std::log1p(6.f));
+  EXPECT_FLOAT_EQ(at(0, "log_duration"), std::log1p(30.f));
+  EXPECT_FLOAT_EQ(at(0, "duration_unknown"), 0.f);
+  EXPECT_FLOAT_EQ(at(1, "duration_unknown"), 1.f);
+  EXPECT_FLOAT_EQ(at(1, "log_duration"), 0.f);
+  EXPECT_FLOAT_EQ(at(0, "log_creator_videos"), std::log1p(2.f));
+  EXPECT_FLOAT_EQ(at(0, "log_creator_popularity"), std::log1p(99.f));
+  EXPECT_FLOAT_EQ(at(0, "user_known"), 1.f);
+  EXPECT_FLOAT_EQ(at(0, "log_user_activity"), std::log1p(9.f));
+  EXPECT_NEAR(at(0, "hour_of_day[0]"), 0.f, 1e-6);   // sin(pi) at noon
+  EXPECT_NEAR(at(0, "hour_of_day[1]"), -1.f, 1e-6);  // cos(pi)
+  EXPECT_FLOAT_EQ(at(0, "device[2]"), 1.f);
+  EXPECT_FLOAT_EQ(at(0, "device[0]") + at(0, "device[1]") + at(0, "device[3]"), 0.f);
+  EXPECT_FLOAT_EQ(at(0, "product[0]"), 3.f);
+  EXPECT_FLOAT_EQ(at(0, "product[1]"), 8.f);
+  EXPECT_FLOAT_EQ(at(1, "dot"), 1.f);
+}
+
+TEST(FeatureSetTest, OrderFollowsTheManifest) {
+  auto catalog = TinyCatalog();
+  auto set = FeatureSet::Create({"user_known", "dot"}, 2);
+  ASSERT_TRUE(set.ok());
+  UserQuery cold{catalog->mean_user_embedding(), false, 0};
+  const int32_t row[1] = {0};
+  float x[2];
+  set->Build(*catalog, cold, FeatureContext(), row, x);
+  EXPECT_EQ(x[0], 0.f);
+  EXPECT_FLOAT_EQ(x[1], 11.f);  // the mean of one user is that user
+}
+
+TEST(FeatureSetTest, FutureUploadsHaveAgeZero) {
+  auto catalog = TinyCatalog();
+  auto set = FeatureSet::Create({"log_age_hours"}, 2);
+  ASSERT_TRUE(set.ok());
+  UserQuery user{catalog->user_embedding(0), true, 0};
+  FeatureContext context;
+  context.now_ms = 0;
+  const int32_t row[1] = {1};
+  float x;
+  set->Build(*catalog, user, context, row, &x);
+  EXPECT_EQ(x, 0.f);
+}
+
+TEST(FeatureSetTest, RefusesUnknownAndRepeatedGroups) {
+  auto unknown = FeatureSet::Create({"dot", "watch_time"}, 8);
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(unknown.status().message()), HasSubstr("watch_time"));
+  auto twice = FeatureSet::Create({"dot", "dot"}, 8);
+  EXPECT_THAT(std::string(twice.status().message()), HasSubstr("twice"));
+  EXPECT_FALSE(FeatureSet::Create({}, 8).ok());
+}
+
+}  // namespace
+}  // namespace feedrank
