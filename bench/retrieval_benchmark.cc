@@ -1,0 +1,297 @@
+// Retrieval micro-benchmarks: one single-threaded query at a time against the
+// bundle's index, sweeping the accuracy knob (HNSW beam width or IVF nprobe)
+// and reporting latency, QPS (items_per_second) and recall@k against an exact
+// scan. FAISS's own search runs on a private copy of the same index file at
+// the same settings, so our loop can be compared with FAISS's directly.
+//
+//   retrieval_benchmark [--bundle=DIR] [--queries=N] [benchmark flags]
+//
+// Queries are user embeddings (N spread over the users, default 1000); each
+// timed iteration searches the next one. Recall is computed outside the
+// timed loop, once per configuration, over the whole query set (that pass,
+// not the timing, dominates the run time at large beam widths). Each
+// benchmark runs for Google Benchmark's default minimum time (0.5 s,
+// --benchmark_min_time); a 1M-video bundle takes a few minutes in all.
+#include <benchmark/benchmark.h>
+#include <faiss/Index.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/index_io.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "bench/bench_util.h"
+#include "embeddings/ann_index.h"
+#include "embeddings/manifest.h"
+
+namespace feedrank::bench {
+namespace {
+
+constexpr int kKs[] = {100, 500};
+// HNSW beam widths (efSearch); only those >= k run, since the search raises
+// a smaller beam to k anyway.
+constexpr int kBeamWidths[] = {128, 256, 512, 768, 1024, 1536, 2048};
+constexpr int kMaxNprobe = 256;
+
+// Everything the retrieval benchmarks share: the index, the query set, the
+// exact answers (computed on first use) and the recall of each
+// configuration (computed once, whichever repetition runs first).
+class RetrievalFixture {
+ public:
+  RetrievalFixture(const BenchBundle& bundle, int num_queries)
+      : index_(bundle.bundle().catalog->index()), dim_(index_.dim()) {
+    const Catalog& catalog = *bundle.bundle().catalog;
+    if (catalog.num_users() > 0) {
+      for (int32_t row : SpreadUserRows(catalog, num_queries)) {
+        const float* e = catalog.user_embedding(row);
+        queries_.insert(queries_.end(), e, e + dim_);
+      }
+    } else {
+      // A bundle without users still needs queries: videos stand in.
+      const int64_t n = std::min<int64_t>(num_queries, catalog.num_videos());
+      for (int64_t i = 0; i < n; ++i) {
+        const float* e =
+            catalog.video_embedding(static_cast<int32_t>(i * catalog.num_videos() / n));
+        queries_.insert(queries_.end(), e, e + dim_);
+      }
+    }
+    num_queries_ = static_cast<int>(queries_.size() / dim_);
+  }
+
+  const AnnIndex& index() const { return index_; }
+  int num_queries() const { return num_queries_; }
+  const float* query(int i) const { return queries_.data() + size_t(i) * dim_; }
+
+  // Mean recall@k over the query set of the search `search`, which writes
+  // the rows it returns for a query into its second argument. Cached under
+  // `key`; the first call also computes the exact answers.
+  using SearchFn = std::function<void(const float*, std::vector<int32_t>*)>;
+  double Recall(const std::string& key, int k, const SearchFn& search) {
+    if (auto it = recall_.find(key); it != recall_.end()) return it->second;
+    ComputeExact();
+    if (marks_.size() != size_t(index_.size())) marks_.Reset(index_.size());
+    std::vector<int32_t> rows;
+    double sum = 0;
+    for (int q = 0; q < num_queries_; ++q) {
+      const std::vector<int32_t>& exact = exact_[q];
+      const size_t want = std::min<size_t>(k, exact.size());
+      marks_.NextGeneration();
+      for (size_t i = 0; i < want; ++i) marks_.Mark(exact[i]);
+      search(query(q), &rows);
+      size_t found = 0;
+      for (size_t i = 0; i < rows.size() && i < want; ++i) {
+        if (rows[i] >= 0 && marks_.Marked(rows[i])) ++found;
+      }
+      sum += want > 0 ? double(found) / double(want) : 1.0;
+    }
+    const double recall = num_queries_ > 0 ? sum / num_queries_ : 0;
+    recall_[key] = recall;
+    return recall;
+  }
+
+ private:
+  // Exact top-max(k) per query. The exact order is total (ties by row), so
+  // the first k of the top-500 are exactly the top-100 for k = 100.
+  void ComputeExact() {
+    if (!exact_.empty()) return;
+    const int k_max = *std::max_element(std::begin(kKs), std::end(kKs));
+    const auto start = std::chrono::steady_clock::now();
+    SearchScratch scratch;
+    std::vector<Hit> hits;
+    exact_.resize(num_queries_);
+    for (int q = 0; q < num_queries_; ++q) {
+      index_.ExactSearch(query(q), k_max, nullptr, &scratch, &hits);
+      for (const Hit& hit : hits) exact_[q].push_back(hit.row);
+    }
+    std::fprintf(
+        stderr, "exact top-%d of %d queries in %.1f s (for recall)\n", k_max,
+        num_queries_,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+
+  const AnnIndex& index_;
+  const int dim_;
+  std::vector<float> queries_;
+  int num_queries_ = 0;
+  std::vector<std::vector<int32_t>> exact_;
+  std::map<std::string, double> recall_;
+  MarkTable marks_;
+};
+
+void HitsToRows(const std::vector<Hit>& hits, std::vector<int32_t>* rows) {
+  rows->clear();
+  for (const Hit& hit : hits) rows->push_back(hit.row);
+}
+
+// One AnnIndex::Search per iteration, exactly as the ranker calls it.
+void BM_AnnSearch(benchmark::State& state, RetrievalFixture* fx, std::string key,
+                  SearchOptions options) {
+  const AnnIndex& index = fx->index();
+  SearchScratch scratch;
+  std::vector<Hit> hits;
+  state.counters["recall@k"] =
+      fx->Recall(key, options.k, [&](const float* q, std::vector<int32_t>* rows) {
+        index.Search(q, options, nullptr, &scratch, &hits);
+        HitsToRows(hits, rows);
+      });
+  int q = 0;
+  for (auto _ : state) {
+    index.Search(fx->query(q), options, nullptr, &scratch, &hits);
+    benchmark::DoNotOptimize(hits.data());
+    if (++q == fx->num_queries()) q = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// The exact scan with the project's SIMD kernel: the latency every index must
+// beat, and the cost of one recall reference answer.
+void BM_ExactSearch(benchmark::State& state, RetrievalFixture* fx, int k) {
+  const AnnIndex& index = fx->index();
+  SearchScratch scratch;
+  std::vector<Hit> hits;
+  int q = 0;
+  for (auto _ : state) {
+    index.ExactSearch(fx->query(q), k, nullptr, &scratch, &hits);
+    benchmark::DoNotOptimize(hits.data());
+    if (++q == fx->num_queries()) q = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// FAISS's own single-query search on a private copy of index.faiss. The copy
+// is ours alone, so writing efSearch / nprobe on it is safe; it is set per
+// configuration before timing.
+void BM_FaissSearch(benchmark::State& state, RetrievalFixture* fx,
+                    faiss::Index* faiss_index, std::string key, int k, int knob) {
+  if (auto* hnsw = dynamic_cast<faiss::IndexHNSW*>(faiss_index)) {
+    hnsw->hnsw.efSearch = knob;
+  } else if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(faiss_index)) {
+    ivf->nprobe = knob;
+  }
+  std::vector<float> distances(k);
+  std::vector<faiss::Index::idx_t> labels(k);
+  state.counters["recall@k"] =
+      fx->Recall(key, k, [&](const float* q, std::vector<int32_t>* rows) {
+        faiss_index->search(1, q, k, distances.data(), labels.data());
+        rows->assign(labels.begin(), labels.end());
+      });
+  int q = 0;
+  for (auto _ : state) {
+    faiss_index->search(1, fx->query(q), k, distances.data(), labels.data());
+    benchmark::DoNotOptimize(labels.data());
+    if (++q == fx->num_queries()) q = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void RegisterAll(RetrievalFixture* fx, faiss::Index* faiss_index) {
+  const AnnIndex& index = fx->index();
+  auto add = [](const std::string& name, auto&& fn, auto&&... args) {
+    benchmark::RegisterBenchmark(name.c_str(), fn, args...)
+        ->Unit(benchmark::kMicrosecond);
+  };
+  // The sweep of the accuracy knob for the index type: beam widths for HNSW,
+  // powers of two up to nlist for IVF, nothing for a flat index.
+  std::vector<int> knobs;
+  const char* knob_name = nullptr;
+  const char* faiss_name = nullptr;
+  switch (index.type()) {
+    case AnnIndex::Type::kHnsw:
+      knobs.assign(std::begin(kBeamWidths), std::end(kBeamWidths));
+      knob_name = "beam";
+      faiss_name = "BM_FaissHnswSearch";
+      break;
+    case AnnIndex::Type::kIvf: {
+      const int nlist = static_cast<int>(
+          dynamic_cast<const faiss::IndexIVF&>(index.faiss_index()).nlist);
+      for (int nprobe = 1; nprobe <= std::min(kMaxNprobe, nlist); nprobe *= 2) {
+        knobs.push_back(nprobe);
+      }
+      knob_name = "nprobe";
+      faiss_name = "BM_FaissIvfSearch";
+      break;
+    }
+    case AnnIndex::Type::kFlat:
+      break;
+  }
+  for (int k : kKs) {
+    if (knobs.empty()) {
+      const std::string name = absl::StrCat("BM_AnnSearch/k:", k);
+      add(name, BM_AnnSearch, fx, name, SearchOptions{k, 0, 0});
+      continue;
+    }
+    for (int knob : knobs) {
+      if (index.type() == AnnIndex::Type::kHnsw && knob < k) continue;
+      const std::string name =
+          absl::StrCat("BM_AnnSearch/k:", k, "/", knob_name, ":", knob);
+      SearchOptions options{k, 0, 0};
+      if (index.type() == AnnIndex::Type::kHnsw) {
+        options.beam_width = knob;
+      } else {
+        options.nprobe = knob;
+      }
+      add(name, BM_AnnSearch, fx, name, options);
+    }
+  }
+  for (int k : kKs) {
+    add(absl::StrCat("BM_ExactSearch/k:", k), BM_ExactSearch, fx, k);
+  }
+  if (faiss_index == nullptr) return;
+  for (int k : kKs) {
+    for (int knob : knobs) {
+      if (index.type() == AnnIndex::Type::kHnsw && knob < k) continue;
+      const std::string name = absl::StrCat(
+          faiss_name, "/k:", k, "/",
+          index.type() == AnnIndex::Type::kHnsw ? "ef" : "nprobe", ":", knob);
+      add(name, BM_FaissSearch, fx, faiss_index, name, k, knob);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace feedrank::bench
+
+int main(int argc, char** argv) {
+  namespace fb = feedrank::bench;
+  const std::string dir = fb::TakeFlag("bundle", &argc, argv).value_or("");
+  const int num_queries = fb::TakeIntFlag("queries", 1000, &argc, argv);
+  fb::InitBenchmarks(&argc, argv);
+  // Single-threaded measurements: FAISS must not open an OpenMP team of its
+  // own inside a search.
+  omp_set_num_threads(1);
+
+  auto bundle = fb::BenchBundle::LoadOrSynthesize(dir);
+  fb::AddBundleContext(*bundle);
+  fb::RetrievalFixture fixture(*bundle, num_queries);
+  if (fixture.num_queries() == 0) {
+    std::fprintf(stderr, "error: no queries (--queries=%d, bundle without rows)\n",
+                 num_queries);
+    return 1;
+  }
+  benchmark::AddCustomContext(
+      "queries", absl::StrCat(fixture.num_queries(), " user embeddings, cycled"));
+
+  // A second copy of the index, read by FAISS itself, for FAISS's search.
+  std::unique_ptr<faiss::Index> faiss_index;
+  if (fixture.index().type() != feedrank::AnnIndex::Type::kFlat) {
+    const std::string path = feedrank::BundlePath(bundle->dir(), feedrank::kIndexFile);
+    try {
+      faiss_index.reset(faiss::read_index(path.c_str()));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s: %s\n", path.c_str(), e.what());
+      return 1;
+    }
+  }
+  fb::RegisterAll(&fixture, faiss_index.get());
+  return fb::RunBenchmarks();
+}
