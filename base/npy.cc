@@ -161,8 +161,16 @@ absl::StatusOr<NpyArray<T>> ReadNpy(const std::string& path, int rank) {
                                   ")), expected ", rank));
   }
   uint64_t count = 1;
-  for (int64_t dim : header->shape) count *= static_cast<uint64_t>(dim);
-  const uint64_t bytes = count * sizeof(T);
+  uint64_t bytes = 0;
+  bool overflow = false;
+  for (int64_t dim : header->shape) {
+    overflow |= __builtin_mul_overflow(count, static_cast<uint64_t>(dim), &count);
+  }
+  overflow |= __builtin_mul_overflow(count, uint64_t{sizeof(T)}, &bytes);
+  if (overflow) {
+    return Bad(path, absl::StrCat("shape (", absl::StrJoin(header->shape, ", "),
+                                  ") is too large"));
+  }
   const uint64_t available = file_size - header->data_offset;
   if (available < bytes) {
     return Bad(path, absl::StrCat("truncated: shape (",

@@ -81,10 +81,15 @@ AnnIndex::AnnIndex(std::unique_ptr<faiss::Index> index, Type type, int d,
       default_beam_width_(spec.beam_width() > 0 ? spec.beam_width() : 256),
       default_nprobe_(spec.ivf_nprobe() > 0 ? spec.ivf_nprobe() : 1) {
   switch (type_) {
-    case Type::kHnsw:
+    case Type::kHnsw: {
       hnsw_ = dynamic_cast<const faiss::IndexHNSW*>(index_.get());
       vectors_ = static_cast<const faiss::IndexFlat*>(hnsw_->storage)->get_xb();
+      const std::vector<int>& cum = hnsw_->hnsw.cum_nneighbor_per_level;
+      for (size_t l = 0; l + 1 < cum.size(); ++l) {
+        max_links_ = std::max<size_t>(max_links_, cum[l + 1] - cum[l]);
+      }
       break;
+    }
     case Type::kIvf:
       ivf_ = dynamic_cast<const faiss::IndexIVFFlat*>(index_.get());
       centroids_ = static_cast<const faiss::IndexFlat*>(ivf_->quantizer)->get_xb();
@@ -276,10 +281,26 @@ absl::Status AnnIndex::ValidateStructure(const std::string& path) const {
           return bad("HNSW node ", i, " has an inconsistent level or link count");
         }
       }
-      for (size_t j = 0; j < g.neighbors.size(); ++j) {
-        const int32_t v = g.neighbors[j];
-        if (v < -1 || v >= n_) {
-          return bad("HNSW link ", j, " points to ", v, ", outside [0, ", n_, ")");
+      if (n_ > 0 && g.levels[g.entry_point] != g.max_level + 1) {
+        return bad("HNSW entry point ", g.entry_point, " is not on the top level ",
+                   g.max_level);
+      }
+      // Every link in range, and a link on level l leads to a node that
+      // exists on level l (the search walks it there).
+      for (int64_t i = 0; i < n_; ++i) {
+        for (int level = 0; level < g.levels[i]; ++level) {
+          const size_t begin = g.offsets[i] + g.cum_nneighbor_per_level[level];
+          const size_t end = g.offsets[i] + g.cum_nneighbor_per_level[level + 1];
+          for (size_t j = begin; j < end; ++j) {
+            const int32_t v = g.neighbors[j];
+            if (v < -1 || v >= n_) {
+              return bad("HNSW node ", i, " links to ", v, ", outside [0, ", n_, ")");
+            }
+            if (v >= 0 && g.levels[v] <= level) {
+              return bad("HNSW node ", i, " links on level ", level, " to node ", v,
+                         ", which is not on that level");
+            }
+          }
         }
       }
       break;
@@ -468,7 +489,7 @@ void AnnIndex::SearchHnsw(const float* q, int k, int beam_width,
   float entry_score = simd::Dot(q, vectors_ + size_t(entry) * d, d);
   std::vector<int32_t>& batch = scratch->batch;
   std::vector<float>& scores = scratch->scores;
-  const size_t max_links = g.cum_nneighbor_per_level[1];
+  const size_t max_links = max_links_;
   if (batch.size() < max_links) batch.resize(max_links);
   if (scores.size() < max_links) scores.resize(max_links);
   for (int level = g.max_level; level >= 1; --level) {

@@ -190,6 +190,7 @@ class AnnIndex {
   const faiss::IndexIVFFlat* ivf_ = nullptr;
   const float* vectors_ = nullptr;    // HNSW storage or flat data, n * d.
   const float* centroids_ = nullptr;  // IVF, nlist * d.
+  size_t max_links_ = 0;              // HNSW: most links of a node on any level.
 };
 
 }  // namespace feedrank
