@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +19,7 @@
 #include "embeddings/manifest.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
 #include "server/feed_server.h"
+#include "training/trainer.h"
 
 namespace feedrank {
 namespace {
@@ -117,6 +119,19 @@ int RunQuery(const QueryFlags& flags) {
   return failures == 0 ? 0 : 1;
 }
 
+absl::StatusOr<std::vector<uint32_t>> ParseWidths(const std::string& text) {
+  std::vector<uint32_t> widths;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    uint32_t width;
+    if (!absl::SimpleAtoi(part, &width) || width == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--hidden: '", part, "' is not a positive width"));
+    }
+    widths.push_back(width);
+  }
+  return widths;
+}
+
 absl::StatusOr<std::vector<uint64_t>> ReadIds(const std::string& dir, const char* file) {
   auto ids = ReadNpy<uint64_t>(BundlePath(dir, file), 1);
   if (!ids.ok()) return ids.status();
@@ -160,6 +175,70 @@ int main(int argc, char** argv) {
       ->required();
   build_cmd->add_option("--version", build.version, "New bundle version string");
   AddIndexFlags(build_cmd, &build.index, &build_index_type, &build.threads);
+
+  // train
+  TrainOptions train;
+  std::string train_mapping, train_hidden = "64,32", train_report, train_eval_config;
+  bool train_no_eval = false;
+  auto* train_cmd = app.add_subcommand(
+      "train", "Train a bundle from an interaction log (CSV/TSV + column mapping)");
+  train_cmd->add_option("--log", train.log_path, "Interaction log (CSV or TSV with a header)")
+      ->required();
+  train_cmd->add_option("--mapping", train_mapping,
+                        "Column mapping, textproto feedrank.v1.LogMapping")
+      ->required();
+  train_cmd->add_option("--out", train.out, "Output bundle directory (must not exist)")
+      ->required();
+  train_cmd->add_option("--replay-out", train.replay_out,
+                        "Write the held-out days as a replay log (JSON lines)");
+  train_cmd->add_option("--report", train_report, "Write the quality report (markdown)");
+  train_cmd->add_option("--holdout-days", train.holdout_days, "Last days held out")
+      ->capture_default_str();
+  train_cmd->add_option("--embedding", train.embeddings.method, "Retrieval embeddings: bpr or als")
+      ->check(CLI::IsMember({"als", "bpr"}))
+      ->capture_default_str();
+  train_cmd->add_option("--dim", train.embeddings.dim, "Embedding dimension")
+      ->capture_default_str();
+  train_cmd->add_option("--embedding-epochs", train.embeddings.epochs,
+                        "ALS/BPR epochs (0 = ALS 15, BPR 100)")
+      ->capture_default_str();
+  train_cmd->add_option("--reg", train.embeddings.reg,
+                        "Embedding L2 regularisation (default ALS 0.1, BPR 0.01)");
+  train_cmd->add_option("--alpha", train.embeddings.alpha, "ALS confidence weight")
+      ->capture_default_str();
+  train_cmd->add_option("--bpr-learning-rate", train.embeddings.learning_rate, "BPR SGD step")
+      ->capture_default_str();
+  train_cmd->add_option("--epochs", train.mlp.epochs, "Model epochs")->capture_default_str();
+  train_cmd->add_option("--hidden", train_hidden, "Model hidden widths, comma-separated")
+      ->capture_default_str();
+  train_cmd->add_option("--batch-size", train.mlp.batch_size, "Model minibatch")
+      ->capture_default_str();
+  train_cmd->add_option("--learning-rate", train.mlp.learning_rate, "Adam step")
+      ->capture_default_str();
+  train_cmd->add_option("--folds", train.folds, "Cross-fitting folds for the model's rows")
+      ->capture_default_str();
+  train_cmd->add_option("--negatives", train.negatives_per_row,
+                        "Sampled non-interacted items per training row")
+      ->capture_default_str();
+  train_cmd->add_option("--engage-objective", train.engage_objective,
+                        "Name of an extra head trained on logged vs sampled rows (empty = "
+                        "sampled rows are negatives of every binary objective)")
+      ->capture_default_str();
+  train_cmd->add_option("--utc-offset-minutes", train.utc_offset_minutes,
+                        "The log's users' offset from UTC (local-hour feature)")
+      ->capture_default_str();
+  train_cmd->add_option("--index", train.index_type,
+                        "Index type: auto (flat below 100k items, else hnsw), hnsw, ivf, flat")
+      ->check(CLI::IsMember({"auto", "hnsw", "ivf", "flat"}))
+      ->capture_default_str();
+  train_cmd->add_option("--version", train.version, "Bundle version string");
+  train_cmd->add_option("--eval-config", train_eval_config,
+                        "Ranking config for the final-ranking metrics (default: weight 1 "
+                        "on the retrieval objective)");
+  train_cmd->add_option("--resamples", train.resamples, "Bootstrap resamples")
+      ->capture_default_str();
+  train_cmd->add_flag("--no-eval", train_no_eval, "Skip the held-out evaluation");
+  train_cmd->add_option("--seed", train.seed, "Random seed")->capture_default_str();
 
   // serve
   ServerOptions serve;
@@ -233,17 +312,36 @@ int main(int argc, char** argv) {
 
   if (synth_cmd->parsed()) {
     if (!synth_index_type.empty()) synth.index.set_type(synth_index_type);
-    synth.hidden.clear();
-    for (absl::string_view part : absl::StrSplit(synth_hidden, ',', absl::SkipEmpty())) {
-      uint32_t width;
-      if (!absl::SimpleAtoi(part, &width)) {
-        return Fail(absl::InvalidArgumentError(
-            absl::StrCat("--hidden: '", part, "' is not a width")));
-      }
-      synth.hidden.push_back(width);
-    }
+    auto hidden = ParseWidths(synth_hidden);
+    if (!hidden.ok()) return Fail(hidden.status());
+    synth.hidden = *std::move(hidden);
     absl::Status status = WriteSynthBundle(synth, synth_out);
     return status.ok() ? 0 : Fail(status);
+  }
+  if (train_cmd->parsed()) {
+    auto mapping = ReadLogMapping(train_mapping);
+    if (!mapping.ok()) return Fail(mapping.status());
+    train.mapping = *std::move(mapping);
+    train.embeddings.seed = train.seed;
+    train.mlp.seed = train.seed;
+    train.evaluate = !train_no_eval;
+    auto hidden = ParseWidths(train_hidden);
+    if (!hidden.ok()) return Fail(hidden.status());
+    train.mlp.hidden = *std::move(hidden);
+    if (!train_eval_config.empty()) {
+      auto config = ReadConfigFile(train_eval_config);
+      if (!config.ok()) return Fail(config.status());
+      train.eval_config = *std::move(config);
+    }
+    auto result = Train(train);
+    if (!result.ok()) return Fail(result.status());
+    std::cout << result->report;
+    if (!train_report.empty()) {
+      std::ofstream out(train_report, std::ios::trunc);
+      out << result->report;
+      if (!out.flush()) return Fail(absl::DataLossError(train_report + ": write failed"));
+    }
+    return 0;
   }
   if (build_cmd->parsed()) {
     if (!build_index_type.empty()) build.index.set_type(build_index_type);

@@ -169,6 +169,7 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
   m.set_created_by(absl::StrCat("feedrank synth --videos ", n, " --users ", o.users,
                                 " --dim ", d, " --seed ", o.seed));
   m.set_created_at_unix(o.reference_time_ms / 1000);
+  m.set_data_time_ms(o.reference_time_ms);
 
   // Input normalisation from a sample of (user, video, context) rows.
   std::vector<std::string> groups(m.model().features().begin(),
@@ -226,7 +227,10 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
       sq += dev * dev;
     }
     t.input_mean[j] = static_cast<float>(mean);
-    t.input_std[j] = static_cast<float>(std::max(std::sqrt(sq / kSample), 1e-3));
+    const double sd = std::sqrt(sq / kSample);
+    // A constant column is left unscaled rather than blown up.
+    t.input_std[j] =
+        static_cast<float>(sd > 1e-4 * std::max(1.0, std::abs(mean)) ? sd : 1.0);
   }
 
   // The MLP. Each planted feature passes through every hidden layer as a

@@ -220,7 +220,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Load(
                         std::move(index));
   if (!catalog.ok()) {
     return absl::Status(catalog.status().code(),
-                        absl::StrCat(dir, "/", catalog.status().message()));
+                        BundlePath(dir, std::string(catalog.status().message())));
   }
   return catalog;
 }

@@ -75,7 +75,7 @@ absl::StatusOr<BundleManifest> ReadManifest(const std::string& dir) {
   }
   absl::Status valid = ValidateManifest(manifest);
   if (!valid.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(dir, "/", valid.message()));
+    return absl::InvalidArgumentError(BundlePath(dir, std::string(valid.message())));
   }
   return manifest;
 }

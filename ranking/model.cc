@@ -86,19 +86,11 @@ absl::StatusOr<std::unique_ptr<ScoringModel>> ScoringModel::Create(
   model->objectives_.assign(spec.objectives().begin(), spec.objectives().end());
   const size_t layers = tensors.weights.size();
   for (size_t i = 0; i < layers; ++i) {
-    RowMatrix w = tensors.weights[i];
-    Eigen::RowVectorXf b = tensors.biases[i].transpose();
-    if (i == 0) {
-      // ((x - mean) / std) W + b  ==  x (W / std) + (b - (mean / std) W).
-      const Eigen::VectorXf inv_std = tensors.input_std.cwiseInverse();
-      const Eigen::RowVectorXf shift =
-          tensors.input_mean.cwiseProduct(inv_std).transpose() * w;
-      w = inv_std.asDiagonal() * w;
-      b -= shift;
-    }
-    model->weights_.push_back(std::move(w));
-    model->biases_.push_back(std::move(b));
+    model->weights_.push_back(tensors.weights[i]);
+    model->biases_.push_back(tensors.biases[i].transpose());
   }
+  model->input_mean_ = tensors.input_mean.transpose();
+  model->input_inv_std_ = tensors.input_std.cwiseInverse().transpose();
   model->tensors_ = std::move(tensors);
   return model;
 }
@@ -125,7 +117,7 @@ absl::StatusOr<std::unique_ptr<ScoringModel>> ScoringModel::Load(
   auto model = Create(std::move(tensors), spec, input_width);
   if (!model.ok()) {
     return absl::Status(model.status().code(),
-                        absl::StrCat(dir, "/", model.status().message()));
+                        BundlePath(dir, std::string(model.status().message())));
   }
   return model;
 }
@@ -158,7 +150,17 @@ absl::Status ScoringModel::Write(const std::string& dir,
 void ScoringModel::Predict(const float* x, int n, float* out,
                            ModelScratch* scratch) const {
   if (n <= 0) return;
-  Eigen::Map<const RowMatrix> input(x, n, input_width_);
+  // Standardise first, as the trainer does. (Folding it into the first layer
+  // would save this pass but cancels catastrophically in float32 when a
+  // feature's std is tiny next to its mean.)
+  scratch->input.resize(n, input_width_);
+  scratch->input = ((Eigen::Map<const RowMatrix>(x, n, input_width_).rowwise() -
+                     input_mean_)
+                        .array()
+                        .rowwise() *
+                    input_inv_std_.array())
+                       .matrix();
+  const RowMatrix& input = scratch->input;
   const size_t layers = weights_.size();
   // Ping-pong between two buffers; resize() reallocates only on growth of
   // the total size, and the largest batch is reached after warm-up.

@@ -6,8 +6,7 @@
 //   p = sigmoid(z_L W_out + b_out)                        one column per head
 //
 // Stored in the bundle's model/ directory as .npy tensors (names below and in
-// docs/BUNDLE_FORMAT.md); the input normalisation is folded into the first
-// layer at load time. Scores a whole candidate batch in one pass.
+// docs/BUNDLE_FORMAT.md). Scores a whole candidate batch in one pass.
 //
 // Thread-safety: immutable after Create/Load; Predict may run concurrently
 // with one ModelScratch per thread.
@@ -44,7 +43,7 @@ struct ModelTensors {
 
 // Reusable buffers of one Predict call. Not thread-safe.
 struct ModelScratch {
-  RowMatrix a, b;
+  RowMatrix input, a, b;
 };
 
 class ScoringModel {
@@ -78,7 +77,8 @@ class ScoringModel {
   ScoringModel() = default;
 
   ModelTensors tensors_;
-  // Layers with the input normalisation folded into the first.
+  Eigen::RowVectorXf input_mean_;
+  Eigen::RowVectorXf input_inv_std_;
   std::vector<RowMatrix> weights_;
   std::vector<Eigen::RowVectorXf> biases_;
   std::vector<std::string> objectives_;

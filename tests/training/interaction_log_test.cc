@@ -1,0 +1,140 @@
+#include "training/interaction_log.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "tests/test_util.h"
+
+namespace feedrank {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kMapping[] = R"pb(
+  user_column: "u"
+  item_column: "i"
+  time_column: "t"
+  time_unit: SECONDS
+  play_time_column: "play"
+  duration_column: "dur"
+  objectives { name: "like" column: "rating" threshold: 4 }
+  objectives { name: "watch" kind: WATCH_RATIO }
+)pb";
+
+LogMapping Mapping() {
+  auto m = ParseLogMapping(kMapping);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return *m;
+}
+
+TEST(InteractionLogTest, ReadsACsvThroughTheMapping) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.Sub("log.csv"),
+                     "u,i,t,rating,play,dur\n"
+                     "1,10,100,5,3,6\n"
+                     "2,11,200,3.5,9,6\n"
+                     "\"3\",12,86500,4,1,0\r\n");
+  auto log = ReadInteractionLog(dir.Sub("log.csv"), Mapping());
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_EQ(log->size(), 3u);
+  EXPECT_EQ(log->objectives, std::vector<std::string>({"like", "watch"}));
+  EXPECT_EQ(log->retrieval_objective, 0);
+  EXPECT_EQ(log->users[2], 3u);
+  EXPECT_EQ(log->time_ms[1], 200000);
+  EXPECT_EQ(log->label(0, 0), 1.f);
+  EXPECT_EQ(log->label(1, 0), 0.f);  // 3.5 < 4
+  EXPECT_EQ(log->label(2, 0), 1.f);
+  EXPECT_FLOAT_EQ(log->label(0, 1), 0.5f);
+  EXPECT_FLOAT_EQ(log->label(1, 1), 1.f);  // 9 / 6, clipped
+  EXPECT_TRUE(std::isnan(log->label(2, 1)));  // unknown duration
+}
+
+TEST(InteractionLogTest, ReadsTheShippedKuaiRandLog) {
+  const std::string dir = std::string(FEEDRANK_SOURCE_DIR) + "/data/kuairand-likehate";
+  auto mapping = ReadLogMapping(dir + "/mapping.textproto");
+  ASSERT_TRUE(mapping.ok()) << mapping.status();
+  auto log = ReadInteractionLog(dir + "/interactions.tsv", *mapping);
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_EQ(log->size(), 41828u);
+  EXPECT_EQ(log->objectives[log->retrieval_objective], "like");
+  double likes = 0;
+  for (size_t r = 0; r < log->size(); ++r) likes += log->label(r, 2);
+  EXPECT_EQ(likes, 33745);  // the README's count of label=1
+}
+
+TEST(InteractionLogTest, MappingErrorsNameTheField) {
+  struct Case {
+    const char* text;
+    const char* expect;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"item_column: \"i\" time_column: \"t\" objectives { name: \"a\" column: \"x\" }",
+            "user_column"},
+           {"user_column: \"u\" item_column: \"i\" time_column: \"t\"", "no objectives"},
+           {"user_column: \"u\" item_column: \"i\" time_column: \"t\" "
+            "objectives { name: \"a\" column: \"x\" } objectives { name: \"a\" column: \"y\" }",
+            "twice"},
+           {"user_column: \"u\" item_column: \"i\" time_column: \"t\" objectives { name: \"a\" }",
+            "names no column"},
+           {"user_column: \"u\" item_column: \"i\" time_column: \"t\" "
+            "objectives { name: \"w\" kind: WATCH_RATIO }",
+            "play_time_column"},
+           {"user_column: \"u\" item_column: \"i\" time_column: \"t\" "
+            "objectives { name: \"a\" column: \"x\" } retrieval_objective: \"b\"",
+            "retrieval_objective"},
+           {"user_colum: \"u\"", "textproto"},
+       }) {
+    auto m = ParseLogMapping(c.text);
+    EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument) << c.text;
+    EXPECT_THAT(std::string(m.status().message()), HasSubstr(c.expect)) << c.text;
+  }
+}
+
+TEST(InteractionLogTest, BadLogsAreRefusedWithFileLineAndColumn) {
+  testing::TempDir dir;
+  struct Case {
+    const char* contents;
+    const char* expect;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"", "empty file"},
+           {"u,i,t,rating,play,dur\n", "a header but no rows"},
+           {"u,i,time,rating,play,dur\n1,2,3,4,5,6\n", "'t' is not a column"},
+           {"u,i,t,stars,play,dur\n1,2,3,4,5,6\n", "'rating' is not a column"},
+           {"u,i,t,rating,play,dur\nabc,2,3,4,5,6\n", "log.csv:2: column 'u' holds 'abc'"},
+           {"u,i,t,rating,play,dur\n1,-2,3,4,5,6\n", "column 'i' holds '-2'"},
+           {"u,i,t,rating,play,dur\n1,2,3,x,5,6\n", "column 'rating' holds 'x'"},
+           {"u,i,t,rating,play,dur\n1,2,yesterday,4,5,6\n", "column 't'"},
+           {"u,i,t,rating,play,dur\n1,2,3,4,5\n", "log.csv:2: 5 fields, the header has 6"},
+           {"u,i,t,rating,play,dur\n1,2,3,4,5,-6\n", "column 'dur'"},
+       }) {
+    testing::WriteFile(dir.Sub("log.csv"), c.contents);
+    auto log = ReadInteractionLog(dir.Sub("log.csv"), Mapping());
+    EXPECT_EQ(log.status().code(), absl::StatusCode::kInvalidArgument) << c.contents;
+    EXPECT_THAT(std::string(log.status().message()), HasSubstr(c.expect)) << c.contents;
+  }
+  auto missing = ReadInteractionLog(dir.Sub("absent.csv"), Mapping());
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(InteractionLogTest, SplitHoldsOutTheLastUtcDays) {
+  InteractionLog log;
+  const int64_t day = 86'400'000;
+  for (int64_t t : {0 * day + 5, 1 * day + 7, 2 * day + 1, 2 * day + 99, 3 * day + 3}) {
+    log.users.push_back(1);
+    log.items.push_back(2);
+    log.time_ms.push_back(t);
+  }
+  auto split = SplitByTime(log, 2);
+  ASSERT_TRUE(split.ok()) << split.status();
+  EXPECT_EQ(split->cutoff_ms, 2 * day);
+  EXPECT_EQ(split->train, std::vector<size_t>({0, 1}));
+  EXPECT_EQ(split->test, std::vector<size_t>({2, 3, 4}));
+  EXPECT_THAT(std::string(SplitByTime(log, 4).status().message()), HasSubstr("no rows to train"));
+  EXPECT_FALSE(SplitByTime(log, 0).ok());
+}
+
+}  // namespace
+}  // namespace feedrank

@@ -1,0 +1,247 @@
+#include "training/trainer.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+
+#include "absl/strings/str_split.h"
+#include "cli/client.h"
+#include "feedrank/v1/ranker.grpc.pb.h"
+#include "server/feed_server.h"
+#include "tests/test_util.h"
+
+namespace feedrank {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kDataDir = std::string(FEEDRANK_SOURCE_DIR) + "/data/kuairand-likehate";
+
+// The shipped log cut to its first `users` users (all their rows).
+std::string WriteSlice(const testing::TempDir& dir, int users) {
+  std::ifstream in(kDataDir + "/interactions.tsv");
+  std::ofstream out(dir.Sub("slice.tsv"));
+  std::string line;
+  std::getline(in, line);
+  out << line << "\n";
+  std::set<std::string> kept;
+  while (std::getline(in, line)) {
+    const std::string user = line.substr(0, line.find('\t'));
+    if (!kept.count(user) && int(kept.size()) == users) continue;
+    kept.insert(user);
+    out << line << "\n";
+  }
+  return dir.Sub("slice.tsv");
+}
+
+TrainOptions SmallTraining(const testing::TempDir& dir, const std::string& log,
+                           const std::string& out) {
+  TrainOptions o;
+  o.log_path = log;
+  auto mapping = ReadLogMapping(kDataDir + "/mapping.textproto");
+  EXPECT_TRUE(mapping.ok()) << mapping.status();
+  o.mapping = *mapping;
+  o.out = dir.Sub(out);
+  o.embeddings.dim = 16;
+  o.embeddings.epochs = 40;
+  o.mlp.hidden = {32, 16};
+  o.mlp.epochs = 6;
+  o.negatives_per_row = 2;
+  o.resamples = 30;
+  o.utc_offset_minutes = 480;
+  return o;
+}
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    slice_ = new std::string(WriteSlice(*dir_, 150));
+    TrainOptions o = SmallTraining(*dir_, *slice_, "bundle");
+    o.replay_out = dir_->Sub("replay.jsonl");
+    auto result = Train(o);
+    ASSERT_TRUE(result.ok()) << result.status();
+    result_ = new TrainResult(*std::move(result));
+  }
+  static void TearDownTestSuite() {
+    delete result_;
+    delete slice_;
+    delete dir_;
+  }
+
+  static testing::TempDir* dir_;
+  static std::string* slice_;
+  static TrainResult* result_;
+};
+
+testing::TempDir* TrainerTest::dir_ = nullptr;
+std::string* TrainerTest::slice_ = nullptr;
+TrainResult* TrainerTest::result_ = nullptr;
+
+TEST_F(TrainerTest, ConvergesAndBeatsChanceOnHeldOutDays) {
+  const std::vector<double>& loss = result_->epoch_loss;
+  ASSERT_EQ(loss.size(), 6u);
+  EXPECT_LT(loss.back(), loss.front() * 0.95);
+  EXPECT_GT(result_->model_auc.at("like"), 0.6);
+  EXPECT_GT(result_->model_auc.at("long_view"), 0.55);
+  EXPECT_THAT(result_->report, HasSubstr("| most popular |"));
+  EXPECT_THAT(result_->report, HasSubstr("NDCG@10"));
+}
+
+TEST_F(TrainerTest, SameSeedSameBundleBytes) {
+  testing::TempDir other;
+  TrainOptions o = SmallTraining(other, *slice_, "again");
+  o.evaluate = false;
+  ASSERT_TRUE(Train(o).ok());
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir_->Sub("bundle"))) {
+    if (!entry.is_regular_file()) continue;
+    const std::string relative =
+        std::filesystem::relative(entry.path(), dir_->Sub("bundle")).string();
+    EXPECT_EQ(testing::ReadFile(entry.path()), testing::ReadFile(other.Sub("again/" + relative)))
+        << relative;
+  }
+}
+
+TEST_F(TrainerTest, ServedPredictionsEqualTheTrainers) {
+  ServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.bundle_dir = dir_->Sub("bundle");
+  auto server = FeedServer::Start(options);
+  ASSERT_TRUE(server.ok());
+  ASSERT_TRUE((*server)->Load().ok());
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::FeedRanker::NewStub(channel);
+  const Catalog& catalog = *result_->bundle->catalog;
+  const int64_t now = result_->bundle->manifest.data_time_ms() + 3'600'000;
+  int compared = 0;
+  for (uint64_t user : {catalog.user_id(0), catalog.user_id(7), uint64_t{999999999}}) {
+    v1::RankFeedRequest request;
+    request.set_user_id(user);
+    request.set_count(30);
+    request.mutable_context()->set_client_time_ms(now);
+    request.mutable_context()->set_utc_offset_minutes(480);
+    v1::RankFeedResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->RankFeed(&context, request, &response).ok());
+    ASSERT_EQ(response.items_size(), 30);
+    for (const v1::RankedItem& item : response.items()) {
+      const RowMatrix x = result_->TrainerFeatures(user, item.video_id(), now, 480);
+      const RowMatrix p = result_->TrainerPredict(x);
+      ASSERT_EQ(p.cols(), item.predictions_size());
+      for (int h = 0; h < p.cols(); ++h) {
+        EXPECT_NEAR(p(0, h), item.predictions(h), 1e-5) << "user " << user << " head " << h;
+      }
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 90);
+}
+
+TEST_F(TrainerTest, ReplayLogHoldsEveryHeldOutRowOnce) {
+  std::ifstream in(dir_->Sub("replay.jsonl"));
+  std::string line;
+  int records = 0;
+  size_t outcomes = 0;
+  while (std::getline(in, line)) {
+    v1::ReplayRecord record;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &record).ok()) << line;
+    ++records;
+    ASSERT_GT(record.outcomes_size(), 0);
+    EXPECT_EQ(record.time_ms(), record.outcomes(0).time_ms());
+    EXPECT_EQ(record.objectives_size(), 8);
+    const std::set<uint64_t> excluded(record.exclude_ids().begin(), record.exclude_ids().end());
+    for (const auto& outcome : record.outcomes()) {
+      EXPECT_EQ(outcome.labels_size(), 8);
+      EXPECT_GE(outcome.time_ms(), record.time_ms());
+    }
+    outcomes += record.outcomes_size();
+  }
+  EXPECT_GT(records, 0);
+  // Every held-out row of the slice is an outcome exactly once.
+  auto mapping = ReadLogMapping(kDataDir + "/mapping.textproto");
+  auto log = ReadInteractionLog(*slice_, *mapping);
+  auto split = SplitByTime(*log, 3);
+  EXPECT_EQ(outcomes, split->test.size());
+}
+
+TEST(TrainerInputTest, AnotherDomainWorksWithAMappingAlone) {
+  // Ratings 1..5 of a movie site: "like" is a rating of 4 or more; times in
+  // seconds; no durations, no creators.
+  testing::TempDir dir;
+  std::ofstream out(dir.Sub("ratings.csv"));
+  out << "userId,movieId,rating,timestamp\n";
+  std::mt19937_64 rng(3);
+  const int64_t start = 1'600'000'000;
+  for (int u = 0; u < 200; ++u) {
+    const int taste = u % 4;
+    for (int k = 0; k < 30; ++k) {
+      const int movie = (rng() % 2 == 0) ? taste * 50 + rng() % 50 : rng() % 200;
+      const double rating = movie / 50 == taste ? 4 + rng() % 2 : 1 + rng() % 3;
+      out << u << "," << movie << "," << rating << "," << start + k * 40000 + u << "\n";
+    }
+  }
+  out.close();
+  auto mapping = ParseLogMapping(R"pb(
+    user_column: "userId" item_column: "movieId" time_column: "timestamp"
+    time_unit: SECONDS
+    objectives { name: "like" column: "rating" threshold: 4 }
+  )pb");
+  ASSERT_TRUE(mapping.ok()) << mapping.status();
+  TrainOptions o;
+  o.log_path = dir.Sub("ratings.csv");
+  o.mapping = *mapping;
+  o.out = dir.Sub("bundle");
+  o.holdout_days = 2;
+  o.embeddings.dim = 8;
+  o.mlp.epochs = 4;
+  o.resamples = 20;
+  auto result = Train(o);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->bundle->model->objectives(), std::vector<std::string>({"like"}));
+  EXPECT_GT(result->model_auc.at("like"), 0.8);  // the taste is easy to learn
+  EXPECT_GT(result->ndcg.at("model"), result->ndcg.at("random"));
+}
+
+TEST(TrainerInputTest, BadInputIsRefusedAndWritesNothing) {
+  testing::TempDir dir;
+  const std::string slice = WriteSlice(dir, 20);
+  {
+    TrainOptions o = SmallTraining(dir, slice, "a");
+    o.holdout_days = 400;
+    EXPECT_THAT(std::string(Train(o).status().message()), HasSubstr("no rows to train"));
+  }
+  {
+    TrainOptions o = SmallTraining(dir, slice, "b");
+    o.mapping.set_retrieval_objective("share");  // almost no shares in 20 users
+    o.mapping.mutable_objectives(5)->set_threshold(99);
+    auto result = Train(o);
+    EXPECT_THAT(std::string(result.status().message()), HasSubstr("no positive"));
+  }
+  {
+    TrainOptions o = SmallTraining(dir, slice, "c");
+    o.mapping.set_user_column("viewer");
+    EXPECT_THAT(std::string(Train(o).status().message()), HasSubstr("'viewer'"));
+  }
+  {
+    TrainOptions o = SmallTraining(dir, dir.Sub("missing.tsv"), "d");
+    EXPECT_EQ(Train(o).status().code(), absl::StatusCode::kNotFound);
+  }
+  for (const char* name : {"a", "b", "c", "d"}) {
+    EXPECT_FALSE(std::filesystem::exists(dir.Sub(name))) << name;
+  }
+  {
+    TrainOptions o = SmallTraining(dir, slice, "e");
+    o.evaluate = false;
+    ASSERT_TRUE(Train(o).ok());
+    EXPECT_EQ(Train(o).status().code(), absl::StatusCode::kAlreadyExists);
+  }
+}
+
+}  // namespace
+}  // namespace feedrank

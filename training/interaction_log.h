@@ -1,0 +1,68 @@
+// InteractionLog: a user-item interaction log read from CSV/TSV through a
+// column mapping (feedrank.v1.LogMapping), with one label per objective, and
+// its split by time into training and held-out days.
+#ifndef FEEDRANK_TRAINING_INTERACTION_LOG_H_
+#define FEEDRANK_TRAINING_INTERACTION_LOG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "feedrank/v1/train.pb.h"
+
+namespace feedrank {
+
+using v1::LogMapping;
+using v1::ObjectiveMapping;
+
+struct InteractionLog {
+  std::string path;
+  std::vector<std::string> objectives;
+  // Index into `objectives` of the retrieval objective.
+  int retrieval_objective = 0;
+  std::vector<uint64_t> users;
+  std::vector<uint64_t> items;
+  std::vector<int64_t> time_ms;
+  // Empty when the mapping names no creator column.
+  std::vector<uint64_t> creators;
+  // Milliseconds; 0 = unknown. Empty when the mapping names no duration.
+  std::vector<int64_t> duration_ms;
+  // rows x objectives, row-major; NaN where the row has no label.
+  std::vector<float> labels;
+
+  size_t size() const { return users.size(); }
+  float label(size_t row, int objective) const {
+    return labels[row * objectives.size() + objective];
+  }
+};
+
+// Parses a textproto LogMapping and checks it: id and time columns named,
+// at least one objective, unique objective names, a column for every BINARY
+// objective, play time and duration columns for WATCH_RATIO, a known
+// retrieval objective. Errors: InvalidArgument naming the field.
+absl::StatusOr<LogMapping> ParseLogMapping(const std::string& text);
+absl::StatusOr<LogMapping> ReadLogMapping(const std::string& path);
+
+// Reads the log at `path` (a header line, then one row per interaction).
+// Errors name the file, and the line and column when a value is bad:
+// NotFound (no file), InvalidArgument for an empty file, a header without a
+// column the mapping names, a row with the wrong number of fields, an id
+// that is not a non-negative integer, a time or label that is not a number.
+absl::StatusOr<InteractionLog> ReadInteractionLog(const std::string& path,
+                                                  const LogMapping& mapping);
+
+// Rows before the first held-out day, and rows in the last `holdout_days`
+// UTC days of the log.
+struct TimeSplit {
+  std::vector<size_t> train;
+  std::vector<size_t> test;
+  int64_t cutoff_ms = 0;  // first held-out millisecond
+};
+
+// Errors: InvalidArgument when holdout_days < 1 or either side is empty.
+absl::StatusOr<TimeSplit> SplitByTime(const InteractionLog& log, int holdout_days);
+
+}  // namespace feedrank
+
+#endif  // FEEDRANK_TRAINING_INTERACTION_LOG_H_

@@ -1,0 +1,105 @@
+// `feedrank train`: interaction log -> bundle. Reads the log through a
+// column mapping, holds out the last days, learns retrieval embeddings, trains
+// the serving model on features computed by the serving code
+// (ranking/features.h), writes the bundle and a replay log of the held-out
+// days, and evaluates everything on the held-out days against baselines.
+//
+// Rules for what the log does not say:
+// - The catalogue is the items with at least one training interaction; items
+//   first seen in the held-out days have no embedding and are not in the
+//   bundle (they count as misses in the evaluation, and stay in the replay
+//   log as outcomes).
+// - Users without training interactions are not in the bundle: they get the
+//   cold-start path (the replay log marks them known_user: false).
+// - Without a creator column each item is its own creator; without a
+//   duration column durations are unknown (0); the upload time is the item's
+//   first appearance in the training days; popularity is its number of
+//   training interactions (all of them, so it carries no label).
+// - The model's training rows use embeddings learned without them
+//   (`folds`-fold cross-fitting), so the model does not learn to trust
+//   retrieval scores that memorised its own labels; a share of rows
+//   (`cold_start_share`) are built as the cold-start path sees them, so the
+//   model has seen that path too.
+// - A log of interactions has no impressions the user ignored, yet the model
+//   ranks candidates the user never saw. So each training row comes with
+//   `negatives_per_row` items the user did not interact with in the training
+//   days — half from the user's own nearest neighbours (as retrieval would
+//   offer them), half uniform — labelled 0 on every BINARY objective and
+//   unlabelled on WATCH_RATIO ones, at the row's time.
+#ifndef FEEDRANK_TRAINING_TRAINER_H_
+#define FEEDRANK_TRAINING_TRAINER_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "embeddings/catalog.h"
+#include "ranking/bundle.h"
+#include "ranking/options.h"
+#include "training/embedding_trainer.h"
+#include "training/interaction_log.h"
+#include "training/mlp_trainer.h"
+
+namespace feedrank {
+
+struct TrainOptions {
+  std::string log_path;
+  LogMapping mapping;
+  // Bundle directory to write (must not exist).
+  std::string out;
+  // Replay log (JSON lines of feedrank.v1.ReplayRecord); empty = not written.
+  std::string replay_out;
+  int holdout_days = 3;
+  EmbeddingOptions embeddings;
+  MlpOptions mlp;
+  int folds = 2;
+  int negatives_per_row = 4;
+  // When set (and negatives_per_row > 0), sampled negatives train only an
+  // extra objective of this name (1 for logged rows, 0 for sampled ones), and
+  // the log's objectives keep their meaning: given an interaction. When
+  // empty, sampled negatives are 0 on every BINARY objective instead.
+  std::string engage_objective;
+  double cold_start_share = 0.1;
+  // Client clock offset of the log's users, for the local-hour feature.
+  int32_t utc_offset_minutes = 0;
+  // Feature groups of the model; empty = every group the log can feed.
+  std::vector<std::string> features;
+  // "auto": flat (exact) below 100k items, else hnsw.
+  std::string index_type = "auto";
+  // Bundle version; empty = "train-<log file name>-s<seed>".
+  std::string version;
+  // Held-out evaluation; `resamples` bootstrap draws over users.
+  bool evaluate = true;
+  int resamples = 1000;
+  // Value model used for the final-ranking metrics; unset = weight 1 on the
+  // retrieval objective only.
+  std::optional<RankingConfig> eval_config;
+  uint64_t seed = 1;
+};
+
+struct TrainResult {
+  std::shared_ptr<const Bundle> bundle;  // as written (in memory)
+  // Markdown: data summary, and with `evaluate` the quality tables.
+  std::string report;
+  // Mean training loss of each model epoch.
+  std::vector<double> epoch_loss;
+  // With `evaluate`: the model's held-out AUC per log objective, and NDCG@10
+  // per method ("random", "popular", "embeddings", "model", "model_ann_only").
+  std::map<std::string, double> model_auc;
+  std::map<std::string, double> ndcg;
+  // Trainer-side scoring, for checks against the served model: the feature
+  // row the trainer builds for (user id, video id, time) and its forward
+  // pass. Users unknown to the bundle take the cold-start path.
+  RowMatrix TrainerFeatures(uint64_t user_id, uint64_t video_id, int64_t time_ms,
+                            int32_t utc_offset_minutes) const;
+  RowMatrix TrainerPredict(const RowMatrix& features) const;
+};
+
+absl::StatusOr<TrainResult> Train(const TrainOptions& options);
+
+}  // namespace feedrank
+
+#endif  // FEEDRANK_TRAINING_TRAINER_H_
