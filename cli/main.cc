@@ -79,6 +79,8 @@ struct QueryFlags {
   std::vector<uint64_t> users;
   std::string bundle;
   int sample_users = 0;
+  int64_t client_time_ms = 0;
+  bool bundle_time = false;
   int count = 10;
   std::vector<uint64_t> exclude;
   bool debug = false;
@@ -101,6 +103,7 @@ int RunQuery(const QueryFlags& flags) {
     request.set_count(flags.count);
     request.set_debug(flags.debug);
     request.set_request_id(absl::StrCat("query-", user));
+    request.mutable_context()->set_client_time_ms(flags.client_time_ms);
     for (uint64_t id : flags.exclude) request.add_exclude_ids(id);
     v1::RankFeedResponse response;
     grpc::ClientContext context;
@@ -221,8 +224,8 @@ int main(int argc, char** argv) {
                         "Sampled non-interacted items per training row")
       ->capture_default_str();
   train_cmd->add_option("--engage-objective", train.engage_objective,
-                        "Name of an extra head trained on logged vs sampled rows (empty = "
-                        "sampled rows are negatives of every binary objective)")
+                        "Extra head trained on logged vs sampled rows (\"\" = sampled rows "
+                        "are negatives of every binary objective instead)")
       ->capture_default_str();
   train_cmd->add_option("--utc-offset-minutes", train.utc_offset_minutes,
                         "The log's users' offset from UTC (local-hour feature)")
@@ -268,6 +271,12 @@ int main(int argc, char** argv) {
   query_cmd->add_option("--bundle", query.bundle, "Bundle to sample user ids from");
   query_cmd->add_option("--sample-users", query.sample_users,
                         "Also ask for this many users of --bundle (evenly spaced)")
+      ->needs("--bundle");
+  query_cmd->add_option("--client-time-ms", query.client_time_ms,
+                        "context.client_time_ms to send (0 = the server's clock)");
+  query_cmd->add_flag("--bundle-time", query.bundle_time,
+                      "Send the bundle's data time (manifest data_time_ms) as the client "
+                      "clock, to look at a bundle of old data as of its own day")
       ->needs("--bundle");
   query_cmd->add_option("--count", query.count, "Page size")->capture_default_str();
   query_cmd->add_option("--exclude", query.exclude, "Video ids to exclude (repeatable)");
@@ -363,6 +372,11 @@ int main(int argc, char** argv) {
         sampled.push_back((*users)[i * n / query.sample_users]);
       }
       query.users.insert(query.users.begin(), sampled.begin(), sampled.end());
+    }
+    if (query.bundle_time) {
+      auto manifest = ReadManifest(query.bundle);
+      if (!manifest.ok()) return Fail(manifest.status());
+      query.client_time_ms = manifest->data_time_ms();
     }
     if (query.users.empty()) {
       return Fail(absl::InvalidArgumentError("give --user or --bundle with --sample-users"));

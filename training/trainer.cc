@@ -506,6 +506,9 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
       eval_config = *o.eval_config;
     } else {
       (*eval_config.mutable_params()->mutable_objective_weights())[retrieval_name] = 1.f;
+      if (engage) {
+        (*eval_config.mutable_params()->mutable_objective_weights())[o.engage_objective] = 1.f;
+      }
     }
     ASSIGN_OR_RETURN(RankingOptions rank_options,
                      ResolveOptions(eval_config, result.bundle->model->objectives()));

@@ -90,6 +90,8 @@ TEST_F(TrainerTest, ConvergesAndBeatsChanceOnHeldOutDays) {
   EXPECT_GT(result_->model_auc.at("like"), 0.6);
   EXPECT_GT(result_->model_auc.at("long_view"), 0.55);
   EXPECT_THAT(result_->report, HasSubstr("| most popular |"));
+  EXPECT_EQ(result_->bundle->model->objectives().back(), "engage");
+  EXPECT_GT(result_->ndcg.at("model"), result_->ndcg.at("random"));
   EXPECT_THAT(result_->report, HasSubstr("NDCG@10"));
 }
 
@@ -203,9 +205,23 @@ TEST(TrainerInputTest, AnotherDomainWorksWithAMappingAlone) {
   o.resamples = 20;
   auto result = Train(o);
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->bundle->model->objectives(), std::vector<std::string>({"like"}));
+  EXPECT_EQ(result->bundle->model->objectives(),
+            std::vector<std::string>({"like", "engage"}));
   EXPECT_GT(result->model_auc.at("like"), 0.8);  // the taste is easy to learn
   EXPECT_GT(result->ndcg.at("model"), result->ndcg.at("random"));
+}
+
+TEST(TrainerInputTest, WithoutAnEngageHeadNegativesLabelEveryBinaryObjective) {
+  testing::TempDir dir;
+  TrainOptions o = SmallTraining(dir, WriteSlice(dir, 60), "bundle");
+  o.engage_objective = "";
+  o.evaluate = false;
+  auto result = Train(o);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->bundle->model->objectives().size(), 8u);
+  o.engage_objective = "like";  // clashes with a log objective
+  o.out = dir.Sub("clash");
+  EXPECT_THAT(std::string(Train(o).status().message()), HasSubstr("already an objective"));
 }
 
 TEST(TrainerInputTest, BadInputIsRefusedAndWritesNothing) {
