@@ -256,6 +256,13 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--max-request-bytes", serve.max_request_bytes,
                         "Larger requests get RESOURCE_EXHAUSTED")
       ->capture_default_str();
+  serve_cmd->add_option("--workers", serve.workers,
+                        "Ranking threads (0 = one per hardware thread)")
+      ->capture_default_str();
+  serve_cmd->add_option("--max-queue", serve.max_queue,
+                        "Calls that may wait for a ranking thread before UNAVAILABLE "
+                        "(0 = 64 per thread)")
+      ->capture_default_str();
   serve_cmd->add_option("--drain-grace", drain_grace_s,
                         "Seconds NOT_SERVING before refusing calls on shutdown")
       ->capture_default_str();

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "base/simd.h"
@@ -33,11 +34,41 @@ inline void PushTopK(std::vector<Hit>& heap, size_t k, Hit hit) {
 // Max-heap order: the best hit at heap.front().
 inline bool WorseHit(const Hit& a, const Hit& b) { return BetterHit(b, a); }
 
-// Moves a PushTopK heap into `out`, best first.
-void DrainSorted(std::vector<Hit>& heap, std::vector<Hit>* out) {
-  std::sort_heap(heap.begin(), heap.end(), BetterHit);
-  out->assign(heap.begin(), heap.end());
-}
+// Collects the k best hits of a scan in O(n + k log k) rather than a heap's
+// O(n log k): hits not below the current threshold go to a buffer of up to
+// 2k, which is cut back to its k best (raising the threshold) when full.
+// Ties are kept until a cut, so the result equals a full sort by BetterHit.
+class TopKBuffer {
+ public:
+  TopKBuffer(std::vector<Hit>* buffer, size_t k) : buffer_(buffer), k_(k) {
+    buffer_->clear();
+  }
+  float threshold() const { return threshold_; }
+  void Push(Hit hit) {
+    if (hit.score < threshold_) return;
+    buffer_->push_back(hit);
+    if (buffer_->size() >= 2 * k_) Cut();
+  }
+  // The k best, best first, into `out`.
+  void Finish(std::vector<Hit>* out) {
+    if (buffer_->size() > k_) Cut();
+    std::sort(buffer_->begin(), buffer_->end(), BetterHit);
+    out->assign(buffer_->begin(), buffer_->end());
+  }
+
+ private:
+  void Cut() {
+    std::nth_element(buffer_->begin(), buffer_->begin() + (k_ - 1), buffer_->end(),
+                     BetterHit);
+    buffer_->resize(k_);
+    // Everything before position k-1 is at least as good as it.
+    threshold_ = (*buffer_)[k_ - 1].score;
+  }
+
+  std::vector<Hit>* buffer_;
+  size_t k_;
+  float threshold_ = -std::numeric_limits<float>::infinity();
+};
 
 absl::StatusOr<AnnIndex::Type> ParseType(const std::string& name) {
   if (name == "hnsw") return AnnIndex::Type::kHnsw;
@@ -384,6 +415,26 @@ absl::Status AnnIndex::VerifyVectors(const float* x) const {
 
 const float* AnnIndex::row_vectors() const { return vectors_; }
 
+uint64_t AnnIndex::TouchMemory() const {
+  uint64_t sum = 0;
+  auto touch = [&sum](const void* data, size_t bytes) {
+    const volatile uint8_t* p = static_cast<const uint8_t*>(data);
+    for (size_t i = 0; i < bytes; i += 4096) sum += p[i];
+  };
+  if (vectors_ != nullptr) touch(vectors_, size_t(n_) * d_ * sizeof(float));
+  if (hnsw_ != nullptr) {
+    touch(hnsw_->hnsw.neighbors.data(), hnsw_->hnsw.neighbors.size() * sizeof(int32_t));
+    touch(hnsw_->hnsw.offsets.data(), hnsw_->hnsw.offsets.size() * sizeof(size_t));
+  }
+  if (ivf_ != nullptr) {
+    for (size_t l = 0; l < ivf_->nlist; ++l) {
+      touch(ivf_->invlists->get_codes(l), ivf_->invlists->list_size(l) * ivf_->code_size);
+      touch(ivf_->invlists->get_ids(l), ivf_->invlists->list_size(l) * sizeof(int64_t));
+    }
+  }
+  return sum;
+}
+
 void AnnIndex::Search(const float* q, const SearchOptions& options,
                       const RowFilter* filter, SearchScratch* scratch,
                       std::vector<Hit>* out) const {
@@ -395,17 +446,16 @@ void AnnIndex::Search(const float* q, const SearchOptions& options,
       SearchHnsw(q, k,
                  std::max(k, options.beam_width > 0 ? options.beam_width
                                                     : default_beam_width_),
-                 filter, scratch);
+                 filter, scratch, out);
       break;
     case Type::kIvf:
       SearchIvf(q, k, options.nprobe > 0 ? options.nprobe : default_nprobe_,
-                filter, scratch);
+                filter, scratch, out);
       break;
     case Type::kFlat:
-      SearchFlat(q, k, filter, scratch);
+      SearchFlat(q, k, filter, scratch, out);
       break;
   }
-  DrainSorted(scratch->results, out);
 }
 
 void AnnIndex::ExactSearch(const float* q, int k, const RowFilter* filter,
@@ -414,35 +464,34 @@ void AnnIndex::ExactSearch(const float* q, int k, const RowFilter* filter,
   k = static_cast<int>(std::min<int64_t>(k, n_));
   if (k <= 0) return;
   if (vectors_ != nullptr) {
-    SearchFlat(q, k, filter, scratch);
+    SearchFlat(q, k, filter, scratch, out);
   } else {
     // IVF keeps vectors in list order: probing every list is exact.
-    SearchIvf(q, k, static_cast<int>(ivf_->nlist), filter, scratch);
+    SearchIvf(q, k, static_cast<int>(ivf_->nlist), filter, scratch, out);
   }
-  DrainSorted(scratch->results, out);
 }
 
 void AnnIndex::SearchFlat(const float* q, int k, const RowFilter* filter,
-                          SearchScratch* scratch) const {
+                          SearchScratch* scratch, std::vector<Hit>* out) const {
   constexpr int64_t kBlock = 1024;
-  std::vector<Hit>& results = scratch->results;
-  results.clear();
+  TopKBuffer top(&scratch->results, k);
   scratch->scores.resize(kBlock);
   float* scores = scratch->scores.data();
   for (int64_t start = 0; start < n_; start += kBlock) {
     const int64_t count = std::min(kBlock, n_ - start);
     simd::DotRows(q, vectors_ + start * d_, count, d_, scores);
     for (int64_t i = 0; i < count; ++i) {
+      if (scores[i] < top.threshold()) continue;
       const int32_t row = static_cast<int32_t>(start + i);
-      if (results.size() == size_t(k) && scores[i] < results.front().score) continue;
       if (filter != nullptr && filter->Excluded(row)) continue;
-      PushTopK(results, k, Hit{scores[i], row});
+      top.Push(Hit{scores[i], row});
     }
   }
+  top.Finish(out);
 }
 
-void AnnIndex::SearchIvf(const float* q, int k, int nprobe,
-                         const RowFilter* filter, SearchScratch* scratch) const {
+void AnnIndex::SearchIvf(const float* q, int k, int nprobe, const RowFilter* filter,
+                         SearchScratch* scratch, std::vector<Hit>* out) const {
   const int nlist = static_cast<int>(ivf_->nlist);
   nprobe = std::clamp(nprobe, 1, nlist);
   // Rank the centroids and keep the nprobe best.
@@ -453,8 +502,7 @@ void AnnIndex::SearchIvf(const float* q, int k, int nprobe,
   probes.clear();
   for (int l = 0; l < nlist; ++l) PushTopK(probes, nprobe, Hit{scores[l], l});
 
-  std::vector<Hit>& results = scratch->results;
-  results.clear();
+  TopKBuffer top(&scratch->results, k);
   const faiss::InvertedLists& lists = *ivf_->invlists;
   for (const Hit& probe : probes) {
     const size_t size = lists.list_size(probe.row);
@@ -463,20 +511,21 @@ void AnnIndex::SearchIvf(const float* q, int k, int nprobe,
     if (scores.size() < size) scores.resize(size);
     simd::DotRows(q, codes, size, d_, scores.data());
     for (size_t j = 0; j < size; ++j) {
-      if (results.size() == size_t(k) && scores[j] < results.front().score) continue;
+      if (scores[j] < top.threshold()) continue;
       const int32_t row = static_cast<int32_t>(ids[j]);
       if (filter != nullptr && filter->Excluded(row)) continue;
-      PushTopK(results, k, Hit{scores[j], row});
+      top.Push(Hit{scores[j], row});
     }
   }
+  top.Finish(out);
 }
 
 // Beam search as in HNSW (Malkov & Yashunin), on FAISS's graph: greedy descent
 // through the upper levels, then a beam of `beam_width` at level 0. As in
 // FAISS, every visited node competes for the k results (so the filter never
 // blocks navigation), while only the beam steers the walk.
-void AnnIndex::SearchHnsw(const float* q, int k, int beam_width,
-                          const RowFilter* filter, SearchScratch* scratch) const {
+void AnnIndex::SearchHnsw(const float* q, int k, int beam_width, const RowFilter* filter,
+                          SearchScratch* scratch, std::vector<Hit>* out) const {
   const faiss::HNSW& g = hnsw_->hnsw;
   const int32_t* links = g.neighbors.data();
   const size_t d = d_;
@@ -513,15 +562,14 @@ void AnnIndex::SearchHnsw(const float* q, int k, int beam_width,
   // Level 0: beam search.
   std::vector<Hit>& candidates = scratch->candidates;  // best on top
   std::vector<Hit>& beam = scratch->beam;              // worst on top
-  std::vector<Hit>& results = scratch->results;        // worst on top
+  TopKBuffer results(&scratch->results, k);
   candidates.clear();
   beam.clear();
-  results.clear();
   const Hit start{entry_score, entry};
   visited.Mark(entry);
   candidates.push_back(start);
   beam.push_back(start);
-  if (filter == nullptr || !filter->Excluded(entry)) results.push_back(start);
+  if (filter == nullptr || !filter->Excluded(entry)) results.Push(start);
 
   while (!candidates.empty()) {
     const Hit current = candidates.front();
@@ -549,11 +597,10 @@ void AnnIndex::SearchHnsw(const float* q, int k, int beam_width,
         std::push_heap(candidates.begin(), candidates.end(), WorseHit);
         PushTopK(beam, beam_width, hit);
       }
-      if (filter == nullptr || !filter->Excluded(hit.row)) {
-        PushTopK(results, k, hit);
-      }
+      if (filter == nullptr || !filter->Excluded(hit.row)) results.Push(hit);
     }
   }
+  results.Finish(out);
 }
 
 }  // namespace feedrank

@@ -88,7 +88,7 @@ struct SearchScratch {
   MarkTable visited;
   std::vector<Hit> candidates;  // HNSW: unexpanded nodes (max-heap).
   std::vector<Hit> beam;        // HNSW: best `beam_width` seen (min-heap).
-  std::vector<Hit> results;     // best k passing the filter (min-heap).
+  std::vector<Hit> results;     // best k passing the filter.
   std::vector<int32_t> batch;   // ids whose distances are computed together.
   std::vector<float> scores;    // distances of `batch`, or of a block of rows.
   std::vector<Hit> probes;      // IVF: scored centroids.
@@ -154,6 +154,11 @@ class AnnIndex {
   // i. Errors: InvalidArgument naming the first differing row.
   absl::Status VerifyVectors(const float* x) const;
 
+  // Reads one byte of every memory page the searches use, so the first
+  // requests after a load do not pay for first touches. Returns a checksum
+  // (to keep the reads).
+  uint64_t TouchMemory() const;
+
   // Row-major vectors (size n * d) stored by the index when it keeps them in
   // row order (HNSW, flat), else null. Lets the catalog share them instead
   // of holding a second copy.
@@ -172,12 +177,13 @@ class AnnIndex {
            const IndexSpec& spec);
   absl::Status ValidateStructure(const std::string& path) const;
 
+  // Each writes the k best hits, best first, into *out.
   void SearchHnsw(const float* q, int k, int beam_width, const RowFilter* filter,
-                  SearchScratch* scratch) const;
+                  SearchScratch* scratch, std::vector<Hit>* out) const;
   void SearchIvf(const float* q, int k, int nprobe, const RowFilter* filter,
-                 SearchScratch* scratch) const;
-  void SearchFlat(const float* q, int k, const RowFilter* filter,
-                  SearchScratch* scratch) const;
+                 SearchScratch* scratch, std::vector<Hit>* out) const;
+  void SearchFlat(const float* q, int k, const RowFilter* filter, SearchScratch* scratch,
+                  std::vector<Hit>* out) const;
 
   std::unique_ptr<faiss::Index> index_;
   Type type_;

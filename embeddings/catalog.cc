@@ -249,6 +249,31 @@ absl::Status Catalog::WriteColumns(const std::string& dir, int dim,
   return absl::OkStatus();
 }
 
+namespace {
+template <typename T>
+uint64_t TouchPages(const std::vector<T>& v) {
+  uint64_t sum = 0;
+  const volatile uint8_t* p = reinterpret_cast<const uint8_t*>(v.data());
+  for (size_t i = 0; i < v.size() * sizeof(T); i += 4096) sum += p[i];
+  return sum;
+}
+}  // namespace
+
+void Catalog::TouchMemory() const {
+  uint64_t sum = TouchPages(videos_.ids) + TouchPages(videos_.embeddings) +
+                 TouchPages(videos_.creator_ids) + TouchPages(videos_.duration_ms) +
+                 TouchPages(videos_.upload_time_ms) + TouchPages(videos_.popularity) +
+                 TouchPages(users_.ids) + TouchPages(users_.embeddings) +
+                 TouchPages(users_.activity) + TouchPages(creator_index_) +
+                 TouchPages(creator_videos_) + TouchPages(creator_popularity_);
+  if (index_ != nullptr) sum += index_->TouchMemory();
+  // The id maps are probed at random by requests; walking them touches them.
+  for (const auto& [id, row] : video_rows_) sum += row;
+  for (const auto& [id, row] : user_rows_) sum += row;
+  volatile uint64_t keep = sum;
+  (void)keep;
+}
+
 std::optional<int32_t> Catalog::VideoRow(uint64_t id) const {
   auto it = video_rows_.find(id);
   if (it == video_rows_.end()) return std::nullopt;

@@ -287,6 +287,7 @@ absl::Status Ranker::Rank(const RankRequest& request, RankResult* result) const 
 
 RankerCosts Ranker::Calibrate(std::shared_ptr<const Bundle> bundle,
                               const RankingOptions& options) {
+  bundle->catalog->TouchMemory();
   // Generous costs so that calibration itself is never budget-limited.
   Ranker ranker(bundle, options, RankerCosts{0.0, 0.0, 0.0});
   const Catalog& catalog = *bundle->catalog;

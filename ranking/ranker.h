@@ -104,8 +104,9 @@ class Ranker {
   //   DeadlineExceeded  the deadline passed before ranking started.
   absl::Status Rank(const RankRequest& request, RankResult* result) const;
 
-  // Measures the costs of this bundle and options on this machine by running
-  // a few rankings (which also warms caches and thread scratch).
+  // Touches the bundle's memory, then measures the costs of this bundle and
+  // options on this machine by running a few rankings (which also warms the
+  // calling thread's scratch).
   static RankerCosts Calibrate(std::shared_ptr<const Bundle> bundle,
                                const RankingOptions& options);
 

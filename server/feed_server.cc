@@ -57,7 +57,14 @@ grpc::ServerUnaryReactor* FeedRankerService::RankFeed(
     grpc::CallbackServerContext* context, const v1::RankFeedRequest* request,
     v1::RankFeedResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(Handle(context, *request, response));
+  const bool queued = workers_->TrySubmit([this, context, request, response, reactor] {
+    reactor->Finish(Handle(context, *request, response));
+  });
+  if (!queued) {
+    reactor->Finish(grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("overloaded: ", workers_->queued(), " calls already queued")));
+  }
   return reactor;
 }
 
@@ -66,6 +73,9 @@ grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
                                        v1::RankFeedResponse* response) {
   if (draining_.load(std::memory_order_acquire)) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down");
+  }
+  if (context->IsCancelled()) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while queued");
   }
   std::shared_ptr<const Snapshot> snapshot = snapshots_->Current();
   if (snapshot == nullptr) {
@@ -163,7 +173,13 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
   omp_set_num_threads(1);
   std::unique_ptr<FeedServer> server(new FeedServer());
   server->options_ = std::move(options);
-  server->service_ = std::make_unique<FeedRankerService>(&server->snapshots_);
+  const ServerOptions& o = server->options_;
+  const int threads =
+      o.workers > 0 ? o.workers : std::max(1, int(std::thread::hardware_concurrency()));
+  server->workers_ =
+      std::make_unique<WorkerPool>(threads, o.max_queue > 0 ? o.max_queue : 64 * threads);
+  server->service_ =
+      std::make_unique<FeedRankerService>(&server->snapshots_, server->workers_.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -179,8 +195,9 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
   health->SetServingStatus(false);
   health->SetServingStatus(kRankerServiceName, false);
-  LogInfo("listening on %s (port %d); not serving until a bundle is loaded",
-          server->options_.address, server->port_);
+  LogInfo("listening on %s (port %d), %d ranking threads; not serving until a bundle "
+          "is loaded",
+          server->options_.address, server->port_, threads);
   return server;
 }
 
@@ -218,6 +235,7 @@ void FeedServer::Shutdown() {
   server_->Shutdown(std::chrono::system_clock::now() +
                     absl::ToChronoNanoseconds(options_.drain_timeout));
   server_->Wait();
+  workers_.reset();
   LogInfo("stopped");
 }
 

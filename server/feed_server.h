@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
 #include "server/snapshot_manager.h"
+#include "server/worker_pool.h"
 
 namespace feedrank {
 
@@ -39,12 +40,18 @@ struct ServerOptions {
   absl::Duration drain_grace = absl::ZeroDuration();
   // Longest wait for in-flight calls on shutdown.
   absl::Duration drain_timeout = absl::Seconds(10);
+  // Ranking threads (0 = one per hardware thread) and the most calls that
+  // may wait for one (0 = 64 per thread); beyond that, UNAVAILABLE.
+  int workers = 0;
+  int max_queue = 0;
 };
 
+// Handlers validate nothing on gRPC's threads: each call is queued to the
+// worker pool, which ranks it and finishes the call.
 class FeedRankerService final : public v1::FeedRanker::CallbackService {
  public:
-  explicit FeedRankerService(const SnapshotManager* snapshots)
-      : snapshots_(snapshots) {}
+  FeedRankerService(const SnapshotManager* snapshots, WorkerPool* workers)
+      : snapshots_(snapshots), workers_(workers) {}
 
   grpc::ServerUnaryReactor* RankFeed(grpc::CallbackServerContext* context,
                                      const v1::RankFeedRequest* request,
@@ -59,6 +66,7 @@ class FeedRankerService final : public v1::FeedRanker::CallbackService {
                       v1::RankFeedResponse* response);
 
   const SnapshotManager* snapshots_;
+  WorkerPool* workers_;
   std::atomic<bool> draining_{false};
 };
 
@@ -88,6 +96,7 @@ class FeedServer {
 
   ServerOptions options_;
   SnapshotManager snapshots_;
+  std::unique_ptr<WorkerPool> workers_;  // outlives every call
   std::unique_ptr<FeedRankerService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

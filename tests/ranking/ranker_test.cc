@@ -55,7 +55,9 @@ TEST_F(RankerTest, PageIsFullSortedUniqueAndCapped) {
       const RankedVideo& item = result.items[i];
       EXPECT_TRUE(ids.insert(item.video_id).second) << "duplicate " << item.video_id;
       EXPECT_LE(++per_creator[item.creator_id], 2) << "creator cap broken";
-      if (i > 0) EXPECT_GE(result.items[i - 1].score, item.score);
+      if (i > 0) {
+        EXPECT_GE(result.items[i - 1].score, item.score);
+      }
       auto row = bundle().catalog->VideoRow(item.video_id);
       ASSERT_TRUE(row.has_value());
       EXPECT_EQ(bundle().catalog->creator_id(*row), item.creator_id);

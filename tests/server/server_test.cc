@@ -129,7 +129,9 @@ TEST_F(ServerTest, PagesAreFullSortedUniqueCappedAndExcluded) {
       EXPECT_LE(++per_creator[item.creator_id()], 2);
       EXPECT_EQ(item.predictions_size(), 6);
       EXPECT_NE(item.source(), v1::SOURCE_UNSPECIFIED);
-      if (i > 0) EXPECT_GE(response.items(i - 1).score(), item.score());
+      if (i > 0) {
+        EXPECT_GE(response.items(i - 1).score(), item.score());
+      }
     }
   }
 }
