@@ -2,7 +2,10 @@
 // one request at a time, with the default ranking options and the costs
 // Ranker::Calibrate measures on this machine, count = 20.
 //
-//   ranker_benchmark [--bundle=DIR] [benchmark flags]
+//   ranker_benchmark [--bundle=DIR] [--config=FILE] [benchmark flags]
+//
+// --config: a ranking config (textproto, as for `feedrank serve`); default:
+// every option at its default.
 //
 // Variants: known users (cycling through users spread over the bundle),
 // cold-start users (ids not in the bundle: the mean-user query), and known
@@ -133,12 +136,21 @@ int main(int argc, char** argv) {
   namespace fb = feedrank::bench;
   using feedrank::Catalog;
   const std::string dir = fb::TakeFlag("bundle", &argc, argv).value_or("");
+  const std::string config_path = fb::TakeFlag("config", &argc, argv).value_or("");
   fb::InitBenchmarks(&argc, argv);
+  feedrank::RankingConfig config;
+  if (!config_path.empty()) {
+    auto parsed = feedrank::ReadConfigFile(config_path);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "error: %s\n", parsed.status().ToString().c_str());
+      return 1;
+    }
+    config = *std::move(parsed);
+  }
 
   auto bundle = fb::BenchBundle::LoadOrSynthesize(dir);
   fb::AddBundleContext(*bundle);
-  auto options = feedrank::ResolveOptions(feedrank::RankingConfig(),
-                                          bundle->bundle().model->objectives());
+  auto options = feedrank::ResolveOptions(config, bundle->bundle().model->objectives());
   if (!options.ok()) {
     std::fprintf(stderr, "error: %s\n", options.status().ToString().c_str());
     return 1;
@@ -148,7 +160,8 @@ int main(int argc, char** argv) {
   const feedrank::Ranker ranker(bundle->shared(), *options, costs);
   benchmark::AddCustomContext(
       "ranker_options",
-      absl::StrCat("defaults: count ", fb::kCount, ", ann_candidates ",
+      absl::StrCat(config_path.empty() ? "defaults" : config_path, ": count ", fb::kCount,
+                   ", ann_candidates ",
                    options->ann_candidates, ", popular ", options->popular_candidates,
                    ", fresh ", options->fresh_candidates, ", creator_cap ",
                    options->creator_cap, ", exclude_pushdown_threshold ",

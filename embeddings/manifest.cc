@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "base/files.h"
 
 namespace feedrank {
 
@@ -57,18 +58,16 @@ absl::Status ValidateManifest(const BundleManifest& m) {
 
 absl::StatusOr<BundleManifest> ReadManifest(const std::string& dir) {
   const std::string path = BundlePath(dir, kManifestFile);
-  std::ifstream in(path);
-  if (!in) {
+  auto text = ReadFileToString(path);
+  if (!text.ok()) {
     return absl::NotFoundError(
         absl::StrCat(path, ": cannot open (is ", dir, " a bundle directory?)"));
   }
-  std::stringstream text;
-  text << in.rdbuf();
   BundleManifest manifest;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   auto status =
-      google::protobuf::util::JsonStringToMessage(text.str(), &manifest, options);
+      google::protobuf::util::JsonStringToMessage(*text, &manifest, options);
   if (!status.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": not a valid manifest: ", status.message().as_string()));

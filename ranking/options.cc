@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/files.h"
 #include "embeddings/catalog.h"
 
 namespace feedrank {
@@ -123,11 +124,9 @@ absl::StatusOr<RankingConfig> ParseConfig(const std::string& text) {
 }
 
 absl::StatusOr<RankingConfig> ReadConfigFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::stringstream text;
-  text << in.rdbuf();
-  auto config = ParseConfig(text.str());
+  auto text = ReadFileToString(path);
+  if (!text.ok()) return text.status();
+  auto config = ParseConfig(*text);
   if (!config.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": ", config.status().message()));

@@ -16,7 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "ranking/options.h"
+#include "base/files.h"
 
 namespace feedrank {
 namespace {
@@ -89,11 +89,9 @@ absl::StatusOr<LogMapping> ParseLogMapping(const std::string& text) {
 }
 
 absl::StatusOr<LogMapping> ReadLogMapping(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::stringstream text;
-  text << in.rdbuf();
-  auto mapping = ParseLogMapping(text.str());
+  auto text = ReadFileToString(path);
+  if (!text.ok()) return text.status();
+  auto mapping = ParseLogMapping(*text);
   if (!mapping.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", mapping.status().message()));
   }
