@@ -47,6 +47,9 @@ absl::StatusOr<std::string> CheckHealth(const std::shared_ptr<grpc::Channel>& ch
 absl::Status WaitForServing(const std::shared_ptr<grpc::Channel>& channel,
                             const std::string& service, absl::Duration timeout);
 
+// "INVALID_ARGUMENT" etc.
+const char* CodeName(grpc::StatusCode code);
+
 // A ranked page as an aligned text table.
 std::string FormatFeed(const v1::RankFeedRequest& request,
                        const v1::RankFeedResponse& response);

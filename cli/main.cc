@@ -112,8 +112,7 @@ int RunQuery(const QueryFlags& flags) {
     grpc::Status status = stub->RankFeed(&context, request, &response);
     if (!status.ok()) {
       std::fprintf(stderr, "user %llu: %s: %s\n", static_cast<unsigned long long>(user),
-                   std::to_string(status.error_code()).c_str(),
-                   status.error_message().c_str());
+                   CodeName(status.error_code()), status.error_message().c_str());
       ++failures;
       continue;
     }
