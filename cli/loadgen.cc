@@ -5,12 +5,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <random>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "cli/client.h"
@@ -38,8 +38,12 @@ class Driver {
     } else {
       for (int i = 0; i < options_.concurrency; ++i) Issue(Clock::now());
     }
-    std::unique_lock<std::mutex> lock(mu_);
-    done_cv_.wait(lock, [&] { return in_flight_ == 0 && (stopped_ || options_.qps > 0); });
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](Driver* d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(d->mu_) {
+          return d->in_flight_ == 0 && (d->stopped_ || d->options_.qps > 0);
+        },
+        this));
     return Summarize();
   }
 
@@ -56,16 +60,16 @@ class Driver {
         std::chrono::duration<double>(seconds));
   }
 
-  bool ShouldStop(Clock::time_point now) {
+  bool ShouldStop(Clock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (now >= end_) return true;
     return options_.requests > 0 && started_measured_ >= options_.requests;
   }
 
-  // Starts one call; returns false when the run is over. REQUIRES: not mu_.
+  // Starts one call; returns false when the run is over.
   bool Issue(Clock::time_point scheduled) {
     auto call = std::make_unique<Call>();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (stopped_ || ShouldStop(Clock::now())) {
         stopped_ = true;
         return false;
@@ -83,7 +87,7 @@ class Driver {
     return true;
   }
 
-  void FillRequest(v1::RankFeedRequest* request) {
+  void FillRequest(v1::RankFeedRequest* request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::uniform_real_distribution<double> unit(0, 1);
     if (options_.users.empty() || unit(rng_) < options_.cold_fraction) {
       request->set_user_id((uint64_t{1} << 62) + (rng_() >> 3));
@@ -102,7 +106,7 @@ class Driver {
     const Clock::time_point now = Clock::now();
     const bool open_loop = options_.qps > 0;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (call->scheduled >= measure_from_) {
         if (status.ok()) {
           latencies_ms_.push_back(
@@ -115,9 +119,8 @@ class Driver {
       --in_flight_;
     }
     delete call;
-    if (!open_loop && Issue(Clock::now())) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    if (in_flight_ == 0) done_cv_.notify_all();
+    // Run() waits for in_flight_ == 0 (absl::Mutex re-checks on unlock).
+    if (!open_loop) Issue(Clock::now());
   }
 
   void RunOpenLoop() {
@@ -126,7 +129,7 @@ class Driver {
     while (true) {
       std::this_thread::sleep_until(next);
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         if (ShouldStop(next)) {
           stopped_ = true;
           break;
@@ -145,7 +148,7 @@ class Driver {
     }
   }
 
-  LoadgenReport Summarize() {
+  LoadgenReport Summarize() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     LoadgenReport report;
     report.options = options_;
     report.ok = static_cast<int64_t>(latencies_ms_.size());
@@ -154,7 +157,7 @@ class Driver {
     const Clock::time_point stop = std::min(Clock::now(), end_);
     report.seconds = std::chrono::duration<double>(stop - measure_from_).count();
     report.qps = report.seconds > 0 ? report.ok / report.seconds : 0;
-    std::vector<double>& l = latencies_ms_;
+    std::vector<double> l = latencies_ms_;
     if (!l.empty()) {
       std::sort(l.begin(), l.end());
       auto at = [&](double q) {
@@ -177,16 +180,15 @@ class Driver {
   std::unique_ptr<v1::FeedRanker::Stub> stub_;
   Clock::time_point start_, measure_from_, end_;
 
-  std::mutex mu_;
-  std::condition_variable done_cv_;
-  std::mt19937_64 rng_;                  // guarded by mu_
-  int in_flight_ = 0;                    // guarded by mu_
-  bool stopped_ = false;                 // guarded by mu_
+  absl::Mutex mu_;
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   // Calls started (or dropped, open loop) after the warm-up.
-  int64_t started_measured_ = 0;         // guarded by mu_
-  int64_t degraded_ = 0;                 // guarded by mu_
-  std::vector<double> latencies_ms_;     // guarded by mu_
-  std::map<std::string, int64_t> errors_;  // guarded by mu_
+  int64_t started_measured_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t degraded_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<double> latencies_ms_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> errors_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
