@@ -297,6 +297,11 @@ absl::Status AnnIndex::ValidateStructure(const std::string& path) const {
           g.cum_nneighbor_per_level.size() < 2) {
         return bad("HNSW graph is inconsistent with ", n_, " vectors");
       }
+      // The search reads level l's links at [cum[l], cum[l + 1]).
+      const std::vector<int>& cum = g.cum_nneighbor_per_level;
+      if (cum[0] != 0 || !std::is_sorted(cum.begin(), cum.end())) {
+        return bad("HNSW link counts per level are not a running total from 0");
+      }
       if (n_ > 0 && (g.entry_point < 0 || g.entry_point >= n_ || g.max_level < 0)) {
         return bad("HNSW entry point ", g.entry_point, " is out of range");
       }

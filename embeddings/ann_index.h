@@ -141,7 +141,9 @@ class AnnIndex {
 
   // The k best rows for query `q` (size d), best first, into *out, skipping
   // rows the filter (may be null) excludes. Fewer than k when fewer rows
-  // pass. Allocation-free once `scratch` is warm.
+  // pass, or, for HNSW, when the beam reaches fewer passing rows (a filter
+  // that excludes most of the catalogue). Allocation-free once `scratch` is
+  // warm.
   void Search(const float* q, const SearchOptions& options,
               const RowFilter* filter, SearchScratch* scratch,
               std::vector<Hit>* out) const;

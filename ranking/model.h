@@ -62,7 +62,8 @@ class ScoringModel {
   static absl::Status Write(const std::string& dir, const ModelTensors& tensors);
 
   // Predictions for `n` feature rows `x` (size n * input_width(), row-major)
-  // into `out` (size n * num_objectives(), row-major), each in (0, 1).
+  // into `out` (size n * num_objectives(), row-major), each in [0, 1]
+  // (float sigmoid reaches 0 or 1 for logits beyond about -88 or 17).
   void Predict(const float* x, int n, float* out, ModelScratch* scratch) const;
 
   int input_width() const { return input_width_; }

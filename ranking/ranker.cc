@@ -199,10 +199,10 @@ absl::Status Ranker::Rank(const RankRequest& request, RankResult* result) const 
                             : 1e18;
     if (fits < double(rerank)) {
       rerank = static_cast<size_t>(fits);
-      if (rerank < size_t(options_.min_rerank_candidates)) {
-        degrade(absl::StrCat("model skipped: ", int64_t(left),
-                             "us left, not enough for ",
-                             options_.min_rerank_candidates, " candidates"));
+      if (rerank == 0 || rerank < size_t(options_.min_rerank_candidates)) {
+        degrade(absl::StrCat("model skipped: ", int64_t(left), "us left, room for ",
+                             rerank, " candidates, min_rerank_candidates ",
+                             options_.min_rerank_candidates));
         rerank = 0;
       } else {
         degrade(absl::StrCat("reranked ", rerank, " of ", candidates.size(),

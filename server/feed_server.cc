@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "base/log.h"
 
@@ -57,6 +58,12 @@ grpc::ServerUnaryReactor* FeedRankerService::RankFeed(
     grpc::CallbackServerContext* context, const v1::RankFeedRequest* request,
     v1::RankFeedResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // Checked here, not when a worker takes the call: calls accepted before
+  // draining began still get ranked.
+  if (draining_.load(std::memory_order_acquire)) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    return reactor;
+  }
   const bool queued = workers_->TrySubmit([this, context, request, response, reactor] {
     reactor->Finish(Handle(context, *request, response));
   });
@@ -71,9 +78,6 @@ grpc::ServerUnaryReactor* FeedRankerService::RankFeed(
 grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
                                        const v1::RankFeedRequest& request,
                                        v1::RankFeedResponse* response) {
-  if (draining_.load(std::memory_order_acquire)) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down");
-  }
   if (context->IsCancelled()) {
     return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while queued");
   }
@@ -204,6 +208,8 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
 FeedServer::~FeedServer() { Shutdown(); }
 
 absl::Status FeedServer::Load() {
+  // One load at a time; the snapshot manager serialises too, but the health
+  // flip below must follow the load it reports.
   RankingConfig config;
   if (!options_.config_path.empty()) {
     auto parsed = ReadConfigFile(options_.config_path);
@@ -214,7 +220,8 @@ absl::Status FeedServer::Load() {
     config = *std::move(parsed);
   }
   absl::Status status = snapshots_.LoadBundle(options_.bundle_dir, config);
-  if (status.ok() && !shut_down_.load()) {
+  absl::MutexLock lock(&state_mu_);
+  if (status.ok() && !shutting_down_) {
     grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
     health->SetServingStatus(kRankerServiceName, true);
     health->SetServingStatus("", true);
@@ -223,22 +230,36 @@ absl::Status FeedServer::Load() {
 }
 
 void FeedServer::Shutdown() {
-  if (shut_down_.exchange(true)) return;
-  LogInfo("draining: health NOT_SERVING, then up to %s for in-flight calls",
-          absl::FormatDuration(options_.drain_timeout));
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  health->SetServingStatus(false);
-  if (options_.drain_grace > absl::ZeroDuration()) {
-    absl::SleepFor(options_.drain_grace);
+  bool first = false;
+  {
+    absl::MutexLock lock(&state_mu_);
+    if (!shutting_down_) {
+      shutting_down_ = true;
+      first = true;
+      if (server_ != nullptr) server_->GetHealthCheckService()->SetServingStatus(false);
+    }
   }
-  service_->StartDraining();
-  server_->Shutdown(std::chrono::system_clock::now() +
-                    absl::ToChronoNanoseconds(options_.drain_timeout));
-  server_->Wait();
+  if (!first) {  // another caller is draining: return once it is done
+    stopped_.WaitForNotification();
+    return;
+  }
+  if (server_ != nullptr) {
+    LogInfo("draining: health NOT_SERVING, then up to %s for in-flight calls",
+            absl::FormatDuration(options_.drain_timeout));
+    if (options_.drain_grace > absl::ZeroDuration()) {
+      absl::SleepFor(options_.drain_grace);
+    }
+    // Calls already queued still run; new ones are refused.
+    service_->StartDraining();
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      absl::ToChronoNanoseconds(options_.drain_timeout));
+    server_->Wait();
+    LogInfo("stopped");
+  }
   workers_.reset();
-  LogInfo("stopped");
+  stopped_.Notify();
 }
 
-void FeedServer::Wait() { server_->Wait(); }
+void FeedServer::Wait() { stopped_.WaitForNotification(); }
 
 }  // namespace feedrank

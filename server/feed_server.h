@@ -18,6 +18,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
 #include "server/snapshot_manager.h"
@@ -82,7 +84,8 @@ class FeedServer {
   // the previous snapshot (if any) keeps serving.
   absl::Status Load();
 
-  // Drains and stops; idempotent.
+  // Drains and stops. Idempotent and thread-safe: every caller returns once
+  // the server has stopped.
   void Shutdown();
 
   // Blocks until Shutdown() has completed.
@@ -100,7 +103,10 @@ class FeedServer {
   std::unique_ptr<FeedRankerService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
-  std::atomic<bool> shut_down_{false};
+  // Orders the health flips of Load() and Shutdown().
+  absl::Mutex state_mu_;
+  bool shutting_down_ ABSL_GUARDED_BY(state_mu_) = false;
+  absl::Notification stopped_;
 };
 
 }  // namespace feedrank

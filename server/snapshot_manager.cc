@@ -9,6 +9,11 @@ namespace feedrank {
 absl::Status SnapshotManager::Install(std::shared_ptr<const Bundle> bundle,
                                       const RankingConfig& config) {
   std::lock_guard<std::mutex> lock(load_mu_);
+  return InstallLocked(std::move(bundle), config);
+}
+
+absl::Status SnapshotManager::InstallLocked(std::shared_ptr<const Bundle> bundle,
+                                            const RankingConfig& config) {
   ASSIGN_OR_RETURN(RankingOptions options,
                    ResolveOptions(config, bundle->model->objectives()));
   const RankerCosts costs = Ranker::Calibrate(bundle, options);
@@ -27,6 +32,8 @@ absl::Status SnapshotManager::Install(std::shared_ptr<const Bundle> bundle,
 
 absl::Status SnapshotManager::LoadBundle(const std::string& bundle_dir,
                                          const RankingConfig& config) {
+  // Held across the read too, so that two loads cannot finish out of order.
+  std::lock_guard<std::mutex> lock(load_mu_);
   LogInfo("loading bundle %s", bundle_dir);
   auto bundle = feedrank::LoadBundle(bundle_dir);
   if (!bundle.ok()) {
@@ -34,7 +41,7 @@ absl::Status SnapshotManager::LoadBundle(const std::string& bundle_dir,
              bundle.status().ToString());
     return bundle.status();
   }
-  absl::Status status = Install(*std::move(bundle), config);
+  absl::Status status = InstallLocked(*std::move(bundle), config);
   if (!status.ok()) {
     LogError("config refused for bundle %s, previous state kept: %s", bundle_dir,
              status.ToString());

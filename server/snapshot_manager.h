@@ -47,6 +47,9 @@ class SnapshotManager {
                        const RankingConfig& config);
 
  private:
+  absl::Status InstallLocked(std::shared_ptr<const Bundle> bundle,
+                             const RankingConfig& config);
+
   std::mutex load_mu_;  // serialises loads; never taken by requests
   std::atomic<std::shared_ptr<const Snapshot>> current_;
 };

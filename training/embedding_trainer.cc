@@ -120,9 +120,11 @@ absl::StatusOr<Embeddings> TrainEmbeddings(int num_users, int num_items,
            ++tries) {
         j = any_item(rng);
       }
+      // A user with a positive for (nearly) every item has no negative.
+      if (seen.contains(int64_t{p.user} * num_items + j)) continue;
       auto x = e.users.row(p.user);
       auto yi = e.items.row(p.item);
-      auto yj = e.items.row(p.item == j ? (j + 1) % num_items : j);
+      auto yj = e.items.row(j);
       const float margin = x.dot(yi - yj);
       const float g = 1.f / (1.f + std::exp(margin));  // d/dmargin of log sigmoid
       xu = x.transpose();

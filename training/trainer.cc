@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -388,6 +389,20 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
                            final_embeddings.items.data() + final_embeddings.items.size());
   users.embeddings.assign(final_embeddings.users.data(),
                           final_embeddings.users.data() + final_embeddings.users.size());
+  // The evaluation's value model, checked before anything is written.
+  RankingConfig eval_config;
+  if (o.eval_config.has_value()) {
+    eval_config = *o.eval_config;
+  } else {
+    (*eval_config.mutable_params()->mutable_objective_weights())[retrieval_name] = 1.f;
+    if (engage) {
+      (*eval_config.mutable_params()->mutable_objective_weights())[o.engage_objective] = 1.f;
+    }
+  }
+  ASSIGN_OR_RETURN(RankingOptions rank_options, ResolveOptions(eval_config, objectives));
+  // A held-out user's whole training history is excluded, however long.
+  rank_options.max_exclude_ids = std::numeric_limits<int>::max();
+
   RETURN_IF_ERROR(WriteBundle(o.out, m, videos, users, tensors, *index));
   ASSIGN_OR_RETURN(result.bundle, LoadBundle(o.out));
   LogInfo("train: wrote bundle %s (%s), %.1fs so far", o.out, m.version(), Seconds(start));
@@ -501,17 +516,6 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
     std::stable_sort(popular_order.begin(), popular_order.end(), [&](int32_t a, int32_t b) {
       return catalog.popularity(a) > catalog.popularity(b);
     });
-    RankingConfig eval_config;
-    if (o.eval_config.has_value()) {
-      eval_config = *o.eval_config;
-    } else {
-      (*eval_config.mutable_params()->mutable_objective_weights())[retrieval_name] = 1.f;
-      if (engage) {
-        (*eval_config.mutable_params()->mutable_objective_weights())[o.engage_objective] = 1.f;
-      }
-    }
-    ASSIGN_OR_RETURN(RankingOptions rank_options,
-                     ResolveOptions(eval_config, result.bundle->model->objectives()));
     Ranker ranker(result.bundle, rank_options, RankerCosts{0, 0, 0});
     // The same, with the ANN source alone: what the model adds to retrieval.
     RankingOptions ann_only_options = rank_options;

@@ -963,6 +963,20 @@ TEST_F(AnnIndexTest, SearchesHnswWhoseUpperLevelsAreWiderThanLevelZero) {
   EXPECT_GE(found / 200, 0.9);
 }
 
+TEST_F(AnnIndexTest, LoadRefusesHnswLinkCountsNotStartingAtZero) {
+  // The search reads a node's level-0 links from its first slot.
+  std::unique_ptr<faiss::Index> copy(faiss::read_index(Path("hnsw").c_str()));
+  auto* hnsw = dynamic_cast<faiss::IndexHNSW*>(copy.get());
+  ASSERT_NE(hnsw, nullptr);
+  hnsw->hnsw.cum_nneighbor_per_level[0] = hnsw->hnsw.cum_nneighbor_per_level[1] / 2;
+  TempDir dir;
+  const std::string path = dir.Sub("cum.faiss");
+  faiss::write_index(copy.get(), path.c_str());
+  auto loaded = AnnIndex::Load(path, Spec("hnsw"), kDim, kVideos);
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(loaded.status().message()), HasSubstr("running total"));
+}
+
 TEST_F(AnnIndexTest, LoadRefusesHnswEntryPointBelowTopLevel) {
   // The greedy walk would read the entry's links at levels it does not have.
   std::unique_ptr<faiss::Index> copy(faiss::read_index(Path("hnsw").c_str()));

@@ -335,6 +335,19 @@ TEST_F(RankerTest, NoTimeForTheModelReturnsRetrievalOrder) {
   }
 }
 
+TEST_F(RankerTest, NoRoomForAnyCandidateSkipsTheModelEvenWithMinimumZero) {
+  RankingConfig config;
+  config.mutable_params()->set_min_rerank_candidates(0);
+  Ranker ranker = MakeRanker(config, RankerCosts{10'000'000, 0, 0});
+  RankRequest request;
+  request.user_id = KnownUser(4);
+  request.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
+  RankResult result;
+  ASSERT_TRUE(ranker.Rank(request, &result).ok());
+  EXPECT_THAT(result.degraded_reason, HasSubstr("model skipped"));
+  EXPECT_EQ(result.items.size(), 20u);
+}
+
 TEST_F(RankerTest, NoTimeForAnnFallsBackToPopularAndFresh) {
   Ranker ranker = MakeRanker(RankingConfig(), RankerCosts{1, 1e9, 0});
   RankRequest request;

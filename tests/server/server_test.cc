@@ -231,6 +231,27 @@ TEST_F(ServerTest, BadRequestsGetTheDocumentedCodeAndTheServerKeepsServing) {
   }
 }
 
+TEST(ServerStartTest, UnusableAddressIsAnErrorNotACrash) {
+  for (const char* address : {"unix:/nonexistent/dir/feedrank.sock", "999.1.1.1:5"}) {
+    ServerOptions options;
+    options.address = address;
+    auto server = FeedServer::Start(options);
+    EXPECT_EQ(server.status().code(), absl::StatusCode::kUnavailable) << address;
+    EXPECT_THAT(std::string(server.status().message()), HasSubstr(address));
+  }
+}
+
+TEST_F(ServerTest, ShutdownFromSeveralThreadsReturnsOnceStopped) {
+  Load();
+  std::vector<std::thread> stoppers;
+  for (int i = 0; i < 3; ++i) stoppers.emplace_back([this] { server_->Shutdown(); });
+  server_->Wait();
+  for (auto& t : stoppers) t.join();
+  v1::RankFeedRequest request;
+  v1::RankFeedResponse response;
+  EXPECT_EQ(Call(request, &response, 500).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
 TEST_F(ServerTest, ExpiredDeadlineIsDeadlineExceeded) {
   Load();
   v1::RankFeedRequest request;

@@ -248,7 +248,16 @@ TEST(TrainerInputTest, BadInputIsRefusedAndWritesNothing) {
     TrainOptions o = SmallTraining(dir, dir.Sub("missing.tsv"), "d");
     EXPECT_EQ(Train(o).status().code(), absl::StatusCode::kNotFound);
   }
-  for (const char* name : {"a", "b", "c", "d"}) {
+  {
+    TrainOptions o = SmallTraining(dir, slice, "f");
+    o.replay_out = dir.Sub("f.jsonl");
+    RankingConfig bad;
+    (*bad.mutable_params()->mutable_objective_weights())["shares"] = 1;
+    o.eval_config = bad;
+    EXPECT_THAT(std::string(Train(o).status().message()), HasSubstr("shares"));
+    EXPECT_FALSE(std::filesystem::exists(dir.Sub("f.jsonl")));
+  }
+  for (const char* name : {"a", "b", "c", "d", "f"}) {
     EXPECT_FALSE(std::filesystem::exists(dir.Sub(name))) << name;
   }
   {
