@@ -22,7 +22,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-class Driver {
+// Shared with every call's completion callback, which keeps it alive.
+class Driver : public std::enable_shared_from_this<Driver> {
  public:
   Driver(const LoadgenOptions& options, std::shared_ptr<grpc::Channel> channel)
       : options_(options),
@@ -67,24 +68,41 @@ class Driver {
 
   // Starts one call; returns false when the run is over.
   bool Issue(Clock::time_point scheduled) {
-    auto call = std::make_unique<Call>();
+    std::unique_ptr<Call> call;
     {
       absl::MutexLock lock(&mu_);
-      if (stopped_ || ShouldStop(Clock::now())) {
-        stopped_ = true;
-        return false;
-      }
-      ++in_flight_;
-      if (scheduled >= measure_from_) ++started_measured_;
-      FillRequest(&call->request);
+      call = ReserveLocked(scheduled);
     }
+    if (call == nullptr) return false;
+    Start(std::move(call));
+    return true;
+  }
+
+  // Counts a call in flight and fills its request; null (and the run marked
+  // stopped) when the run is over. While a reserved call is in flight, Run()
+  // cannot return, so the Driver outlives Start().
+  std::unique_ptr<Call> ReserveLocked(Clock::time_point scheduled)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (stopped_ || ShouldStop(Clock::now())) {
+      stopped_ = true;
+      return nullptr;
+    }
+    auto call = std::make_unique<Call>();
+    ++in_flight_;
+    if (scheduled >= measure_from_) ++started_measured_;
+    FillRequest(&call->request);
     call->scheduled = scheduled;
+    return call;
+  }
+
+  void Start(std::unique_ptr<Call> call) {
     call->context.set_deadline(std::chrono::system_clock::now() +
                                std::chrono::milliseconds(options_.deadline_ms));
     Call* raw = call.release();
     stub_->async()->RankFeed(&raw->context, &raw->request, &raw->response,
-                             [this, raw](grpc::Status status) { Done(raw, status); });
-    return true;
+                             [self = shared_from_this(), raw](grpc::Status status) {
+                               self->Done(raw, status);
+                             });
   }
 
   void FillRequest(v1::RankFeedRequest* request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -105,6 +123,7 @@ class Driver {
   void Done(Call* call, const grpc::Status& status) {
     const Clock::time_point now = Clock::now();
     const bool open_loop = options_.qps > 0;
+    std::unique_ptr<Call> next;
     {
       absl::MutexLock lock(&mu_);
       if (call->scheduled >= measure_from_) {
@@ -116,11 +135,15 @@ class Driver {
           ++errors_[CodeName(status.error_code())];
         }
       }
+      // Closed loop: the next call takes this one's slot before the count
+      // can reach zero.
+      if (!open_loop) next = ReserveLocked(Clock::now());
       --in_flight_;
     }
+    // Once the lock is released with nothing in flight, Run() may return and
+    // destroy this Driver: only `next` (which keeps it alive) may use it.
     delete call;
-    // Run() waits for in_flight_ == 0 (absl::Mutex re-checks on unlock).
-    if (!open_loop) Issue(Clock::now());
+    if (next != nullptr) Start(std::move(next));
   }
 
   void RunOpenLoop() {
@@ -214,8 +237,8 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
                                            args);
   absl::Status ready = WaitForServing(channel, kRankerServiceName, absl::Seconds(30));
   if (!ready.ok()) return absl::UnavailableError(ready.message());
-  Driver driver(o, channel);
-  return driver.Run();
+  auto driver = std::make_shared<Driver>(o, channel);
+  return driver->Run();
 }
 
 std::string FormatReport(const LoadgenReport& r) {

@@ -54,6 +54,20 @@ TEST_F(LoadgenTest, ClosedLoopCountsEveryCall) {
   EXPECT_THAT(ReportJson(*report), ::testing::HasSubstr("\"ok\":200"));
 }
 
+TEST_F(LoadgenTest, ManyShortRunsEndCleanly) {
+  // Exercises the end of a run many times: a completion racing the run's
+  // return once used the driver after it was gone and hung the process.
+  LoadgenOptions o = Options();
+  o.requests = 10;
+  o.warmup_s = 0;
+  o.concurrency = 8;
+  for (int i = 0; i < 40; ++i) {
+    auto report = RunLoadgen(o);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_GE(report->ok, 10);
+  }
+}
+
 TEST_F(LoadgenTest, OpenLoopCountsErrorsByCode) {
   LoadgenOptions o = Options();
   o.qps = 200;
