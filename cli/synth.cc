@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "base/log.h"
 #include "base/progress.h"
+#include "base/simd.h"
 #include "base/status_macros.h"
 #include "ranking/bundle.h"
 #include "ranking/features.h"
@@ -200,8 +201,7 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
       float best_dot = -1e30f;
       for (int t = 0; t < 64; ++t) {
         const int32_t r = static_cast<int32_t>(uniform(rng) * n);
-        float dot = 0;
-        for (int j = 0; j < d; ++j) dot += user.embedding[j] * catalog->video_embedding(r)[j];
+        const float dot = simd::Dot(user.embedding, catalog->video_embedding(r), d);
         if (dot > best_dot) {
           best_dot = dot;
           best = r;

@@ -56,6 +56,17 @@ constexpr double kPi = 3.14159265358979323846;
 
 }  // namespace
 
+UserQuery ColdStartUser(const Catalog& catalog) {
+  return UserQuery{catalog.mean_user_embedding(), false, 0.f};
+}
+
+UserQuery LookUpUser(const Catalog& catalog, uint64_t user_id) {
+  if (auto row = catalog.UserRow(user_id)) {
+    return UserQuery{catalog.user_embedding(*row), true, catalog.user_activity(*row)};
+  }
+  return ColdStartUser(catalog);
+}
+
 std::vector<std::string> FeatureSet::AllGroups() {
   std::vector<std::string> names;
   for (const GroupDef& def : kGroups) names.push_back(def.name);

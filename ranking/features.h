@@ -53,6 +53,15 @@ struct FeatureContext {
   DeviceType device = DeviceType::kUnspecified;
 };
 
+// The viewer `user_id` as serving sees them: their embedding and activity
+// when the catalogue has them, else the cold-start path (the mean user
+// embedding, known = false, activity 0). Training and evaluation use this
+// too, so both paths agree on who is cold.
+UserQuery LookUpUser(const Catalog& catalog, uint64_t user_id);
+
+// The cold-start view, whoever the user is.
+UserQuery ColdStartUser(const Catalog& catalog);
+
 class FeatureSet {
  public:
   // Every group this build computes, in a canonical order.

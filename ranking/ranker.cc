@@ -109,14 +109,7 @@ absl::Status Ranker::Rank(const RankRequest& request, RankResult* result) const 
   }
 
   // The viewer.
-  UserQuery user;
-  if (auto row = catalog.UserRow(request.user_id)) {
-    user.embedding = catalog.user_embedding(*row);
-    user.known = true;
-    user.activity = catalog.user_activity(*row);
-  } else {
-    user.embedding = catalog.mean_user_embedding();
-  }
+  const UserQuery user = LookUpUser(catalog, request.user_id);
   result->cold_start = !user.known;
 
   // Exclude list, as rows; ids not in the catalogue cannot be returned anyway.

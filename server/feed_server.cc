@@ -178,10 +178,7 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
   std::unique_ptr<FeedServer> server(new FeedServer());
   server->options_ = std::move(options);
   const ServerOptions& o = server->options_;
-  const int threads =
-      o.workers > 0 ? o.workers : std::max(1, int(std::thread::hardware_concurrency()));
-  server->workers_ =
-      std::make_unique<WorkerPool>(threads, o.max_queue > 0 ? o.max_queue : 64 * threads);
+  server->workers_ = std::make_unique<WorkerPool>(o.workers, o.max_queue);
   server->service_ =
       std::make_unique<FeedRankerService>(&server->snapshots_, server->workers_.get());
   grpc::EnableDefaultHealthCheckService(true);
@@ -201,7 +198,7 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
   health->SetServingStatus(kRankerServiceName, false);
   LogInfo("listening on %s (port %d), %d ranking threads; not serving until a bundle "
           "is loaded",
-          server->options_.address, server->port_, threads);
+          server->options_.address, server->port_, server->workers_->threads());
   return server;
 }
 

@@ -4,9 +4,16 @@
 
 namespace feedrank {
 
-WorkerPool::WorkerPool(int threads, int max_queue) : max_queue_(max_queue) {
-  if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { Run(); });
+namespace {
+int ThreadCount(int requested) {
+  return requested > 0 ? requested
+                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+}  // namespace
+
+WorkerPool::WorkerPool(int threads, int max_queue)
+    : max_queue_(max_queue > 0 ? max_queue : 64 * ThreadCount(threads)) {
+  for (int i = 0; i < ThreadCount(threads); ++i) workers_.emplace_back([this] { Run(); });
 }
 
 WorkerPool::~WorkerPool() {

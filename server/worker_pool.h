@@ -22,7 +22,7 @@ namespace feedrank {
 class WorkerPool {
  public:
   // `threads` workers (0 = one per hardware thread); at most `max_queue`
-  // tasks waiting.
+  // tasks waiting (0 = 64 per worker).
   WorkerPool(int threads, int max_queue);
   // Runs every task already queued, then joins the workers.
   ~WorkerPool();

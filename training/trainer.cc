@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "base/log.h"
+#include "base/simd.h"
 #include "base/status_macros.h"
 #include "ranking/bundle.h"
 #include "ranking/ranker.h"
@@ -134,12 +135,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> MakeCatalog(const Prepared& p,
 RowMatrix TrainResult::TrainerFeatures(uint64_t user_id, uint64_t video_id,
                                        int64_t time_ms, int32_t utc_offset_minutes) const {
   const Catalog& catalog = *bundle->catalog;
-  UserQuery user;
-  if (auto row = catalog.UserRow(user_id)) {
-    user = {catalog.user_embedding(*row), true, catalog.user_activity(*row)};
-  } else {
-    user = {catalog.mean_user_embedding(), false, 0.f};
-  }
+  const UserQuery user = LookUpUser(catalog, user_id);
   FeatureContext context{time_ms, utc_offset_minutes, DeviceType::kUnspecified};
   RowMatrix x(1, bundle->features.width());
   const int32_t row[1] = {*catalog.VideoRow(video_id)};
@@ -246,11 +242,8 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
     std::vector<std::pair<float, int32_t>> scored(num_items);
     for (size_t u = 0; u < p.users.ids.size(); ++u) {
       for (int32_t v = 0; v < num_items; ++v) {
-        float d = 0;
-        for (int j = 0; j < dim; ++j) {
-          d += catalog.user_embedding(u)[j] * catalog.video_embedding(v)[j];
-        }
-        scored[v] = {-d, v};
+        scored[v] = {-simd::Dot(catalog.user_embedding(u), catalog.video_embedding(v), dim),
+                     v};
       }
       const int keep = std::min(num_items, kHardPool + static_cast<int>(touched[u].size()));
       std::partial_sort(scored.begin(), scored.begin() + keep, scored.end());
@@ -269,7 +262,7 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
     const Catalog& catalog = *fold_catalogs[p.fold[i]];
     const int32_t u = p.user_row[log.users[r]];
     UserQuery user{catalog.user_embedding(u), true, catalog.user_activity(u)};
-    if (unit(rng) < o.cold_start_share) user = {catalog.mean_user_embedding(), false, 0.f};
+    if (unit(rng) < o.cold_start_share) user = ColdStartUser(catalog);
     const FeatureContext context{log.time_ms[r], o.utc_offset_minutes,
                                  DeviceType::kUnspecified};
     const int32_t row[1] = {p.item_row[log.items[r]]};
@@ -315,10 +308,7 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
   RowMatrix x_test(test_rows.size(), width);
   for (size_t i = 0; i < test_rows.size(); ++i) {
     const size_t r = test_rows[i];
-    UserQuery user{final_catalog->mean_user_embedding(), false, 0.f};
-    if (auto u = final_catalog->UserRow(log.users[r])) {
-      user = {final_catalog->user_embedding(*u), true, final_catalog->user_activity(*u)};
-    }
+    const UserQuery user = LookUpUser(*final_catalog, log.users[r]);
     const FeatureContext context{log.time_ms[r], o.utc_offset_minutes,
                                  DeviceType::kUnspecified};
     const int32_t row[1] = {*final_catalog->VideoRow(log.items[r])};
@@ -586,10 +576,8 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
       }
       ndcg[1].push_back(ndcg_of(popular_page));
       // Embeddings alone: exact inner-product search.
-      auto user_row = catalog.UserRow(u.id);
-      const float* query = user_row ? catalog.user_embedding(*user_row)
-                                    : catalog.mean_user_embedding();
-      catalog.index().ExactSearch(query, 500, &seen, &scratch, &hits);
+      catalog.index().ExactSearch(LookUpUser(catalog, u.id).embedding, 500, &seen, &scratch,
+                                  &hits);
       std::vector<int32_t> by_dot;
       for (const Hit& hit : hits) by_dot.push_back(hit.row);
       recall100[2].push_back(recall(by_dot, 100));
@@ -683,11 +671,8 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
         random.push_back(static_cast<float>(unit(eval_rng)));
         const int32_t row = *catalog.VideoRow(log.items[r]);
         popularity.push_back(catalog.popularity(row));
-        UserQuery user{catalog.mean_user_embedding(), false, 0.f};
-        if (auto u = catalog.UserRow(log.users[r])) user.embedding = catalog.user_embedding(*u);
-        float d = 0;
-        for (int j = 0; j < dim; ++j) d += user.embedding[j] * catalog.video_embedding(row)[j];
-        dot.push_back(d);
+        dot.push_back(simd::Dot(LookUpUser(catalog, log.users[r]).embedding,
+                                catalog.video_embedding(row), dim));
         group.push_back(eval_index[log.users[r]]);
       }
       const int groups_n = static_cast<int>(eval_users.size());
