@@ -3,7 +3,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <memory>
 
 #include "absl/strings/ascii.h"
@@ -60,12 +59,21 @@ struct Header {
   size_t data_offset = 0;
 };
 
-absl::StatusOr<Header> ParseHeader(const std::string& path, std::ifstream& in,
-                                   uint64_t file_size) {
+// Reads exactly `n` bytes; InvalidArgument `what` when the file ends first.
+absl::Status ReadExactly(ReadableFile& file, void* buf, size_t n, absl::string_view what) {
+  auto got = file.Read(buf, n);
+  if (!got.ok()) return got.status();
+  if (*got != n) return Bad(file.path(), what);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Header> ParseHeader(ReadableFile& in) {
+  const std::string& path = in.path();
+  const uint64_t file_size = in.size();
   char prefix[10];
-  if (file_size < 10 || !in.read(prefix, 10)) {
-    return Bad(path, "not an .npy file (too short for the npy header)");
-  }
+  if (file_size < 10) return Bad(path, "not an .npy file (too short for the npy header)");
+  absl::Status read = ReadExactly(in, prefix, 10, "not an .npy file (too short for the npy header)");
+  if (!read.ok()) return read;
   if (std::memcmp(prefix, kMagic, kMagicLen) != 0) {
     return Bad(path, "not an .npy file (bad magic string)");
   }
@@ -78,7 +86,8 @@ absl::StatusOr<Header> ParseHeader(const std::string& path, std::ifstream& in,
     prelude = 10;
   } else if (major == 2 || major == 3) {
     char more[2];
-    if (!in.read(more, 2)) return Bad(path, "truncated npy header");
+    read = ReadExactly(in, more, 2, "truncated npy header");
+    if (!read.ok()) return read;
     header_len = static_cast<uint64_t>(static_cast<unsigned char>(prefix[8])) |
                  static_cast<uint64_t>(static_cast<unsigned char>(prefix[9])) << 8 |
                  static_cast<uint64_t>(static_cast<unsigned char>(more[0])) << 16 |
@@ -89,7 +98,8 @@ absl::StatusOr<Header> ParseHeader(const std::string& path, std::ifstream& in,
   }
   if (prelude + header_len > file_size) return Bad(path, "truncated npy header");
   std::string dict(header_len, '\0');
-  if (!in.read(dict.data(), header_len)) return Bad(path, "truncated npy header");
+  read = ReadExactly(in, dict.data(), header_len, "truncated npy header");
+  if (!read.ok()) return read;
 
   Header h;
   h.data_offset = prelude + header_len;
@@ -128,12 +138,12 @@ template <> const char* NpyDescr<uint64_t>() { return "<u8"; }
 template <> const char* NpyDescr<uint8_t>() { return "|u1"; }
 
 template <typename T>
-absl::StatusOr<NpyArray<T>> ReadNpy(const std::string& path, int rank) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open file"));
-  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
-  in.seekg(0);
-  auto header = ParseHeader(path, in, file_size);
+absl::StatusOr<NpyArray<T>> ReadNpy(FileSystem& fs, const std::string& path, int rank) {
+  auto file = fs.OpenForRead(path);
+  if (!file.ok()) return file.status();
+  ReadableFile& in = **file;
+  const uint64_t file_size = in.size();
+  auto header = ParseHeader(in);
   if (!header.ok()) return header.status();
 
   const std::string want = NpyDescr<T>();
@@ -185,11 +195,9 @@ absl::StatusOr<NpyArray<T>> ReadNpy(const std::string& path, int rank) {
   NpyArray<T> array;
   array.shape = header->shape;
   array.data.resize(count);
-  in.seekg(static_cast<std::streamoff>(header->data_offset));
-  if (count > 0 &&
-      !in.read(reinterpret_cast<char*>(array.data.data()),
-               static_cast<std::streamsize>(bytes))) {
-    return Bad(path, "read failed");
+  if (count > 0) {
+    absl::Status read = ReadExactly(in, array.data.data(), bytes, "truncated data");
+    if (!read.ok()) return read;
   }
   if constexpr (kIsFloat<T>) {
     for (uint64_t i = 0; i < count; ++i) {
@@ -213,7 +221,7 @@ absl::StatusOr<NpyArray<T>> ReadNpy(const std::string& path, int rank) {
 }
 
 template <typename T>
-absl::Status WriteNpy(const std::string& path, absl::Span<const T> data,
+absl::Status WriteNpy(FileSystem& fs, const std::string& path, absl::Span<const T> data,
                       const std::vector<int64_t>& shape) {
   uint64_t count = 1;
   for (int64_t dim : shape) count *= static_cast<uint64_t>(dim);
@@ -234,34 +242,20 @@ absl::Status WriteNpy(const std::string& path, absl::Span<const T> data,
   if (dict.size() > 65535) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": npy header too long"));
   }
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) {
-      return absl::PermissionDeniedError(absl::StrCat(path, ": cannot write"));
-    }
-    out.write(kMagic, kMagicLen);
-    const char version[2] = {1, 0};
-    out.write(version, 2);
-    const char len[2] = {static_cast<char>(dict.size() & 0xff),
-                         static_cast<char>(dict.size() >> 8)};
-    out.write(len, 2);
-    out.write(dict.data(), static_cast<std::streamsize>(dict.size()));
-    out.write(reinterpret_cast<const char*>(data.data()),
-              static_cast<std::streamsize>(data.size() * sizeof(T)));
-    if (!out.flush()) {
-      return absl::DataLossError(absl::StrCat(path, ": write failed"));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::DataLossError(absl::StrCat(path, ": rename failed"));
-  }
-  return absl::OkStatus();
+  std::string head(kMagic, kMagicLen);
+  head.push_back(1);
+  head.push_back(0);
+  head.push_back(static_cast<char>(dict.size() & 0xff));
+  head.push_back(static_cast<char>(dict.size() >> 8));
+  head.append(dict);
+  const absl::string_view body(reinterpret_cast<const char*>(data.data()),
+                               data.size() * sizeof(T));
+  return WriteFileAtomically(fs, path, {head, body});
 }
 
 #define FEEDRANK_NPY_INSTANTIATE(T)                                          \
-  template absl::StatusOr<NpyArray<T>> ReadNpy<T>(const std::string&, int); \
-  template absl::Status WriteNpy<T>(const std::string&, absl::Span<const T>, \
+  template absl::StatusOr<NpyArray<T>> ReadNpy<T>(FileSystem&, const std::string&, int); \
+  template absl::Status WriteNpy<T>(FileSystem&, const std::string&, absl::Span<const T>, \
                                     const std::vector<int64_t>&);
 FEEDRANK_NPY_INSTANTIATE(float)
 FEEDRANK_NPY_INSTANTIATE(double)

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "base/env.h"
 
 namespace feedrank {
 
@@ -33,15 +34,26 @@ const char* NpyDescr();
 // uint64 array when no value is negative, and for an int64 array any integer
 // dtype of 8 bytes. `rank` is the required number of dimensions (-1 = any).
 // Float arrays are checked for NaN and Inf.
-// Errors: NotFound when the file is missing; InvalidArgument otherwise.
+// Errors: those of FileSystem::OpenForRead and Read (NotFound when the file
+// is missing, FailedPrecondition when it is not a regular file, ...);
+// InvalidArgument for content that is not such an array.
 template <typename T>
-absl::StatusOr<NpyArray<T>> ReadNpy(const std::string& path, int rank);
+absl::StatusOr<NpyArray<T>> ReadNpy(FileSystem& fs, const std::string& path, int rank);
+template <typename T>
+absl::StatusOr<NpyArray<T>> ReadNpy(const std::string& path, int rank) {
+  return ReadNpy<T>(*FileSystem::Real(), path, rank);
+}
 
 // Writes `data` (prod(shape) elements) to `path` as a version 1.0 .npy file,
-// replacing it.
+// replacing it atomically (WriteFileAtomically).
+template <typename T>
+absl::Status WriteNpy(FileSystem& fs, const std::string& path, absl::Span<const T> data,
+                      const std::vector<int64_t>& shape);
 template <typename T>
 absl::Status WriteNpy(const std::string& path, absl::Span<const T> data,
-                      const std::vector<int64_t>& shape);
+                      const std::vector<int64_t>& shape) {
+  return WriteNpy<T>(*FileSystem::Real(), path, data, shape);
+}
 
 }  // namespace feedrank
 

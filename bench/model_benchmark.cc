@@ -48,7 +48,7 @@ struct ModelFixture {
     options.k = max_rows;
     SearchScratch scratch;
     std::vector<Hit> hits;
-    catalog.index().Search(user.embedding, options, nullptr, &scratch, &hits);
+    catalog.index().Search(user.embedding, options, RowPredicate(), &scratch, &hits);
     // A catalogue smaller than the largest batch repeats its candidates.
     for (int i = 0; i < max_rows && !hits.empty(); ++i) {
       rows.push_back(hits[i % hits.size()].row);

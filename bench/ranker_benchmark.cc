@@ -69,7 +69,7 @@ std::vector<std::vector<uint64_t>> MakeExcludes(const Catalog& catalog,
   std::vector<Hit> hits;
   std::vector<std::vector<uint64_t>> lists;
   for (int32_t user_row : user_rows) {
-    catalog.index().Search(catalog.user_embedding(user_row), options, nullptr, &scratch,
+    catalog.index().Search(catalog.user_embedding(user_row), options, RowPredicate(), &scratch,
                            &hits);
     std::vector<uint64_t>& ids = lists.emplace_back();
     for (size_t i = 0; i < hits.size() && int(ids.size()) < size / 2; i += 2) {
@@ -88,17 +88,15 @@ void BM_Rank(benchmark::State& state, const Ranker* ranker, const Workload* work
   request.context.device = DeviceType::kAndroid;
   RankResult result;
 
-  // One debug request outside the timed loop, to report which path ran.
+  // One request outside the timed loop, to report which path ran.
   request.user_id = work->users[0];
   if (!work->excludes.empty()) request.exclude_ids = work->excludes[0];
-  request.debug = true;
   if (absl::Status s = ranker->Rank(request, &result); !s.ok()) {
     state.SkipWithError(s.ToString().c_str());
     return;
   }
-  request.debug = false;
-  state.counters["pushed_down"] = result.debug.exclude_pushed_down ? 1 : 0;
-  state.counters["scored"] = result.debug.scored_candidates;
+  state.counters["pushed_down"] = result.stats.exclude_pushed_down ? 1 : 0;
+  state.counters["scored"] = result.stats.scored;
 
   std::vector<double> latencies_us;
   latencies_us.reserve(state.max_iterations);
@@ -157,7 +155,13 @@ int main(int argc, char** argv) {
   }
   const feedrank::RankerCosts costs =
       feedrank::Ranker::Calibrate(bundle->shared(), *options);
-  const feedrank::Ranker ranker(bundle->shared(), *options, costs);
+  auto created = feedrank::Ranker::Create(bundle->shared(),
+                                          feedrank::RankerOptions{*options, costs});
+  if (!created.ok()) {
+    std::fprintf(stderr, "error: %s\n", created.status().ToString().c_str());
+    return 1;
+  }
+  const feedrank::Ranker& ranker = **created;
   benchmark::AddCustomContext(
       "ranker_options",
       absl::StrCat(config_path.empty() ? "defaults" : config_path, ": count ", fb::kCount,

@@ -79,7 +79,7 @@ class RetrievalFixture {
   double Recall(const std::string& key, int k, const SearchFn& search) {
     if (auto it = recall_.find(key); it != recall_.end()) return it->second;
     ComputeExact();
-    if (marks_.size() != size_t(index_.size())) marks_.Reset(index_.size());
+    marks_.EnsureSize(index_.size());
     std::vector<int32_t> rows;
     double sum = 0;
     for (int q = 0; q < num_queries_; ++q) {
@@ -110,7 +110,7 @@ class RetrievalFixture {
     std::vector<Hit> hits;
     exact_.resize(num_queries_);
     for (int q = 0; q < num_queries_; ++q) {
-      index_.ExactSearch(query(q), k_max, nullptr, &scratch, &hits);
+      index_.ExactSearch(query(q), k_max, RowPredicate(), &scratch, &hits);
       for (const Hit& hit : hits) exact_[q].push_back(hit.row);
     }
     std::fprintf(
@@ -141,12 +141,12 @@ void BM_AnnSearch(benchmark::State& state, RetrievalFixture* fx, std::string key
   std::vector<Hit> hits;
   state.counters["recall@k"] =
       fx->Recall(key, options.k, [&](const float* q, std::vector<int32_t>* rows) {
-        index.Search(q, options, nullptr, &scratch, &hits);
+        index.Search(q, options, RowPredicate(), &scratch, &hits);
         HitsToRows(hits, rows);
       });
   int q = 0;
   for (auto _ : state) {
-    index.Search(fx->query(q), options, nullptr, &scratch, &hits);
+    index.Search(fx->query(q), options, RowPredicate(), &scratch, &hits);
     benchmark::DoNotOptimize(hits.data());
     if (++q == fx->num_queries()) q = 0;
   }
@@ -161,7 +161,7 @@ void BM_ExactSearch(benchmark::State& state, RetrievalFixture* fx, int k) {
   std::vector<Hit> hits;
   int q = 0;
   for (auto _ : state) {
-    index.ExactSearch(fx->query(q), k, nullptr, &scratch, &hits);
+    index.ExactSearch(fx->query(q), k, RowPredicate(), &scratch, &hits);
     benchmark::DoNotOptimize(hits.data());
     if (++q == fx->num_queries()) q = 0;
   }

@@ -13,6 +13,8 @@
 namespace feedrank {
 
 absl::Status BuildBundle(const BuildOptions& options) {
+  // Before anything long: the output must not exist.
+  RETURN_IF_ERROR(CheckBundleDirFree(options.out));
   ASSIGN_OR_RETURN(BundleManifest manifest, ReadManifest(options.from));
   if (!options.version.empty()) manifest.set_version(options.version);
   IndexSpec spec = manifest.index();

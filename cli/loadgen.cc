@@ -20,7 +20,7 @@
 namespace feedrank {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 // Shared with every call's completion callback, which keeps it alive.
 class Driver : public std::enable_shared_from_this<Driver> {
@@ -31,13 +31,13 @@ class Driver : public std::enable_shared_from_this<Driver> {
         rng_(options.seed) {}
 
   LoadgenReport Run() {
-    start_ = Clock::now();
+    start_ = SteadyClock::now();
     measure_from_ = start_ + ToDuration(options_.warmup_s);
     end_ = measure_from_ + ToDuration(options_.duration_s);
     if (options_.qps > 0) {
       RunOpenLoop();
     } else {
-      for (int i = 0; i < options_.concurrency; ++i) Issue(Clock::now());
+      for (int i = 0; i < options_.concurrency; ++i) Issue(SteadyClock::now());
     }
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
@@ -53,21 +53,21 @@ class Driver : public std::enable_shared_from_this<Driver> {
     grpc::ClientContext context;
     v1::RankFeedRequest request;
     v1::RankFeedResponse response;
-    Clock::time_point scheduled;
+    SteadyClock::time_point scheduled;
   };
 
-  static Clock::duration ToDuration(double seconds) {
-    return std::chrono::duration_cast<Clock::duration>(
+  static SteadyClock::duration ToDuration(double seconds) {
+    return std::chrono::duration_cast<SteadyClock::duration>(
         std::chrono::duration<double>(seconds));
   }
 
-  bool ShouldStop(Clock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  bool ShouldStop(SteadyClock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (now >= end_) return true;
     return options_.requests > 0 && started_measured_ >= options_.requests;
   }
 
   // Starts one call; returns false when the run is over.
-  bool Issue(Clock::time_point scheduled) {
+  bool Issue(SteadyClock::time_point scheduled) {
     std::unique_ptr<Call> call;
     {
       absl::MutexLock lock(&mu_);
@@ -81,9 +81,9 @@ class Driver : public std::enable_shared_from_this<Driver> {
   // Counts a call in flight and fills its request; null (and the run marked
   // stopped) when the run is over. While a reserved call is in flight, Run()
   // cannot return, so the Driver outlives Start().
-  std::unique_ptr<Call> ReserveLocked(Clock::time_point scheduled)
+  std::unique_ptr<Call> ReserveLocked(SteadyClock::time_point scheduled)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (stopped_ || ShouldStop(Clock::now())) {
+    if (stopped_ || ShouldStop(SteadyClock::now())) {
       stopped_ = true;
       return nullptr;
     }
@@ -121,7 +121,7 @@ class Driver : public std::enable_shared_from_this<Driver> {
   }
 
   void Done(Call* call, const grpc::Status& status) {
-    const Clock::time_point now = Clock::now();
+    const SteadyClock::time_point now = SteadyClock::now();
     const bool open_loop = options_.qps > 0;
     std::unique_ptr<Call> next;
     {
@@ -137,7 +137,7 @@ class Driver : public std::enable_shared_from_this<Driver> {
       }
       // Closed loop: the next call takes this one's slot before the count
       // can reach zero.
-      if (!open_loop) next = ReserveLocked(Clock::now());
+      if (!open_loop) next = ReserveLocked(SteadyClock::now());
       --in_flight_;
     }
     // Once the lock is released with nothing in flight, Run() may return and
@@ -147,8 +147,8 @@ class Driver : public std::enable_shared_from_this<Driver> {
   }
 
   void RunOpenLoop() {
-    const Clock::duration interval = ToDuration(1.0 / options_.qps);
-    Clock::time_point next = start_;
+    const SteadyClock::duration interval = ToDuration(1.0 / options_.qps);
+    SteadyClock::time_point next = start_;
     while (true) {
       std::this_thread::sleep_until(next);
       {
@@ -177,7 +177,7 @@ class Driver : public std::enable_shared_from_this<Driver> {
     report.ok = static_cast<int64_t>(latencies_ms_.size());
     report.degraded = degraded_;
     report.errors = errors_;
-    const Clock::time_point stop = std::min(Clock::now(), end_);
+    const SteadyClock::time_point stop = std::min(SteadyClock::now(), end_);
     report.seconds = std::chrono::duration<double>(stop - measure_from_).count();
     report.qps = report.seconds > 0 ? report.ok / report.seconds : 0;
     std::vector<double> l = latencies_ms_;
@@ -201,7 +201,7 @@ class Driver : public std::enable_shared_from_this<Driver> {
 
   const LoadgenOptions options_;
   std::unique_ptr<v1::FeedRanker::Stub> stub_;
-  Clock::time_point start_, measure_from_, end_;
+  SteadyClock::time_point start_, measure_from_, end_;
 
   absl::Mutex mu_;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);

@@ -3,7 +3,9 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <cstdio>
+#include <thread>
 #include <fstream>
 #include <iostream>
 
@@ -53,8 +55,9 @@ void AddIndexFlags(CLI::App* cmd, IndexSpec* spec, std::string* type, int* threa
 }
 
 int RunServe(const ServerOptions& options) {
-  // Handle SIGINT/SIGTERM synchronously in this thread: block them before
-  // gRPC starts its threads, which inherit the mask.
+  // SIGINT/SIGTERM are taken synchronously by a thread of their own
+  // (sigwait): blocked here, before gRPC starts its threads, which inherit
+  // the mask. A stop interrupts a bundle load in progress.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -62,15 +65,24 @@ int RunServe(const ServerOptions& options) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   auto server = FeedServer::Start(options);
   if (!server.ok()) return Fail(server.status());
-  absl::Status loaded = (*server)->Load();
-  if (!loaded.ok()) {
-    (*server)->Shutdown();
+  FeedServer* running = server->get();
+  std::atomic<bool> signalled{false};
+  std::thread stopper([&] {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    signalled.store(true);
+    LogInfo("received %s", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+    running->Shutdown();
+  });
+  absl::Status loaded = running->Load();
+  if (!loaded.ok() && !signalled.load()) {
+    // Wake the stopper thread so that it shuts the server down and exits.
+    pthread_kill(stopper.native_handle(), SIGTERM);
+    stopper.join();
     return Fail(loaded);
   }
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
-  LogInfo("received %s", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
-  (*server)->Shutdown();
+  stopper.join();
+  if (!loaded.ok()) LogInfo("stopped before the bundle finished loading");
   return 0;
 }
 

@@ -4,10 +4,12 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/impl/FaissException.h>
+#include <faiss/impl/io.h>
 #include <faiss/index_io.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -15,6 +17,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/simd.h"
+#include "base/status_macros.h"
+#include "embeddings/manifest.h"
 
 namespace feedrank {
 namespace {
@@ -78,20 +82,68 @@ absl::StatusOr<AnnIndex::Type> ParseType(const std::string& name) {
       "index type '", name, "' is not one of hnsw, ivf, flat"));
 }
 
-// Runs `fn`, turning any FAISS (or allocation) exception into a Status.
+// Runs `fn`, turning exceptions into a Status by cause: out of memory ->
+// ResourceExhausted; a status our own I/O adapters raised -> that status;
+// a FAISS error -> `faiss_code` (what a FAISS error means depends on the
+// call: bad file content when reading, a broken invariant when building
+// from validated input); anything else -> Internal.
+struct StatusException {
+  absl::Status status;
+};
+
 template <typename Fn>
-absl::Status CatchFaiss(const std::string& what, Fn&& fn) {
+absl::Status CatchFaiss(const std::string& what, absl::StatusCode faiss_code, Fn&& fn) {
   try {
     fn();
+  } catch (const StatusException& e) {
+    return e.status;
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat(what, ": out of memory"));
+  } catch (const faiss::FaissException& e) {
+    return absl::Status(faiss_code, absl::StrCat(what, ": ", e.what()));
   } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": ", e.what()));
+    return absl::InternalError(absl::StrCat(what, ": ", e.what()));
   }
   return absl::OkStatus();
 }
 
+// FAISS reads through this: the bytes come from a feedrank ReadableFile
+// (regular files only, interruptible, fault-injectable in tests). A read
+// error is rethrown as its Status, so the caller sees the file system's code.
+class FileReader : public faiss::IOReader {
+ public:
+  explicit FileReader(ReadableFile* file) : file_(file) { name = file->path(); }
+  size_t operator()(void* ptr, size_t size, size_t nitems) override {
+    if (size == 0 || nitems == 0) return 0;
+    size_t bytes;
+    if (__builtin_mul_overflow(size, nitems, &bytes)) return 0;
+    auto got = file_->Read(ptr, bytes);
+    if (!got.ok()) throw StatusException{got.status()};
+    return *got / size;
+  }
+
+ private:
+  ReadableFile* file_;
+};
+
+class FileWriter : public faiss::IOWriter {
+ public:
+  explicit FileWriter(WritableFile* file) : file_(file) { name = file->path(); }
+  size_t operator()(const void* ptr, size_t size, size_t nitems) override {
+    absl::Status status =
+        file_->Append(absl::string_view(static_cast<const char*>(ptr), size * nitems));
+    if (!status.ok()) throw StatusException{status};
+    return nitems;
+  }
+
+ private:
+  WritableFile* file_;
+};
+
 }  // namespace
 
-void MarkTable::Reset(size_t n) {
+void MarkTable::EnsureSize(size_t n) {
+  if (tags_.size() >= n) return;
   tags_.assign(n, 0);
   generation_ = 1;
 }
@@ -101,6 +153,29 @@ void MarkTable::NextGeneration() {
     std::fill(tags_.begin(), tags_.end(), 0);
     generation_ = 1;
   }
+}
+
+RowPredicate& RowPredicate::Exclude(const RowFilter* filter) {
+  if (filter != nullptr) {
+    assert(num_filters_ < kMaxParts);
+    filters_[num_filters_++] = filter;
+  }
+  return *this;
+}
+
+RowPredicate& RowPredicate::Exclude(const RowBitmap* bitmap) {
+  if (bitmap != nullptr && bitmap->count() > 0) {
+    assert(num_bitmaps_ < kMaxParts);
+    bitmaps_[num_bitmaps_++] = bitmap;
+  }
+  return *this;
+}
+
+size_t RowPredicate::min_rejected() const {
+  size_t most = 0;
+  for (int i = 0; i < num_filters_; ++i) most = std::max(most, filters_[i]->count());
+  for (int i = 0; i < num_bitmaps_; ++i) most = std::max(most, bitmaps_[i]->count());
+  return most;
 }
 
 AnnIndex::AnnIndex(std::unique_ptr<faiss::Index> index, Type type, int d,
@@ -146,6 +221,38 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(
     return absl::InvalidArgumentError(
         absl::StrCat(n, " videos is more than the 2^31-1 an index holds"));
   }
+  for (int64_t i = 0; i < n; ++i) {
+    const float* v = x + i * d;
+    if (simd::Dot(v, v, d) == 0.f) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "embedding of row ", i, " is all zeros; every video needs a non-zero "
+          "embedding (a zero vector scores 0 against every user)"));
+    }
+  }
+  // Defaults and parameter checks, all before FAISS runs.
+  switch (*type) {
+    case Type::kHnsw:
+      if (spec->hnsw_m() == 0) spec->set_hnsw_m(32);
+      if (spec->hnsw_ef_construction() == 0) spec->set_hnsw_ef_construction(80);
+      if (spec->beam_width() == 0) spec->set_beam_width(256);
+      break;
+    case Type::kIvf:
+      if (spec->ivf_nlist() == 0) {
+        const int64_t nlist = static_cast<int64_t>(4 * std::sqrt(double(n)));
+        spec->set_ivf_nlist(static_cast<uint32_t>(std::clamp<int64_t>(nlist, 1, n)));
+      }
+      if (spec->ivf_nprobe() == 0) {
+        spec->set_ivf_nprobe(std::max<uint32_t>(1, spec->ivf_nlist() / 16));
+      }
+      if (spec->ivf_nlist() > n) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "ivf_nlist ", spec->ivf_nlist(), " exceeds the ", n, " vectors"));
+      }
+      break;
+    case Type::kFlat:
+      break;
+  }
+  RETURN_IF_ERROR(ValidateIndexSpec(*spec));
   // OpenMP's thread count is per calling thread: set it here, restore after.
   const int previous_threads = omp_get_max_threads();
   omp_set_num_threads(threads > 0 ? threads : omp_get_num_procs());
@@ -162,12 +269,9 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(
       if (progress) progress(start + count, n);
     }
   };
-  absl::Status status = CatchFaiss("building index", [&] {
+  absl::Status status = CatchFaiss("building index", absl::StatusCode::kInternal, [&] {
     switch (*type) {
       case Type::kHnsw: {
-        if (spec->hnsw_m() == 0) spec->set_hnsw_m(32);
-        if (spec->hnsw_ef_construction() == 0) spec->set_hnsw_ef_construction(80);
-        if (spec->beam_width() == 0) spec->set_beam_width(256);
         auto hnsw = std::make_unique<faiss::IndexHNSWFlat>(
             d, static_cast<int>(spec->hnsw_m()), faiss::METRIC_INNER_PRODUCT);
         hnsw->hnsw.efConstruction = static_cast<int>(spec->hnsw_ef_construction());
@@ -177,20 +281,10 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(
         break;
       }
       case Type::kIvf: {
-        if (spec->ivf_nlist() == 0) {
-          const int64_t nlist = static_cast<int64_t>(4 * std::sqrt(double(n)));
-          spec->set_ivf_nlist(static_cast<uint32_t>(std::clamp<int64_t>(nlist, 1, n)));
-        }
-        if (spec->ivf_nprobe() == 0) {
-          spec->set_ivf_nprobe(std::max<uint32_t>(1, spec->ivf_nlist() / 16));
-        }
-        if (spec->ivf_nlist() > n) {
-          throw std::invalid_argument(absl::StrCat(
-              "ivf_nlist ", spec->ivf_nlist(), " exceeds the ", n, " vectors"));
-        }
-        auto quantizer = new faiss::IndexFlatIP(d);
+        auto quantizer = std::make_unique<faiss::IndexFlatIP>(d);
         auto ivf = std::make_unique<faiss::IndexIVFFlat>(
-            quantizer, d, spec->ivf_nlist(), faiss::METRIC_INNER_PRODUCT);
+            quantizer.get(), d, spec->ivf_nlist(), faiss::METRIC_INNER_PRODUCT);
+        quantizer.release();
         ivf->own_fields = true;
         ivf->cp.seed = 1234;
         // k-means on an evenly spaced sample of at most 50 points per list.
@@ -220,20 +314,18 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(
 
 absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Load(const std::string& path,
                                                          const IndexSpec& spec,
-                                                         int d, int64_t n) {
+                                                         int d, int64_t n,
+                                                         FileSystem& fs) {
   auto type = ParseType(spec.type());
   if (!type.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": manifest ", type.status().message()));
   }
-  if (FILE* f = std::fopen(path.c_str(), "rb")) {
-    std::fclose(f);
-  } else {
-    return absl::NotFoundError(absl::StrCat(path, ": cannot open file"));
-  }
+  ASSIGN_OR_RETURN(std::unique_ptr<ReadableFile> file, fs.OpenForRead(path));
   std::unique_ptr<faiss::Index> index;
-  absl::Status status = CatchFaiss(path, [&] {
-    index.reset(faiss::read_index(path.c_str()));
+  FileReader reader(file.get());
+  absl::Status status = CatchFaiss(path, absl::StatusCode::kInvalidArgument, [&] {
+    index.reset(faiss::read_index(&reader));
   });
   if (!status.ok()) return status;
   auto bad = [&](auto&&... parts) {
@@ -375,16 +467,19 @@ absl::Status AnnIndex::ValidateStructure(const std::string& path) const {
   return absl::OkStatus();
 }
 
-absl::Status AnnIndex::Write(const std::string& path) const {
+absl::Status AnnIndex::Write(const std::string& path, FileSystem& fs) const {
   const std::string tmp = path + ".tmp";
-  absl::Status status = CatchFaiss(path, [&] {
-    faiss::write_index(index_.get(), tmp.c_str());
+  ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, fs.OpenForWrite(tmp));
+  FileWriter writer(file.get());
+  absl::Status status = CatchFaiss(path, absl::StatusCode::kInternal, [&] {
+    faiss::write_index(index_.get(), &writer);
   });
-  if (!status.ok()) return status;
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::DataLossError(absl::StrCat(path, ": rename failed"));
-  }
-  return absl::OkStatus();
+  if (status.ok()) status = file->Sync();
+  absl::Status closed = file->Close();
+  if (status.ok()) status = closed;
+  if (status.ok()) status = fs.Rename(tmp, path);
+  if (!status.ok()) fs.RemoveAll(tmp).IgnoreError();
+  return status;
 }
 
 absl::Status AnnIndex::VerifyVectors(const float* x) const {
@@ -440,43 +535,80 @@ uint64_t AnnIndex::TouchMemory() const {
   return sum;
 }
 
-void AnnIndex::Search(const float* q, const SearchOptions& options,
-                      const RowFilter* filter, SearchScratch* scratch,
-                      std::vector<Hit>* out) const {
-  out->clear();
-  const int k = static_cast<int>(std::min<int64_t>(options.k, n_));
-  if (k <= 0) return;
+SearchStats AnnIndex::EffectiveOptions(const SearchOptions& options) const {
+  SearchStats stats;
+  const int k = static_cast<int>(std::clamp<int64_t>(options.k, 0, n_));
   switch (type_) {
     case Type::kHnsw:
-      SearchHnsw(q, k,
-                 std::max(k, options.beam_width > 0 ? options.beam_width
-                                                    : default_beam_width_),
-                 filter, scratch, out);
+      stats.beam_width =
+          std::max(k, options.beam_width > 0 ? options.beam_width : default_beam_width_);
       break;
     case Type::kIvf:
-      SearchIvf(q, k, options.nprobe > 0 ? options.nprobe : default_nprobe_,
-                filter, scratch, out);
+      stats.nprobe = std::clamp(options.nprobe > 0 ? options.nprobe : default_nprobe_, 1,
+                                static_cast<int>(ivf_->nlist));
       break;
     case Type::kFlat:
-      SearchFlat(q, k, filter, scratch, out);
       break;
   }
+  return stats;
 }
 
-void AnnIndex::ExactSearch(const float* q, int k, const RowFilter* filter,
+void AnnIndex::Search(const float* q, const SearchOptions& options,
+                      const RowPredicate& accept, SearchScratch* scratch,
+                      std::vector<Hit>* out, SearchStats* stats) const {
+  out->clear();
+  SearchStats local = EffectiveOptions(options);
+  const int k = static_cast<int>(std::clamp<int64_t>(options.k, 0, n_));
+  if (k > 0) {
+    // When at most 2k rows can pass, a graph walk or a few lists would
+    // reach only some of them: scan.
+    const int64_t may_pass = n_ - static_cast<int64_t>(accept.min_rejected());
+    if (type_ != Type::kFlat && may_pass <= 2 * int64_t{k}) {
+      local.exact_fallback = true;
+    } else {
+      switch (type_) {
+        case Type::kHnsw:
+          SearchHnsw(q, k, local.beam_width, accept, scratch, out);
+          // Short of k: the walk reached too few accepted rows (a selective
+          // predicate). The page contract is "full unless the catalogue
+          // cannot fill it", so scan.
+          local.exact_fallback = out->size() < size_t(k);
+          break;
+        case Type::kIvf: {
+          // Short of k: the probed lists hold too few accepted rows. Probe
+          // twice as many until they do (all lists = exact).
+          const int nlist = static_cast<int>(ivf_->nlist);
+          SearchIvf(q, k, local.nprobe, accept, scratch, out);
+          while (out->size() < size_t(k) && local.nprobe < nlist) {
+            local.nprobe = std::min(nlist, 2 * local.nprobe);
+            SearchIvf(q, k, local.nprobe, accept, scratch, out);
+          }
+          break;
+        }
+        case Type::kFlat:
+          SearchFlat(q, k, accept, scratch, out);
+          break;
+      }
+    }
+    if (local.exact_fallback) ExactSearch(q, k, accept, scratch, out);
+  }
+  if (stats != nullptr) *stats = local;
+}
+
+void AnnIndex::ExactSearch(const float* q, int k, const RowPredicate& accept,
                            SearchScratch* scratch, std::vector<Hit>* out) const {
   out->clear();
   k = static_cast<int>(std::min<int64_t>(k, n_));
   if (k <= 0) return;
   if (vectors_ != nullptr) {
-    SearchFlat(q, k, filter, scratch, out);
+    SearchFlat(q, k, accept, scratch, out);
   } else {
     // IVF keeps vectors in list order: probing every list is exact.
-    SearchIvf(q, k, static_cast<int>(ivf_->nlist), filter, scratch, out);
+    SearchIvf(q, k, static_cast<int>(ivf_->nlist), accept, scratch, out);
   }
 }
 
-void AnnIndex::SearchFlat(const float* q, int k, const RowFilter* filter,
+void AnnIndex::SearchFlat(const float* q, int k, const RowPredicate& accept,
                           SearchScratch* scratch, std::vector<Hit>* out) const {
   constexpr int64_t kBlock = 1024;
   TopKBuffer top(&scratch->results, k);
@@ -488,14 +620,14 @@ void AnnIndex::SearchFlat(const float* q, int k, const RowFilter* filter,
     for (int64_t i = 0; i < count; ++i) {
       if (scores[i] < top.threshold()) continue;
       const int32_t row = static_cast<int32_t>(start + i);
-      if (filter != nullptr && filter->Excluded(row)) continue;
+      if (!accept.Accepts(row)) continue;
       top.Push(Hit{scores[i], row});
     }
   }
   top.Finish(out);
 }
 
-void AnnIndex::SearchIvf(const float* q, int k, int nprobe, const RowFilter* filter,
+void AnnIndex::SearchIvf(const float* q, int k, int nprobe, const RowPredicate& accept,
                          SearchScratch* scratch, std::vector<Hit>* out) const {
   const int nlist = static_cast<int>(ivf_->nlist);
   nprobe = std::clamp(nprobe, 1, nlist);
@@ -518,7 +650,7 @@ void AnnIndex::SearchIvf(const float* q, int k, int nprobe, const RowFilter* fil
     for (size_t j = 0; j < size; ++j) {
       if (scores[j] < top.threshold()) continue;
       const int32_t row = static_cast<int32_t>(ids[j]);
-      if (filter != nullptr && filter->Excluded(row)) continue;
+      if (!accept.Accepts(row)) continue;
       top.Push(Hit{scores[j], row});
     }
   }
@@ -527,15 +659,15 @@ void AnnIndex::SearchIvf(const float* q, int k, int nprobe, const RowFilter* fil
 
 // Beam search as in HNSW (Malkov & Yashunin), on FAISS's graph: greedy descent
 // through the upper levels, then a beam of `beam_width` at level 0. As in
-// FAISS, every visited node competes for the k results (so the filter never
+// FAISS, every visited node competes for the k results (so a predicate never
 // blocks navigation), while only the beam steers the walk.
-void AnnIndex::SearchHnsw(const float* q, int k, int beam_width, const RowFilter* filter,
+void AnnIndex::SearchHnsw(const float* q, int k, int beam_width, const RowPredicate& accept,
                           SearchScratch* scratch, std::vector<Hit>* out) const {
   const faiss::HNSW& g = hnsw_->hnsw;
   const int32_t* links = g.neighbors.data();
   const size_t d = d_;
   MarkTable& visited = scratch->visited;
-  if (visited.size() != size_t(n_)) visited.Reset(n_);
+  visited.EnsureSize(n_);
   visited.NextGeneration();
 
   // Upper levels: greedy walk to the best node.
@@ -574,7 +706,7 @@ void AnnIndex::SearchHnsw(const float* q, int k, int beam_width, const RowFilter
   visited.Mark(entry);
   candidates.push_back(start);
   beam.push_back(start);
-  if (filter == nullptr || !filter->Excluded(entry)) results.Push(start);
+  if (accept.Accepts(entry)) results.Push(start);
 
   while (!candidates.empty()) {
     const Hit current = candidates.front();
@@ -602,7 +734,7 @@ void AnnIndex::SearchHnsw(const float* q, int k, int beam_width, const RowFilter
         std::push_heap(candidates.begin(), candidates.end(), WorseHit);
         PushTopK(beam, beam_width, hit);
       }
-      if (filter == nullptr || !filter->Excluded(hit.row)) results.Push(hit);
+      if (accept.Accepts(hit.row)) results.Push(hit);
     }
   }
   results.Finish(out);

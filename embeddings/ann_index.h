@@ -6,7 +6,8 @@
 //
 // Thread-safety: an AnnIndex is immutable after Create/Load; Search may be
 // called from any number of threads at once, each with its own SearchScratch.
-// This is the only class that calls FAISS; FAISS exceptions become Status.
+// This is the only class that calls FAISS (linked privately to this module);
+// FAISS exceptions become Status by cause.
 #ifndef FEEDRANK_EMBEDDINGS_ANN_INDEX_H_
 #define FEEDRANK_EMBEDDINGS_ANN_INDEX_H_
 
@@ -18,6 +19,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/env.h"
+#include "embeddings/manifest.h"
 #include "feedrank/v1/bundle.pb.h"
 
 namespace faiss {
@@ -29,7 +32,7 @@ struct IndexFlat;
 
 namespace feedrank {
 
-using v1::IndexSpec;
+
 
 // One search result: a row of the video table and its inner product with the
 // query.
@@ -43,13 +46,16 @@ inline bool BetterHit(const Hit& a, const Hit& b) {
   return a.score > b.score || (a.score == b.score && a.row < b.row);
 }
 
-// A per-thread table of marks over rows [0, n), reset in O(1) per use by
-// advancing a generation counter (a full clear every 255 uses).
+// A per-thread table of marks over rows [0, size()), reset in O(1) per use by
+// advancing a generation counter (a full clear every 255 uses). Grows, never
+// shrinks, so one table serves catalogues of different sizes without
+// reallocating once it has seen the largest.
 class MarkTable {
  public:
-  // Makes the table cover `n` rows and clears all marks.
-  void Reset(size_t n);
-  // Clears all marks. REQUIRES: Reset was called.
+  // Makes the table cover at least `n` rows (and clears all marks when it
+  // grows).
+  void EnsureSize(size_t n);
+  // Clears all marks.
   void NextGeneration();
   bool Marked(int32_t row) const { return tags_[row] == generation_; }
   void Mark(int32_t row) { tags_[row] = generation_; }
@@ -60,9 +66,9 @@ class MarkTable {
   uint8_t generation_ = 1;
 };
 
-// Rows that a search must not return (e.g. videos the user has seen). The
-// search still walks through them. A RowFilter marks rows in a MarkTable
-// that the caller owns and must not touch while the filter is in use.
+// Rows one request excludes (e.g. videos the user has seen), marked in a
+// MarkTable that the caller owns and must not touch while the filter is in
+// use.
 class RowFilter {
  public:
   // REQUIRES: `marks` covers every row that Exclude and Excluded receive.
@@ -80,6 +86,68 @@ class RowFilter {
  private:
   MarkTable* marks_;
   size_t count_ = 0;
+};
+
+// An immutable set of rows as a bitmap, e.g. the tombstones of a catalogue
+// view (deleted or replaced videos). Thread-safe once built.
+class RowBitmap {
+ public:
+  RowBitmap() = default;
+  // An empty set over rows [0, n).
+  explicit RowBitmap(size_t n) : words_((n + 63) / 64, 0), size_(n) {}
+  // REQUIRES: row < size().
+  void Insert(int32_t row) {
+    uint64_t& word = words_[size_t(row) >> 6];
+    const uint64_t bit = uint64_t{1} << (row & 63);
+    count_ += (word & bit) == 0;
+    word |= bit;
+  }
+  bool Contains(int32_t row) const {
+    return size_t(row) < size_ && (words_[size_t(row) >> 6] >> (row & 63)) & 1;
+  }
+  size_t count() const { return count_; }
+  size_t size() const { return size_; }
+
+ private:
+  std::vector<uint64_t> words_;
+  size_t size_ = 0;
+  size_t count_ = 0;
+};
+
+// Which rows a search may return: every row that none of its parts
+// excludes (a request's RowFilter, a view's tombstones...). Parts are
+// borrowed and must outlive the predicate. Cheap to copy; evaluated inside
+// the search, so excluded rows never take a result slot.
+class RowPredicate {
+ public:
+  static constexpr int kMaxParts = 4;
+
+  // Accepts every row.
+  RowPredicate() = default;
+
+  // Also rejects the rows of `filter` / `bitmap` (null = nothing). At most
+  // kMaxParts parts in all.
+  RowPredicate& Exclude(const RowFilter* filter);
+  RowPredicate& Exclude(const RowBitmap* bitmap);
+
+  bool Accepts(int32_t row) const {
+    for (int i = 0; i < num_filters_; ++i) {
+      if (filters_[i]->Excluded(row)) return false;
+    }
+    for (int i = 0; i < num_bitmaps_; ++i) {
+      if (bitmaps_[i]->Contains(row)) return false;
+    }
+    return true;
+  }
+  bool accepts_all() const { return num_filters_ + num_bitmaps_ == 0; }
+  // At least this many distinct rows are rejected (the largest part).
+  size_t min_rejected() const;
+
+ private:
+  const RowFilter* filters_[kMaxParts] = {};
+  const RowBitmap* bitmaps_[kMaxParts] = {};
+  int num_filters_ = 0;
+  int num_bitmaps_ = 0;
 };
 
 // Scratch memory of one search: reused across searches on one thread, so a
@@ -104,6 +172,17 @@ struct SearchOptions {
   int nprobe = 0;
 };
 
+// What a search did, for debug output and metrics.
+struct SearchStats {
+  // HNSW: the beam width used (after defaults and clamps); 0 otherwise.
+  int beam_width = 0;
+  // IVF: the lists probed (after widening, see Search); 0 otherwise.
+  int nprobe = 0;
+  // The search fell back to an exact scan because the predicate rejects
+  // (nearly) everything the approximate search would reach.
+  bool exact_fallback = false;
+};
+
 class AnnIndex {
  public:
   enum class Type { kHnsw, kIvf, kFlat };
@@ -119,37 +198,53 @@ class AnnIndex {
   // fields get defaults (written back into *spec): hnsw_m 32,
   // hnsw_ef_construction 80, beam_width 256; ivf_nlist ~4*sqrt(n),
   // ivf_nprobe nlist/16.
-  // Errors: InvalidArgument for an unknown type or bad parameter.
+  // Every vector must have a non-zero norm (a zero vector has the same inner
+  // product, 0, with every query, and a catalogue of them degenerates the
+  // HNSW build).
+  // Errors: InvalidArgument for an unknown type, a bad parameter or a zero
+  // vector (named by row); ResourceExhausted when memory runs out; Internal
+  // for a FAISS failure on valid input.
   static absl::StatusOr<std::unique_ptr<AnnIndex>> Build(
       const float* x, int64_t n, int d, IndexSpec* spec,
       const Progress& progress = nullptr, int threads = 0);
 
-  // Reads a FAISS index file and checks it against the manifest: type, metric
-  // (inner product), dimension, size, and the graph or lists themselves
-  // (every link and id within [0, n), each id listed once).
-  // Errors: NotFound (no file), InvalidArgument (anything else), each naming
-  // `path`.
+  // Reads a FAISS index file through `fs` and checks it against the
+  // manifest: type, metric (inner product), dimension, size, and the graph
+  // or lists themselves (every link and id within [0, n), each id listed
+  // once). Errors, each naming `path`: those of FileSystem (NotFound,
+  // PermissionDenied, FailedPrecondition for a non-regular file, Cancelled
+  // by an InterruptibleFileSystem), ResourceExhausted when memory runs out,
+  // InvalidArgument for content that is not such an index.
   static absl::StatusOr<std::unique_ptr<AnnIndex>> Load(const std::string& path,
                                                         const IndexSpec& spec,
-                                                        int d, int64_t n);
+                                                        int d, int64_t n,
+                                                        FileSystem& fs = *FileSystem::Real());
 
   ~AnnIndex();
   AnnIndex(const AnnIndex&) = delete;
   AnnIndex& operator=(const AnnIndex&) = delete;
 
-  absl::Status Write(const std::string& path) const;
+  // Writes the index to `path` (through a temporary file renamed over it).
+  absl::Status Write(const std::string& path, FileSystem& fs = *FileSystem::Real()) const;
 
-  // The k best rows for query `q` (size d), best first, into *out, skipping
-  // rows the filter (may be null) excludes. Fewer than k when fewer rows
-  // pass, or, for HNSW, when the beam reaches fewer passing rows (a filter
-  // that excludes most of the catalogue). Allocation-free once `scratch` is
-  // warm.
-  void Search(const float* q, const SearchOptions& options,
-              const RowFilter* filter, SearchScratch* scratch,
-              std::vector<Hit>* out) const;
+  // The k best rows for query `q` (size d) that `accept` accepts, best
+  // first, into *out. Fewer than k only when fewer than k rows pass: when
+  // HNSW reaches fewer passing rows (a predicate rejecting most of the
+  // catalogue) it falls back to an exact scan, and a predicate that leaves
+  // at most 2k rows goes to the scan at once; IVF doubles nprobe until its
+  // lists hold k passing rows. Allocation-free once `scratch` is warm.
+  // `stats` (may be null) says what ran.
+  void Search(const float* q, const SearchOptions& options, const RowPredicate& accept,
+              SearchScratch* scratch, std::vector<Hit>* out,
+              SearchStats* stats = nullptr) const;
 
-  // Exact search by scanning every vector; for tests and recall benchmarks.
-  void ExactSearch(const float* q, int k, const RowFilter* filter,
+  // The HNSW beam width or IVF probe count a search with `options` uses
+  // (0 for what does not apply to this index type).
+  SearchStats EffectiveOptions(const SearchOptions& options) const;
+
+  // Exact search by scanning every vector; for tests, recall benchmarks and
+  // the fallback above.
+  void ExactSearch(const float* q, int k, const RowPredicate& accept,
                    SearchScratch* scratch, std::vector<Hit>* out) const;
 
   // Checks that the index holds exactly `x` (size n * d) with row i at label
@@ -171,7 +266,8 @@ class AnnIndex {
   int64_t size() const { return n_; }
   int default_beam_width() const { return default_beam_width_; }
   int default_nprobe() const { return default_nprobe_; }
-  // The wrapped FAISS index, for tests that compare against FAISS.
+  // The wrapped FAISS index, for tests and benchmarks that compare against
+  // FAISS (they include FAISS's headers themselves).
   const faiss::Index& faiss_index() const { return *index_; }
 
  private:
@@ -179,13 +275,13 @@ class AnnIndex {
            const IndexSpec& spec);
   absl::Status ValidateStructure(const std::string& path) const;
 
-  // Each writes the k best hits, best first, into *out.
-  void SearchHnsw(const float* q, int k, int beam_width, const RowFilter* filter,
+  // Each writes the k best accepted hits, best first, into *out.
+  void SearchHnsw(const float* q, int k, int beam_width, const RowPredicate& accept,
                   SearchScratch* scratch, std::vector<Hit>* out) const;
-  void SearchIvf(const float* q, int k, int nprobe, const RowFilter* filter,
+  void SearchIvf(const float* q, int k, int nprobe, const RowPredicate& accept,
                  SearchScratch* scratch, std::vector<Hit>* out) const;
-  void SearchFlat(const float* q, int k, const RowFilter* filter, SearchScratch* scratch,
-                  std::vector<Hit>* out) const;
+  void SearchFlat(const float* q, int k, const RowPredicate& accept,
+                  SearchScratch* scratch, std::vector<Hit>* out) const;
 
   std::unique_ptr<faiss::Index> index_;
   Type type_;

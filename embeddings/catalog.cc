@@ -64,10 +64,10 @@ absl::Status IndexIds(absl::string_view file, const std::vector<uint64_t>& ids,
 
 // Reads `dir`/`file` as a 1-D (rank 1) or 2-D array with `cols` columns.
 template <typename T>
-absl::StatusOr<std::vector<T>> ReadColumn(const std::string& dir,
+absl::StatusOr<std::vector<T>> ReadColumn(FileSystem& fs, const std::string& dir,
                                           const std::string& file, int64_t cols) {
   const std::string path = BundlePath(dir, file);
-  ASSIGN_OR_RETURN(NpyArray<T> array, ReadNpy<T>(path, cols > 0 ? 2 : 1));
+  ASSIGN_OR_RETURN(NpyArray<T> array, ReadNpy<T>(fs, path, cols > 0 ? 2 : 1));
   if (cols > 0 && array.shape[1] != cols) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": has ", array.shape[1], " columns, expected dim ", cols));
@@ -75,11 +75,91 @@ absl::StatusOr<std::vector<T>> ReadColumn(const std::string& dir,
   return std::move(array.data);
 }
 
+// Zero vectors score 0 against every query and degenerate the HNSW build.
+absl::Status CheckNonZeroRows(absl::string_view file, const std::vector<float>& v,
+                              size_t cols) {
+  for (size_t row = 0; row * cols < v.size(); ++row) {
+    const float* x = &v[row * cols];
+    bool zero = true;
+    for (size_t j = 0; j < cols && zero; ++j) zero = x[j] == 0.f;
+    if (zero) {
+      return Bad(file, absl::StrCat("row ", row,
+                                    " is all zeros; every video needs a non-zero "
+                                    "embedding"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+CatalogStats DeriveCatalogStats(const VideoColumns& videos, const UserColumns& users,
+                                int dim) {
+  CatalogStats stats;
+  absl::flat_hash_map<uint64_t, int32_t> index;
+  for (size_t row = 0; row < videos.creator_ids.size(); ++row) {
+    auto [it, added] = index.try_emplace(videos.creator_ids[row],
+                                         static_cast<int32_t>(stats.creator_ids.size()));
+    if (added) {
+      stats.creator_ids.push_back(videos.creator_ids[row]);
+      stats.creator_videos.push_back(0.f);
+      stats.creator_popularity.push_back(0.f);
+    }
+    stats.creator_videos[it->second] += 1.f;
+    stats.creator_popularity[it->second] +=
+        row < videos.popularity.size() ? videos.popularity[row] : 0.f;
+  }
+  stats.mean_user_embedding.assign(dim, 0.f);
+  const size_t u = dim > 0 ? users.embeddings.size() / dim : 0;
+  if (u > 0) {
+    std::vector<double> sum(dim, 0.0);
+    for (size_t row = 0; row < u; ++row) {
+      const float* e = &users.embeddings[row * dim];
+      for (int j = 0; j < dim; ++j) sum[j] += e[j];
+    }
+    for (int j = 0; j < dim; ++j) {
+      stats.mean_user_embedding[j] = static_cast<float>(sum[j] / double(u));
+    }
+  }
+  return stats;
+}
+
+namespace {
+
+absl::Status ValidateStats(const CatalogStats& stats, int dim) {
+  const size_t c = stats.creator_ids.size();
+  if (stats.creator_videos.size() != c || stats.creator_popularity.size() != c) {
+    return Bad(kCatalogStatsDir, absl::StrCat("creator tables have ", c, ", ",
+                                              stats.creator_videos.size(), " and ",
+                                              stats.creator_popularity.size(),
+                                              " entries; they must match"));
+  }
+  if (stats.mean_user_embedding.size() != size_t(dim)) {
+    return Bad(kCatalogStatsDir,
+               absl::StrCat("mean user embedding has ", stats.mean_user_embedding.size(),
+                            " entries, expected dim ", dim));
+  }
+  for (size_t i = 0; i < c; ++i) {
+    if (!(stats.creator_videos[i] >= 1) || !(stats.creator_popularity[i] >= 0) ||
+        !std::isfinite(stats.creator_popularity[i])) {
+      return Bad(kCatalogStatsDir,
+                 absl::StrCat("creator ", stats.creator_ids[i], " has ",
+                              stats.creator_videos[i], " videos and popularity ",
+                              stats.creator_popularity[i],
+                              "; expected >= 1 video and a finite popularity >= 0"));
+    }
+  }
+  for (float x : stats.mean_user_embedding) {
+    if (!std::isfinite(x)) return Bad(kCatalogStatsDir, "mean user embedding is not finite");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(
     const BundleManifest& manifest, VideoColumns videos, UserColumns users,
-    std::unique_ptr<AnnIndex> index) {
+    std::unique_ptr<AnnIndex> index, const CatalogStats* stats) {
   const size_t dim = manifest.dim();
   const size_t n = manifest.num_videos();
   const size_t u = manifest.num_users();
@@ -110,6 +190,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(
   RETURN_IF_ERROR(CheckNonNegative(kVideoUploadTimeFile, videos.upload_time_ms));
   RETURN_IF_ERROR(CheckNonNegative(kVideoPopularityFile, videos.popularity));
   RETURN_IF_ERROR(CheckNonNegative(kUserActivityFile, users.activity));
+  RETURN_IF_ERROR(CheckNonZeroRows(kVideoEmbeddingsFile, videos.embeddings, dim));
 
   std::unique_ptr<Catalog> catalog(new Catalog());
   RETURN_IF_ERROR(IndexIds(kVideoIdsFile, videos.ids, &catalog->video_rows_));
@@ -133,45 +214,38 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(
     catalog->video_vectors_ = catalog->index_->row_vectors();
     std::vector<float>().swap(catalog->videos_.embeddings);
   }
-  catalog->Derive();
+  RETURN_IF_ERROR(catalog->Derive(stats));
   return catalog;
 }
 
-void Catalog::Derive() {
+absl::Status Catalog::Derive(const CatalogStats* stats) {
   const int32_t n = num_videos();
-  absl::flat_hash_map<uint64_t, int32_t> creators;
+  if (stats != nullptr) {
+    RETURN_IF_ERROR(ValidateStats(*stats, dim_));
+    stats_ = *stats;
+  } else {
+    stats_ = DeriveCatalogStats(videos_, users_, dim_);
+  }
+  RETURN_IF_ERROR(IndexIds(kCatalogStatsDir, stats_.creator_ids, &creator_rows_));
   creator_index_.resize(n);
   for (int32_t row = 0; row < n; ++row) {
-    auto [it, inserted] = creators.try_emplace(
-        videos_.creator_ids[row], static_cast<int32_t>(creators.size()));
+    auto it = creator_rows_.find(videos_.creator_ids[row]);
+    if (it == creator_rows_.end()) {
+      return Bad(kCatalogStatsDir, absl::StrCat("has no entry for creator ",
+                                                videos_.creator_ids[row], " of video ",
+                                                videos_.ids[row]));
+    }
     creator_index_[row] = it->second;
   }
-  num_creators_ = static_cast<int32_t>(creators.size());
-  creator_videos_.assign(num_creators_, 0.f);
-  creator_popularity_.assign(num_creators_, 0.f);
-  for (int32_t row = 0; row < n; ++row) {
-    creator_videos_[creator_index_[row]] += 1.f;
-    creator_popularity_[creator_index_[row]] += videos_.popularity[row];
-  }
 
-  mean_user_.assign(dim_, 0.f);
-  const int32_t u = num_users();
-  if (u > 0) {
-    std::vector<double> sum(dim_, 0.0);
-    for (int32_t row = 0; row < u; ++row) {
-      const float* e = user_embedding(row);
-      for (int j = 0; j < dim_; ++j) sum[j] += e[j];
-    }
-    for (int j = 0; j < dim_; ++j) mean_user_[j] = static_cast<float>(sum[j] / u);
-  }
-
-  auto top_rows = [n](auto better) {
+  auto top_rows = [this, n](auto better) {
     std::vector<int32_t> rows(n);
     std::iota(rows.begin(), rows.end(), 0);
     const int32_t keep = std::min<int32_t>(n, kListLength);
     std::partial_sort(rows.begin(), rows.begin() + keep, rows.end(),
                       [&](int32_t a, int32_t b) {
-                        return better(a, b) || (!better(b, a) && a < b);
+                        return better(a, b) ||
+                               (!better(b, a) && videos_.ids[a] < videos_.ids[b]);
                       });
     rows.resize(keep);
     return rows;
@@ -182,42 +256,59 @@ void Catalog::Derive() {
   fresh_ = top_rows([this](int32_t a, int32_t b) {
     return videos_.upload_time_ms[a] > videos_.upload_time_ms[b];
   });
+  return absl::OkStatus();
 }
 
 absl::Status Catalog::ReadColumns(const std::string& dir,
                                   const BundleManifest& manifest,
-                                  VideoColumns* videos, UserColumns* users) {
+                                  VideoColumns* videos, UserColumns* users,
+                                  FileSystem& fs) {
   const int64_t dim = manifest.dim();
-  ASSIGN_OR_RETURN(videos->ids, ReadColumn<uint64_t>(dir, kVideoIdsFile, 0));
+  ASSIGN_OR_RETURN(videos->ids, ReadColumn<uint64_t>(fs, dir, kVideoIdsFile, 0));
   ASSIGN_OR_RETURN(videos->embeddings,
-                   ReadColumn<float>(dir, kVideoEmbeddingsFile, dim));
+                   ReadColumn<float>(fs, dir, kVideoEmbeddingsFile, dim));
   ASSIGN_OR_RETURN(videos->creator_ids,
-                   ReadColumn<uint64_t>(dir, kVideoCreatorIdsFile, 0));
+                   ReadColumn<uint64_t>(fs, dir, kVideoCreatorIdsFile, 0));
   ASSIGN_OR_RETURN(videos->duration_ms,
-                   ReadColumn<int64_t>(dir, kVideoDurationFile, 0));
+                   ReadColumn<int64_t>(fs, dir, kVideoDurationFile, 0));
   ASSIGN_OR_RETURN(videos->upload_time_ms,
-                   ReadColumn<int64_t>(dir, kVideoUploadTimeFile, 0));
+                   ReadColumn<int64_t>(fs, dir, kVideoUploadTimeFile, 0));
   ASSIGN_OR_RETURN(videos->popularity,
-                   ReadColumn<float>(dir, kVideoPopularityFile, 0));
-  ASSIGN_OR_RETURN(users->ids, ReadColumn<uint64_t>(dir, kUserIdsFile, 0));
+                   ReadColumn<float>(fs, dir, kVideoPopularityFile, 0));
+  ASSIGN_OR_RETURN(users->ids, ReadColumn<uint64_t>(fs, dir, kUserIdsFile, 0));
   ASSIGN_OR_RETURN(users->embeddings,
-                   ReadColumn<float>(dir, kUserEmbeddingsFile, dim));
-  ASSIGN_OR_RETURN(users->activity, ReadColumn<float>(dir, kUserActivityFile, 0));
+                   ReadColumn<float>(fs, dir, kUserEmbeddingsFile, dim));
+  ASSIGN_OR_RETURN(users->activity, ReadColumn<float>(fs, dir, kUserActivityFile, 0));
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Load(
-    const std::string& dir, const BundleManifest& manifest) {
+absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Load(const std::string& dir,
+                                                       const BundleManifest& manifest,
+                                                       FileSystem& fs) {
   const int64_t dim = manifest.dim();
   VideoColumns videos;
   UserColumns users;
-  RETURN_IF_ERROR(ReadColumns(dir, manifest, &videos, &users));
+  RETURN_IF_ERROR(ReadColumns(dir, manifest, &videos, &users, fs));
+  std::optional<CatalogStats> stats;
+  const std::string stats_dir = BundlePath(dir, kCatalogStatsDir);
+  ASSIGN_OR_RETURN(const bool has_stats, fs.Exists(stats_dir));
+  if (has_stats) {
+    stats.emplace();
+    ASSIGN_OR_RETURN(stats->creator_ids,
+                     ReadColumn<uint64_t>(fs, stats_dir, kCreatorIdsFile, 0));
+    ASSIGN_OR_RETURN(stats->creator_videos,
+                     ReadColumn<float>(fs, stats_dir, kCreatorVideosFile, 0));
+    ASSIGN_OR_RETURN(stats->creator_popularity,
+                     ReadColumn<float>(fs, stats_dir, kCreatorPopularityFile, 0));
+    ASSIGN_OR_RETURN(stats->mean_user_embedding,
+                     ReadColumn<float>(fs, stats_dir, kMeanUserEmbeddingFile, 0));
+  }
   ASSIGN_OR_RETURN(auto index,
                    AnnIndex::Load(BundlePath(dir, kIndexFile), manifest.index(),
                                   static_cast<int>(dim),
-                                  static_cast<int64_t>(manifest.num_videos())));
-  auto catalog = Create(manifest, std::move(videos), std::move(users),
-                        std::move(index));
+                                  static_cast<int64_t>(manifest.num_videos()), fs));
+  auto catalog = Create(manifest, std::move(videos), std::move(users), std::move(index),
+                        stats ? &*stats : nullptr);
   if (!catalog.ok()) {
     return absl::Status(catalog.status().code(),
                         BundlePath(dir, std::string(catalog.status().message())));
@@ -227,25 +318,40 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Load(
 
 absl::Status Catalog::WriteColumns(const std::string& dir, int dim,
                                    const VideoColumns& videos,
-                                   const UserColumns& users) {
+                                   const UserColumns& users, const CatalogStats* stats,
+                                   FileSystem& fs) {
   const int64_t n = static_cast<int64_t>(videos.ids.size());
   const int64_t u = static_cast<int64_t>(users.ids.size());
   auto path = [&](const char* file) { return BundlePath(dir, file); };
-  RETURN_IF_ERROR(WriteNpy<uint64_t>(path(kVideoIdsFile), videos.ids, {n}));
+  RETURN_IF_ERROR(WriteNpy<uint64_t>(fs, path(kVideoIdsFile), videos.ids, {n}));
   RETURN_IF_ERROR(
-      WriteNpy<float>(path(kVideoEmbeddingsFile), videos.embeddings, {n, dim}));
+      WriteNpy<float>(fs, path(kVideoEmbeddingsFile), videos.embeddings, {n, dim}));
   RETURN_IF_ERROR(
-      WriteNpy<uint64_t>(path(kVideoCreatorIdsFile), videos.creator_ids, {n}));
+      WriteNpy<uint64_t>(fs, path(kVideoCreatorIdsFile), videos.creator_ids, {n}));
   RETURN_IF_ERROR(
-      WriteNpy<int64_t>(path(kVideoDurationFile), videos.duration_ms, {n}));
+      WriteNpy<int64_t>(fs, path(kVideoDurationFile), videos.duration_ms, {n}));
   RETURN_IF_ERROR(
-      WriteNpy<int64_t>(path(kVideoUploadTimeFile), videos.upload_time_ms, {n}));
+      WriteNpy<int64_t>(fs, path(kVideoUploadTimeFile), videos.upload_time_ms, {n}));
+  RETURN_IF_ERROR(WriteNpy<float>(fs, path(kVideoPopularityFile), videos.popularity, {n}));
+  RETURN_IF_ERROR(WriteNpy<uint64_t>(fs, path(kUserIdsFile), users.ids, {u}));
   RETURN_IF_ERROR(
-      WriteNpy<float>(path(kVideoPopularityFile), videos.popularity, {n}));
-  RETURN_IF_ERROR(WriteNpy<uint64_t>(path(kUserIdsFile), users.ids, {u}));
-  RETURN_IF_ERROR(
-      WriteNpy<float>(path(kUserEmbeddingsFile), users.embeddings, {u, dim}));
-  RETURN_IF_ERROR(WriteNpy<float>(path(kUserActivityFile), users.activity, {u}));
+      WriteNpy<float>(fs, path(kUserEmbeddingsFile), users.embeddings, {u, dim}));
+  RETURN_IF_ERROR(WriteNpy<float>(fs, path(kUserActivityFile), users.activity, {u}));
+  if (stats != nullptr) {
+    const std::string stats_dir = path(kCatalogStatsDir);
+    RETURN_IF_ERROR(fs.CreateDir(stats_dir));
+    const int64_t c = static_cast<int64_t>(stats->creator_ids.size());
+    auto stats_path = [&](const char* file) { return BundlePath(stats_dir, file); };
+    RETURN_IF_ERROR(
+        WriteNpy<uint64_t>(fs, stats_path(kCreatorIdsFile), stats->creator_ids, {c}));
+    RETURN_IF_ERROR(
+        WriteNpy<float>(fs, stats_path(kCreatorVideosFile), stats->creator_videos, {c}));
+    RETURN_IF_ERROR(WriteNpy<float>(fs, stats_path(kCreatorPopularityFile),
+                                    stats->creator_popularity, {c}));
+    RETURN_IF_ERROR(WriteNpy<float>(fs, stats_path(kMeanUserEmbeddingFile),
+                                    stats->mean_user_embedding,
+                                    {int64_t(stats->mean_user_embedding.size())}));
+  }
   return absl::OkStatus();
 }
 
@@ -265,7 +371,7 @@ void Catalog::TouchMemory() const {
                  TouchPages(videos_.upload_time_ms) + TouchPages(videos_.popularity) +
                  TouchPages(users_.ids) + TouchPages(users_.embeddings) +
                  TouchPages(users_.activity) + TouchPages(creator_index_) +
-                 TouchPages(creator_videos_) + TouchPages(creator_popularity_);
+                 TouchPages(stats_.creator_videos) + TouchPages(stats_.creator_popularity);
   if (index_ != nullptr) sum += index_->TouchMemory();
   // The id maps are probed at random by requests; walking them touches them.
   for (const auto& [id, row] : video_rows_) sum += row;
@@ -277,6 +383,12 @@ void Catalog::TouchMemory() const {
 std::optional<int32_t> Catalog::VideoRow(uint64_t id) const {
   auto it = video_rows_.find(id);
   if (it == video_rows_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<int32_t> Catalog::CreatorIndex(uint64_t creator_id) const {
+  auto it = creator_rows_.find(creator_id);
+  if (it == creator_rows_.end()) return std::nullopt;
   return it->second;
 }
 

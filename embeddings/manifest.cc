@@ -2,12 +2,10 @@
 
 #include <google/protobuf/util/json_util.h>
 
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "base/files.h"
+#include "base/status_macros.h"
 
 namespace feedrank {
 
@@ -35,9 +33,8 @@ absl::Status ValidateManifest(const BundleManifest& m) {
   if (m.num_users() > INT32_MAX) {
     return bad("num_users ", m.num_users(), " exceeds 2^31-1");
   }
-  const std::string& type = m.index().type();
-  if (type != "hnsw" && type != "ivf" && type != "flat") {
-    return bad("index.type '", type, "' is not one of hnsw, ivf, flat");
+  if (absl::Status index = ValidateIndexSpec(m.index()); !index.ok()) {
+    return bad(index.message());
   }
   if (m.model().objectives().empty()) return bad("model.objectives is empty");
   std::set<std::string> names;
@@ -56,12 +53,38 @@ absl::Status ValidateManifest(const BundleManifest& m) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<BundleManifest> ReadManifest(const std::string& dir) {
+absl::Status ValidateIndexSpec(const IndexSpec& spec) {
+  const std::string& type = spec.type();
+  if (type != "hnsw" && type != "ivf" && type != "flat") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("index.type '", type, "' is not one of hnsw, ivf, flat"));
+  }
+  auto range = [](const char* field, uint32_t value, uint32_t lo,
+                  uint32_t hi) -> absl::Status {
+    if (value != 0 && (value < lo || value > hi)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "index.", field, ": ", value, " is outside [", lo, ", ", hi, "] (0 = default)"));
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(range("hnsw_m", spec.hnsw_m(), 2, 256));
+  RETURN_IF_ERROR(range("hnsw_ef_construction", spec.hnsw_ef_construction(), 1, 20000));
+  RETURN_IF_ERROR(range("beam_width", spec.beam_width(), 1, 20000));
+  RETURN_IF_ERROR(range("ivf_nlist", spec.ivf_nlist(), 1, 1u << 24));
+  RETURN_IF_ERROR(range("ivf_nprobe", spec.ivf_nprobe(), 1,
+                        spec.ivf_nlist() > 0 ? spec.ivf_nlist() : 1u << 24));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BundleManifest> ReadManifest(const std::string& dir, FileSystem& fs) {
   const std::string path = BundlePath(dir, kManifestFile);
-  auto text = ReadFileToString(path);
+  auto text = ReadFileToString(fs, path, 16 << 20);
   if (!text.ok()) {
-    return absl::NotFoundError(
-        absl::StrCat(path, ": cannot open (is ", dir, " a bundle directory?)"));
+    if (absl::IsNotFound(text.status())) {
+      return absl::NotFoundError(
+          absl::StrCat(path, ": no such file (is ", dir, " a bundle directory?)"));
+    }
+    return text.status();
   }
   BundleManifest manifest;
   google::protobuf::util::JsonParseOptions options;
@@ -79,7 +102,8 @@ absl::StatusOr<BundleManifest> ReadManifest(const std::string& dir) {
   return manifest;
 }
 
-absl::Status WriteManifest(const std::string& dir, const BundleManifest& manifest) {
+absl::Status WriteManifest(const std::string& dir, const BundleManifest& manifest,
+                           FileSystem& fs) {
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
@@ -88,13 +112,7 @@ absl::Status WriteManifest(const std::string& dir, const BundleManifest& manifes
   if (!status.ok()) {
     return absl::InternalError(status.message().as_string());
   }
-  const std::string path = BundlePath(dir, kManifestFile);
-  std::ofstream out(path, std::ios::trunc);
-  out << json;
-  if (!out.flush()) {
-    return absl::DataLossError(absl::StrCat(path, ": write failed"));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(fs, BundlePath(dir, kManifestFile), {json});
 }
 
 }  // namespace feedrank

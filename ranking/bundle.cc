@@ -1,10 +1,6 @@
 #include "ranking/bundle.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
-
-#include <cstdio>
-#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
@@ -21,20 +17,22 @@ absl::StatusOr<FeatureSet> FeaturesOf(const BundleManifest& manifest) {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<const Bundle>> LoadBundle(const std::string& dir) {
+absl::StatusOr<std::shared_ptr<const Bundle>> LoadBundle(const std::string& dir,
+                                                         FileSystem& fs) {
   auto bundle = std::make_shared<Bundle>();
   bundle->dir = dir;
-  ASSIGN_OR_RETURN(bundle->manifest, ReadManifest(dir));
+  ASSIGN_OR_RETURN(bundle->manifest, ReadManifest(dir, fs));
   auto features = FeaturesOf(bundle->manifest);
   if (!features.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         dir, "/", kManifestFile, ": ", features.status().message()));
   }
   bundle->features = *std::move(features);
-  ASSIGN_OR_RETURN(bundle->catalog, Catalog::Load(dir, bundle->manifest));
+  ASSIGN_OR_RETURN(bundle->catalog, Catalog::Load(dir, bundle->manifest, fs));
+  bundle->view = CatalogView::Of(bundle->catalog);
   ASSIGN_OR_RETURN(bundle->model,
                    ScoringModel::Load(dir, bundle->manifest.model(),
-                                      bundle->features.width()));
+                                      bundle->features.width(), fs));
   return std::shared_ptr<const Bundle>(std::move(bundle));
 }
 
@@ -45,52 +43,54 @@ absl::StatusOr<std::shared_ptr<const Bundle>> MakeBundle(
   auto bundle = std::make_shared<Bundle>();
   bundle->manifest = manifest;
   ASSIGN_OR_RETURN(bundle->features, FeaturesOf(manifest));
+  if (catalog == nullptr || catalog->dim() != int(manifest.dim()) ||
+      catalog->num_videos() != int64_t(manifest.num_videos())) {
+    return absl::InvalidArgumentError("catalogue does not match the manifest");
+  }
   bundle->catalog = std::move(catalog);
+  bundle->view = CatalogView::Of(bundle->catalog);
   ASSIGN_OR_RETURN(bundle->model,
                    ScoringModel::Create(std::move(model), manifest.model(),
                                         bundle->features.width()));
   return std::shared_ptr<const Bundle>(std::move(bundle));
 }
 
+absl::Status CheckBundleDirFree(const std::string& dir, FileSystem& fs) {
+  ASSIGN_OR_RETURN(const bool exists, fs.Exists(dir));
+  if (exists) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(dir, ": already exists; bundles are immutable, write a new "
+                          "directory"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WriteBundle(const std::string& dir, const BundleManifest& manifest,
                          const VideoColumns& videos, const UserColumns& users,
-                         const ModelTensors& model, const AnnIndex& index) {
-  namespace fs = std::filesystem;
+                         const ModelTensors& model, const AnnIndex& index,
+                         const CatalogStats* stats, FileSystem& fs) {
   RETURN_IF_ERROR(ValidateManifest(manifest));
   ASSIGN_OR_RETURN(FeatureSet features, FeaturesOf(manifest));
   std::vector<uint32_t> hidden(manifest.model().hidden().begin(),
                                manifest.model().hidden().end());
   RETURN_IF_ERROR(model.Validate(features.width(), hidden,
                                  manifest.model().objectives_size()));
-  std::error_code ec;
-  if (fs::exists(dir, ec)) {
-    return absl::AlreadyExistsError(
-        absl::StrCat(dir, ": already exists; bundles are immutable, write a new "
-                          "directory"));
-  }
-  const fs::path target = fs::absolute(dir, ec);
-  const fs::path tmp = target.string() + ".partial-" + std::to_string(::getpid());
-  fs::remove_all(tmp, ec);
-  if (!fs::create_directories(tmp, ec)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(tmp.string(), ": cannot create directory: ", ec.message()));
-  }
+  RETURN_IF_ERROR(CheckBundleDirFree(dir, fs));
+  std::string target = dir;
+  while (target.size() > 1 && target.back() == '/') target.pop_back();
+  const std::string tmp = absl::StrCat(target, ".partial-", ::getpid());
+  RETURN_IF_ERROR(fs.RemoveAll(tmp));
+  RETURN_IF_ERROR(fs.CreateDir(tmp));
   auto write_all = [&]() -> absl::Status {
-    RETURN_IF_ERROR(Catalog::WriteColumns(tmp.string(), manifest.dim(), videos, users));
-    RETURN_IF_ERROR(ScoringModel::Write(tmp.string(), model));
-    RETURN_IF_ERROR(index.Write(BundlePath(tmp.string(), kIndexFile)));
-    RETURN_IF_ERROR(WriteManifest(tmp.string(), manifest));
-    return absl::OkStatus();
+    RETURN_IF_ERROR(Catalog::WriteColumns(tmp, manifest.dim(), videos, users, stats, fs));
+    RETURN_IF_ERROR(ScoringModel::Write(tmp, model, fs));
+    RETURN_IF_ERROR(index.Write(BundlePath(tmp, kIndexFile), fs));
+    RETURN_IF_ERROR(WriteManifest(tmp, manifest, fs));
+    RETURN_IF_ERROR(fs.SyncDir(tmp));
+    return fs.Rename(tmp, target);
   };
   absl::Status status = write_all();
-  if (status.ok()) {
-    fs::rename(tmp, target, ec);
-    if (ec) {
-      status = absl::DataLossError(absl::StrCat(
-          dir, ": cannot move the finished bundle into place: ", ec.message()));
-    }
-  }
-  if (!status.ok()) fs::remove_all(tmp, ec);
+  if (!status.ok()) fs.RemoveAll(tmp).IgnoreError();
   return status;
 }
 

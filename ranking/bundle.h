@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "embeddings/catalog.h"
+#include "embeddings/catalog_view.h"
 #include "feedrank/v1/bundle.pb.h"
 #include "ranking/features.h"
 #include "ranking/model.h"
@@ -22,14 +23,18 @@ namespace feedrank {
 struct Bundle {
   std::string dir;
   BundleManifest manifest;
-  std::unique_ptr<Catalog> catalog;
+  std::shared_ptr<const Catalog> catalog;
+  // The catalogue alone (no delta, no tombstones), version 0.
+  std::shared_ptr<const CatalogView> view;
   FeatureSet features;
   std::unique_ptr<ScoringModel> model;
 };
 
-// Loads and validates the bundle in `dir`. Errors name the file and the
-// problem (see embeddings/catalog.h, ranking/model.h).
-absl::StatusOr<std::shared_ptr<const Bundle>> LoadBundle(const std::string& dir);
+// Loads and validates the bundle in `dir` through `fs`. Errors name the file
+// and the problem (see embeddings/catalog.h, ranking/model.h); Cancelled
+// when `fs` is an InterruptibleFileSystem that was stopped.
+absl::StatusOr<std::shared_ptr<const Bundle>> LoadBundle(
+    const std::string& dir, FileSystem& fs = *FileSystem::Real());
 
 // Assembles a bundle from parts already in memory (validated the same way).
 absl::StatusOr<std::shared_ptr<const Bundle>> MakeBundle(
@@ -39,10 +44,19 @@ absl::StatusOr<std::shared_ptr<const Bundle>> MakeBundle(
 // Writes a complete bundle into `dir`, which must not exist yet: the files go
 // to a temporary sibling directory that is renamed to `dir` at the end, so a
 // reader never sees half a bundle. Validates the parts first (as LoadBundle
-// would) and writes nothing when they are inconsistent.
+// would) and writes nothing when they are inconsistent. `stats` (may be
+// null) is written for a bundle that holds part of a catalogue.
+// Errors: AlreadyExists when `dir` exists; InvalidArgument for inconsistent
+// parts; those of `fs` otherwise.
 absl::Status WriteBundle(const std::string& dir, const BundleManifest& manifest,
                          const VideoColumns& videos, const UserColumns& users,
-                         const ModelTensors& model, const AnnIndex& index);
+                         const ModelTensors& model, const AnnIndex& index,
+                         const CatalogStats* stats = nullptr,
+                         FileSystem& fs = *FileSystem::Real());
+
+// AlreadyExists when something is at `dir` (a bundle is never overwritten);
+// callers check this before long work.
+absl::Status CheckBundleDirFree(const std::string& dir, FileSystem& fs = *FileSystem::Real());
 
 }  // namespace feedrank
 

@@ -117,7 +117,7 @@ std::vector<std::string> FeatureSet::ColumnNames() const {
   return columns;
 }
 
-void FeatureSet::Build(const Catalog& catalog, const UserQuery& user,
+void FeatureSet::Build(const CatalogView& catalog, const UserQuery& user,
                        const FeatureContext& context,
                        absl::Span<const int32_t> rows, float* out) const {
   const size_t d = dim_;

@@ -14,6 +14,7 @@
 //   duration_unknown     1 when the duration is unknown (0 ms)
 //   log_creator_videos   log1p(videos by the creator in the catalogue)
 //   log_creator_popularity
+//                        (catalogue-wide values: embeddings/catalog.h rules)
 //   user_known           1 for a user with an embedding, 0 on cold start
 //   log_user_activity    log1p(the user's training interactions)
 //   hour_of_day (2)      sin and cos of the client's local hour
@@ -31,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "embeddings/catalog.h"
+#include "embeddings/catalog_view.h"
 
 namespace feedrank {
 
@@ -77,11 +79,17 @@ class FeatureSet {
   // Name of every input column, e.g. "dot", "hour_of_day[1]", "product[5]".
   std::vector<std::string> ColumnNames() const;
 
-  // Writes one row per element of `rows` into `out` (size rows.size() *
-  // width(), row-major).
-  void Build(const Catalog& catalog, const UserQuery& user,
+  // Writes one row per element of `rows` (rows of `view`) into `out` (size
+  // rows.size() * width(), row-major).
+  void Build(const CatalogView& view, const UserQuery& user,
              const FeatureContext& context, absl::Span<const int32_t> rows,
              float* out) const;
+  // The same over a catalogue alone (offline tools).
+  void Build(const Catalog& catalog, const UserQuery& user,
+             const FeatureContext& context, absl::Span<const int32_t> rows,
+             float* out) const {
+    Build(CatalogView::Borrow(catalog), user, context, rows, out);
+  }
 
  private:
   enum class Group;

@@ -1,7 +1,5 @@
 #include "ranking/model.h"
 
-#include <sys/stat.h>
-
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -84,32 +82,29 @@ absl::StatusOr<std::unique_ptr<ScoringModel>> ScoringModel::Create(
   std::unique_ptr<ScoringModel> model(new ScoringModel());
   model->input_width_ = input_width;
   model->objectives_.assign(spec.objectives().begin(), spec.objectives().end());
-  const size_t layers = tensors.weights.size();
-  for (size_t i = 0; i < layers; ++i) {
-    model->weights_.push_back(tensors.weights[i]);
-    model->biases_.push_back(tensors.biases[i].transpose());
+  for (const RowMatrix& w : tensors.weights) {
+    model->max_width_ = std::max<int>(model->max_width_, static_cast<int>(w.cols()));
   }
-  model->input_mean_ = tensors.input_mean.transpose();
   model->input_inv_std_ = tensors.input_std.cwiseInverse().transpose();
   model->tensors_ = std::move(tensors);
   return model;
 }
 
 absl::StatusOr<std::unique_ptr<ScoringModel>> ScoringModel::Load(
-    const std::string& dir, const ModelSpec& spec, int input_width) {
+    const std::string& dir, const ModelSpec& spec, int input_width, FileSystem& fs) {
   const std::string model_dir = BundlePath(dir, kModelDir);
   auto path = [&](const std::string& name) { return BundlePath(model_dir, name); };
   ModelTensors tensors;
-  ASSIGN_OR_RETURN(NpyArray<float> mean, ReadNpy<float>(path("input_mean.npy"), 1));
-  ASSIGN_OR_RETURN(NpyArray<float> std, ReadNpy<float>(path("input_std.npy"), 1));
+  ASSIGN_OR_RETURN(NpyArray<float> mean, ReadNpy<float>(fs, path("input_mean.npy"), 1));
+  ASSIGN_OR_RETURN(NpyArray<float> std, ReadNpy<float>(fs, path("input_std.npy"), 1));
   tensors.input_mean = Eigen::Map<Eigen::VectorXf>(mean.data.data(), mean.data.size());
   tensors.input_std = Eigen::Map<Eigen::VectorXf>(std.data.data(), std.data.size());
   const size_t layers = spec.hidden_size() + 1;
   for (size_t i = 0; i < layers; ++i) {
     ASSIGN_OR_RETURN(NpyArray<float> w,
-                     ReadNpy<float>(path(TensorName(i, layers, "weight")), 2));
+                     ReadNpy<float>(fs, path(TensorName(i, layers, "weight")), 2));
     ASSIGN_OR_RETURN(NpyArray<float> b,
-                     ReadNpy<float>(path(TensorName(i, layers, "bias")), 1));
+                     ReadNpy<float>(fs, path(TensorName(i, layers, "bias")), 1));
     tensors.weights.push_back(
         Eigen::Map<RowMatrix>(w.data.data(), w.shape[0], w.shape[1]));
     tensors.biases.push_back(Eigen::Map<Eigen::VectorXf>(b.data.data(), b.data.size()));
@@ -122,26 +117,26 @@ absl::StatusOr<std::unique_ptr<ScoringModel>> ScoringModel::Load(
   return model;
 }
 
-absl::Status ScoringModel::Write(const std::string& dir,
-                                 const ModelTensors& tensors) {
+absl::Status ScoringModel::Write(const std::string& dir, const ModelTensors& tensors,
+                                 FileSystem& fs) {
   const std::string model_dir = BundlePath(dir, kModelDir);
-  if (::mkdir(model_dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return absl::PermissionDeniedError(absl::StrCat(model_dir, ": cannot create"));
+  if (absl::Status made = fs.CreateDir(model_dir); !made.ok() && !absl::IsAlreadyExists(made)) {
+    return made;
   }
   auto path = [&](const std::string& name) { return BundlePath(model_dir, name); };
   const int64_t in = tensors.input_mean.size();
   RETURN_IF_ERROR(WriteNpy<float>(
-      path("input_mean.npy"), {tensors.input_mean.data(), size_t(in)}, {in}));
+      fs, path("input_mean.npy"), {tensors.input_mean.data(), size_t(in)}, {in}));
   RETURN_IF_ERROR(WriteNpy<float>(
-      path("input_std.npy"), {tensors.input_std.data(), size_t(in)}, {in}));
+      fs, path("input_std.npy"), {tensors.input_std.data(), size_t(in)}, {in}));
   const size_t layers = tensors.weights.size();
   for (size_t i = 0; i < layers; ++i) {
     const RowMatrix& w = tensors.weights[i];
-    RETURN_IF_ERROR(WriteNpy<float>(path(TensorName(i, layers, "weight")),
+    RETURN_IF_ERROR(WriteNpy<float>(fs, path(TensorName(i, layers, "weight")),
                                     {w.data(), size_t(w.size())},
                                     {w.rows(), w.cols()}));
     const Eigen::VectorXf& b = tensors.biases[i];
-    RETURN_IF_ERROR(WriteNpy<float>(path(TensorName(i, layers, "bias")),
+    RETURN_IF_ERROR(WriteNpy<float>(fs, path(TensorName(i, layers, "bias")),
                                     {b.data(), size_t(b.size())}, {b.size()}));
   }
   return absl::OkStatus();
@@ -150,78 +145,49 @@ absl::Status ScoringModel::Write(const std::string& dir,
 void ScoringModel::Predict(const float* x, int n, float* out,
                            ModelScratch* scratch) const {
   if (n <= 0) return;
+  // Buffers grow to the largest batch and stay (Eigen's resize() would
+  // reallocate whenever the candidate count changes).
+  auto ensure = [](std::vector<float>& v, size_t size) {
+    if (v.size() < size) v.resize(size);
+  };
+  ensure(scratch->input, size_t(n) * input_width_);
+  ensure(scratch->a, size_t(n) * max_width_);
+  ensure(scratch->b, size_t(n) * max_width_);
   // Standardise first, as the trainer does. (Folding it into the first layer
   // would save this pass but cancels catastrophically in float32 when a
   // feature's std is tiny next to its mean.)
-  scratch->input.resize(n, input_width_);
-  scratch->input = ((Eigen::Map<const RowMatrix>(x, n, input_width_).rowwise() -
-                     input_mean_)
-                        .array()
-                        .rowwise() *
-                    input_inv_std_.array())
-                       .matrix();
-  const RowMatrix& input = scratch->input;
-  const size_t layers = weights_.size();
-  // Ping-pong between two buffers; resize() reallocates only on growth of
-  // the total size, and the largest batch is reached after warm-up.
-  const RowMatrix* prev = nullptr;
+  Eigen::Map<RowMatrix> input(scratch->input.data(), n, input_width_);
+  input = ((Eigen::Map<const RowMatrix>(x, n, input_width_).rowwise() -
+            tensors_.input_mean.transpose())
+               .array()
+               .rowwise() *
+           input_inv_std_.array())
+              .matrix();
+  const size_t layers = tensors_.weights.size();
+  const float* prev = input.data();
+  int prev_width = input_width_;
   for (size_t i = 0; i < layers; ++i) {
-    const RowMatrix& w = weights_[i];
+    const RowMatrix& w = tensors_.weights[i];
+    const int width = static_cast<int>(w.cols());
+    Eigen::Map<const RowMatrix> in(prev, n, prev_width);
+    float* next = i + 1 == layers ? out : (i % 2 == 0 ? scratch->a : scratch->b).data();
+    Eigen::Map<RowMatrix> z(next, n, width);
+    z.noalias() = in * w;
+    z.rowwise() += tensors_.biases[i].transpose();
     if (i + 1 == layers) {
-      Eigen::Map<RowMatrix> logits(out, n, w.cols());
-      if (prev == nullptr) {
-        logits.noalias() = input * w;
-      } else {
-        logits.noalias() = *prev * w;
-      }
-      logits.rowwise() += biases_[i];
-      logits = (1.f + (-logits.array()).exp()).inverse().matrix();
-      return;
-    }
-    RowMatrix& next = (i % 2 == 0) ? scratch->a : scratch->b;
-    next.resize(n, w.cols());
-    if (prev == nullptr) {
-      next.noalias() = input * w;
+      z = (1.f + (-z.array()).exp()).inverse().matrix();
     } else {
-      next.noalias() = *prev * w;
+      z = z.cwiseMax(0.f);
     }
-    next.rowwise() += biases_[i];
-    next = next.cwiseMax(0.f);
-    prev = &next;
+    prev = next;
+    prev_width = width;
   }
 }
 
 int64_t ScoringModel::flops_per_row() const {
   int64_t total = 0;
-  for (const RowMatrix& w : weights_) total += w.rows() * w.cols();
+  for (const RowMatrix& w : tensors_.weights) total += w.rows() * w.cols();
   return total;
-}
-
-std::vector<double> ReferencePredict(const ModelTensors& tensors, const float* x,
-                                     int n) {
-  const int in = static_cast<int>(tensors.input_mean.size());
-  const int heads = static_cast<int>(tensors.biases.back().size());
-  std::vector<double> out(size_t(n) * heads);
-  for (int r = 0; r < n; ++r) {
-    std::vector<double> act(in);
-    for (int j = 0; j < in; ++j) {
-      act[j] = (double(x[size_t(r) * in + j]) - tensors.input_mean[j]) /
-               tensors.input_std[j];
-    }
-    for (size_t l = 0; l < tensors.weights.size(); ++l) {
-      const RowMatrix& w = tensors.weights[l];
-      std::vector<double> next(w.cols());
-      for (int o = 0; o < w.cols(); ++o) {
-        double sum = tensors.biases[l][o];
-        for (int i = 0; i < w.rows(); ++i) sum += act[i] * double(w(i, o));
-        const bool last = l + 1 == tensors.weights.size();
-        next[o] = last ? 1.0 / (1.0 + std::exp(-sum)) : std::max(0.0, sum);
-      }
-      act = std::move(next);
-    }
-    for (int h = 0; h < heads; ++h) out[size_t(r) * heads + h] = act[h];
-  }
-  return out;
 }
 
 }  // namespace feedrank

@@ -6,7 +6,9 @@
 //   p = sigmoid(z_L W_out + b_out)                        one column per head
 //
 // Stored in the bundle's model/ directory as .npy tensors (names below and in
-// docs/BUNDLE_FORMAT.md). Scores a whole candidate batch in one pass.
+// docs/BUNDLE_FORMAT.md). Scores a whole candidate batch in one pass. Inputs
+// are standardised at run time, exactly as the trainer does; the tensors are
+// served as stored.
 //
 // Thread-safety: immutable after Create/Load; Predict may run concurrently
 // with one ModelScratch per thread.
@@ -21,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/env.h"
 #include "embeddings/manifest.h"
 #include "feedrank/v1/bundle.pb.h"
 
@@ -41,9 +44,11 @@ struct ModelTensors {
                         int heads) const;
 };
 
-// Reusable buffers of one Predict call. Not thread-safe.
+// Reusable buffers of Predict calls: they grow to the largest batch seen and
+// never shrink, so a warm thread's Predict allocates nothing whatever the
+// batch size. Not thread-safe.
 struct ModelScratch {
-  RowMatrix input, a, b;
+  std::vector<float> input, a, b;
 };
 
 class ScoringModel {
@@ -53,13 +58,15 @@ class ScoringModel {
       ModelTensors tensors, const ModelSpec& spec, int input_width);
 
   // Loads `dir`/model/*.npy and validates them against `spec` (hidden
-  // widths, objectives) and the feature width.
-  // Errors: NotFound or InvalidArgument naming the file.
+  // widths, objectives) and the feature width. Errors: those of ReadNpy,
+  // InvalidArgument naming the file.
   static absl::StatusOr<std::unique_ptr<ScoringModel>> Load(
-      const std::string& dir, const ModelSpec& spec, int input_width);
+      const std::string& dir, const ModelSpec& spec, int input_width,
+      FileSystem& fs = *FileSystem::Real());
 
   // Writes tensors into `dir`/model/, creating it.
-  static absl::Status Write(const std::string& dir, const ModelTensors& tensors);
+  static absl::Status Write(const std::string& dir, const ModelTensors& tensors,
+                            FileSystem& fs = *FileSystem::Real());
 
   // Predictions for `n` feature rows `x` (size n * input_width(), row-major)
   // into `out` (size n * num_objectives(), row-major), each in [0, 1]
@@ -71,25 +78,19 @@ class ScoringModel {
   const std::vector<std::string>& objectives() const { return objectives_; }
   // Multiply-adds per candidate, for reports.
   int64_t flops_per_row() const;
-  // The tensors as loaded (before folding), for reference checks.
+  // The tensors served (the only copy of the weights).
   const ModelTensors& tensors() const { return tensors_; }
 
  private:
   ScoringModel() = default;
 
   ModelTensors tensors_;
-  Eigen::RowVectorXf input_mean_;
   Eigen::RowVectorXf input_inv_std_;
-  std::vector<RowMatrix> weights_;
-  std::vector<Eigen::RowVectorXf> biases_;
+  // Widest layer output, for scratch sizes.
+  int max_width_ = 0;
   std::vector<std::string> objectives_;
   int input_width_ = 0;
 };
-
-// The model's forward pass computed naively in double precision, for tests.
-// `x`: size n * input width; returns n * heads predictions.
-std::vector<double> ReferencePredict(const ModelTensors& tensors, const float* x,
-                                     int n);
 
 }  // namespace feedrank
 

@@ -4,12 +4,9 @@
 #include <google/protobuf/text_format.h>
 
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "base/files.h"
 #include "embeddings/catalog.h"
 
 namespace feedrank {
@@ -123,8 +120,8 @@ absl::StatusOr<RankingConfig> ParseConfig(const std::string& text) {
   return config;
 }
 
-absl::StatusOr<RankingConfig> ReadConfigFile(const std::string& path) {
-  auto text = ReadFileToString(path);
+absl::StatusOr<RankingConfig> ReadConfigFile(const std::string& path, FileSystem& fs) {
+  auto text = ReadFileToString(fs, path, 16 << 20);
   if (!text.ok()) return text.status();
   auto config = ParseConfig(*text);
   if (!config.ok()) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/env.h"
 #include "feedrank/v1/config.pb.h"
 
 namespace feedrank {
@@ -44,9 +45,11 @@ absl::StatusOr<RankingOptions> ResolveOptions(
 // Parses a textproto RankingConfig. Errors name the line and column.
 absl::StatusOr<RankingConfig> ParseConfig(const std::string& text);
 
-// Reads and parses a textproto file. Errors: NotFound, InvalidArgument; both
-// name the file.
-absl::StatusOr<RankingConfig> ReadConfigFile(const std::string& path);
+// Reads and parses a textproto file (at most 16 MiB). Errors: those of
+// FileSystem::OpenForRead (NotFound, PermissionDenied, FailedPrecondition
+// for a FIFO or directory...), InvalidArgument; all name the file.
+absl::StatusOr<RankingConfig> ReadConfigFile(const std::string& path,
+                                             FileSystem& fs = *FileSystem::Real());
 
 }  // namespace feedrank
 

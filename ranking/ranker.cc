@@ -7,282 +7,437 @@
 #include "base/simd.h"
 
 namespace feedrank {
+
+// Per-creator item counts of one page, allocation-free once warm: an
+// open-addressing table sized for the largest page, reset in O(1) per page by
+// a generation tag. At most `count` distinct creators are inserted per page
+// (a creator is inserted only by adding its first item).
+class CreatorCounter {
+ public:
+  // Starts a page of at most `max_items` items.
+  void Begin(size_t max_items) {
+    size_t capacity = 64;
+    while (capacity < 2 * max_items) capacity *= 2;
+    if (keys_.size() < capacity) {
+      keys_.assign(capacity, 0);
+      counts_.assign(capacity, 0);
+      tags_.assign(capacity, 0);
+      generation_ = 0;
+    }
+    mask_ = keys_.size() - 1;
+    if (++generation_ == 0) {
+      std::fill(tags_.begin(), tags_.end(), 0);
+      generation_ = 1;
+    }
+  }
+  // Items of `creator` on the page so far (a reference to update).
+  uint16_t& Count(uint64_t creator) {
+    size_t slot = (creator * 0x9E3779B97F4A7C15ull) >> 32 & mask_;
+    while (tags_[slot] == generation_ && keys_[slot] != creator) slot = (slot + 1) & mask_;
+    if (tags_[slot] != generation_) {
+      tags_[slot] = generation_;
+      keys_[slot] = creator;
+      counts_[slot] = 0;
+    }
+    return counts_[slot];
+  }
+
+ private:
+  std::vector<uint64_t> keys_;
+  std::vector<uint16_t> counts_;
+  std::vector<uint32_t> tags_;
+  uint32_t generation_ = 0;
+  size_t mask_ = 0;
+};
+
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-struct Candidate {
-  int32_t row;
-  CandidateSource source;
-  float retrieval_score;
-  float score;
-};
-
-// Per-thread working memory, reused across requests.
-struct RankScratch {
-  SearchScratch search;
-  MarkTable excluded;
-  MarkTable taken;
-  std::vector<Hit> hits;
-  std::vector<Candidate> candidates;
-  std::vector<int32_t> rows;
-  std::vector<float> features;
-  std::vector<float> predictions;
-  ModelScratch model;
-  std::vector<int32_t> order;
-  std::vector<uint16_t> creator_counts;
-  std::vector<int32_t> touched_creators;
-};
-
-RankScratch& ThreadScratch() {
-  thread_local RankScratch scratch;
-  return scratch;
-}
 
 double MicrosUntil(SteadyTime deadline, SteadyTime now) {
   if (deadline == SteadyTime::max()) return 1e18;
   return std::chrono::duration<double, std::micro>(deadline - now).count();
 }
 
-}  // namespace
-
-const char* SourceName(CandidateSource source) {
-  switch (source) {
-    case CandidateSource::kAnn:
-      return "ann";
-    case CandidateSource::kPopular:
-      return "popular";
-    case CandidateSource::kFresh:
-      return "fresh";
-    case CandidateSource::kColdStart:
-      return "cold_start";
+// Stage timer: each Lap() charges the time since the previous one to a stage.
+class StageClock {
+ public:
+  StageClock(const Clock* clock, RankStats* stats)
+      : clock_(clock), stats_(stats), last_(clock->Now()) {}
+  SteadyTime last() const { return last_; }
+  void Lap(RankStage stage) {
+    const SteadyTime now = clock_->Now();
+    stats_->stage_micros[static_cast<int>(stage)] += MicrosBetween(last_, now);
+    last_ = now;
   }
-  return "?";
+
+ private:
+  const Clock* clock_;
+  RankStats* stats_;
+  SteadyTime last_;
+};
+
+CandidateBatch& ThreadBatch() {
+  thread_local CandidateBatch batch;
+  return batch;
 }
 
-Ranker::Ranker(std::shared_ptr<const Bundle> bundle, RankingOptions options,
-               RankerCosts costs)
-    : bundle_(std::move(bundle)), options_(std::move(options)), costs_(costs) {}
+// Marks `cause` and appends its account to the reason text (in place: no
+// temporary strings).
+template <typename... Parts>
+void DegradeBatch(CandidateBatch* batch, DegradeCause cause, const Parts&... parts) {
+  batch->degrade_causes |= 1u << static_cast<int>(cause);
+  if (!batch->degraded_reason.empty()) batch->degraded_reason.append("; ");
+  absl::StrAppend(&batch->degraded_reason, parts...);
+}
 
-absl::Status Ranker::Rank(const RankRequest& request, RankResult* result) const {
-  SteadyTime last = Clock::now();
-  const int count = request.count.value_or(options_.default_count);
-  if (count < 1 || count > options_.max_count) {
+}  // namespace
+
+const char* DegradeCauseName(DegradeCause cause) {
+  switch (cause) {
+    case DegradeCause::kAnnSkipped:
+      return "ann_skipped";
+    case DegradeCause::kRerankShrunk:
+      return "rerank_shrunk";
+    case DegradeCause::kModelSkipped:
+      return "model_skipped";
+    case DegradeCause::kNumCauses:
+      break;
+  }
+  return "unknown";
+}
+
+const char* RankStageName(RankStage stage) {
+  switch (stage) {
+    case RankStage::kPrepare:
+      return "prepare";
+    case RankStage::kAnn:
+      return "ann";
+    case RankStage::kLists:
+      return "lists";
+    case RankStage::kFeatures:
+      return "features";
+    case RankStage::kModel:
+      return "model";
+    case RankStage::kAssemble:
+      return "assemble";
+    case RankStage::kNumStages:
+      break;
+  }
+  return "unknown";
+}
+
+CandidateBatch::CandidateBatch() : creators(std::make_unique<CreatorCounter>()) {}
+CandidateBatch::~CandidateBatch() = default;
+
+void CandidateBatch::Clear() {
+  user = UserQuery();
+  candidates.clear();
+  heads = 0;
+  stats = RankStats();
+  degrade_causes = 0;
+  degraded_reason.clear();
+}
+
+absl::StatusOr<std::unique_ptr<Ranker>> Ranker::Create(std::shared_ptr<const Bundle> bundle,
+                                                       RankerOptions options) {
+  if (bundle == nullptr || bundle->model == nullptr || bundle->catalog == nullptr) {
+    return absl::InvalidArgumentError("ranker: no bundle");
+  }
+  if (options.clock == nullptr) return absl::InvalidArgumentError("ranker: no clock");
+  const RankingOptions& o = options.ranking;
+  const int heads = bundle->model->num_objectives();
+  if (static_cast<int>(o.objective_weights.size()) != heads) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "count: ", count, " is outside [1, ", options_.max_count, "]"));
+        "ranker: ", o.objective_weights.size(), " objective weights for a model with ",
+        heads, " objectives; resolve the config against this bundle's model"));
   }
-  if (request.exclude_ids.size() > size_t(options_.max_exclude_ids)) {
+  if (o.ann_candidates > 0 && !bundle->catalog->has_index()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("exclude_ids: ", request.exclude_ids.size(),
-                     " ids, at most ", options_.max_exclude_ids, " are allowed"));
+        "ranker: ann_candidates > 0 but the bundle's catalogue has no index");
   }
-  if (last >= request.deadline) {
+  if (o.default_count < 1 || o.default_count > o.max_count) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ranker: default_count ", o.default_count, " outside [1, max_count ", o.max_count,
+        "]"));
+  }
+  return std::unique_ptr<Ranker>(new Ranker(std::move(bundle), std::move(options)));
+}
+
+absl::Status Ranker::Validate(const CatalogView& view, const RankRequest& request,
+                              SteadyTime now) const {
+  const RankingOptions& o = options_.ranking;
+  const int64_t count = request.count.value_or(o.default_count);
+  if (count < 1 || count > o.max_count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("count: ", count, " is outside [1, ", o.max_count, "]"));
+  }
+  if (request.exclude_ids.size() > size_t(o.max_exclude_ids)) {
+    return absl::InvalidArgumentError(absl::StrCat("exclude_ids: ", request.exclude_ids.size(),
+                                                   " ids, at most ", o.max_exclude_ids,
+                                                   " are allowed"));
+  }
+  if (now >= request.deadline) {
     return absl::DeadlineExceededError("deadline passed before ranking started");
   }
-  result->items.clear();
-  result->predictions.clear();
-  result->degraded = false;
-  result->degraded_reason.clear();
-  result->debug = RankDebug();
-  RankDebug& debug = result->debug;
-  auto mark = [&](const char* stage) {
-    if (!request.debug) return;
-    const SteadyTime now = Clock::now();
-    debug.stages.push_back(
-        {stage, std::chrono::duration_cast<std::chrono::microseconds>(now - last)
-                    .count()});
-    last = now;
-  };
-  auto degrade = [&](const std::string& reason) {
-    result->degraded = true;
-    if (!result->degraded_reason.empty()) result->degraded_reason += "; ";
-    result->degraded_reason += reason;
-  };
-
-  const Catalog& catalog = *bundle_->catalog;
-  const int32_t n_videos = catalog.num_videos();
-  RankScratch& s = ThreadScratch();
-  if (s.excluded.size() != size_t(n_videos)) s.excluded.Reset(n_videos);
-  if (s.taken.size() != size_t(n_videos)) s.taken.Reset(n_videos);
-  if (s.creator_counts.size() != size_t(catalog.num_creators())) {
-    s.creator_counts.assign(catalog.num_creators(), 0);
+  if (view.dim() != static_cast<int>(bundle_->manifest.dim())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("catalogue view of dimension ", view.dim(), " for a model of dimension ",
+                     bundle_->manifest.dim()));
   }
+  return absl::OkStatus();
+}
 
-  // The viewer.
-  const UserQuery user = LookUpUser(catalog, request.user_id);
-  result->cold_start = !user.known;
+UserQuery Ranker::LookUpUser(const CatalogView& view, uint64_t user_id) const {
+  return feedrank::LookUpUser(view.base(), user_id);
+}
 
-  // Exclude list, as rows; ids not in the catalogue cannot be returned anyway.
-  RowFilter excluded(&s.excluded);
+void Ranker::Retrieve(const CatalogView& view, const RankRequest& request,
+                      CandidateBatch* batch) const {
+  const RankingOptions& o = options_.ranking;
+  const RankerCosts& costs = options_.costs;
+  RankStats& stats = batch->stats;
+  StageClock clock(options_.clock, &stats);
+  const UserQuery& user = batch->user;
+
+  // Exclude list, as rows; ids not in the view cannot be returned anyway.
+  const int32_t rows = view.num_rows();
+  batch->excluded_marks.EnsureSize(rows);
+  batch->taken_marks.EnsureSize(rows);
+  RowFilter excluded(&batch->excluded_marks);
   for (uint64_t id : request.exclude_ids) {
-    if (auto row = catalog.VideoRow(id)) excluded.Exclude(*row);
+    if (auto row = view.VideoRow(id)) excluded.Exclude(*row);
   }
-  const bool push_down =
-      excluded.count() > size_t(options_.exclude_pushdown_threshold);
-  debug.exclude_pushed_down = push_down;
-  mark("exclude");
+  const bool push_down = excluded.count() > size_t(o.exclude_pushdown_threshold);
+  stats.exclude_pushed_down = push_down;
+  clock.Lap(RankStage::kPrepare);
 
-  // Candidate sources.
-  std::vector<Candidate>& candidates = s.candidates;
-  candidates.clear();
-  RowFilter taken(&s.taken);
-  if (options_.ann_candidates > 0) {
-    const double left = MicrosUntil(request.deadline, Clock::now());
-    if (left < costs_.ann_micros + costs_.reserve_micros) {
-      degrade(absl::StrCat("ann skipped: ", int64_t(left), "us left"));
+  std::vector<Candidate>& candidates = batch->candidates;
+  RowFilter taken(&batch->taken_marks);
+  if (o.ann_candidates > 0) {
+    const double left = MicrosUntil(request.deadline, clock.last());
+    if (left < costs.ann_micros + costs.reserve_micros) {
+      DegradeBatch(batch, DegradeCause::kAnnSkipped, "ann skipped: ", int64_t(left),
+                   "us left");
     } else {
       SearchOptions search;
-      search.k = options_.ann_candidates +
-                 (push_down ? 0 : static_cast<int>(excluded.count()));
-      search.beam_width = options_.ann_beam_width;
-      search.nprobe = options_.ivf_nprobe;
-      debug.ann_beam_width = std::max(
-          search.k, search.beam_width > 0 ? search.beam_width
-                                          : catalog.index().default_beam_width());
-      catalog.index().Search(user.embedding, search, push_down ? &excluded : nullptr,
-                             &s.search, &s.hits);
+      // A post-filtered exclude list is fetched on top, so the source stays
+      // full; tombstones are always filtered inside the search.
+      search.k = o.ann_candidates + (push_down ? 0 : static_cast<int>(excluded.count()));
+      search.beam_width = o.ann_beam_width;
+      search.nprobe = o.ivf_nprobe;
+      RowPredicate accept;
+      if (push_down) accept.Exclude(&excluded);
+      view.Search(user.embedding, search, accept, &batch->search, &batch->hits,
+                  &stats.search);
+      stats.ann_retrieved = static_cast<int32_t>(batch->hits.size());
       const CandidateSource source =
           user.known ? CandidateSource::kAnn : CandidateSource::kColdStart;
-      for (const Hit& hit : s.hits) {
-        if (debug.ann_candidates == options_.ann_candidates) break;
+      for (const Hit& hit : batch->hits) {
+        if (stats.ann_kept == o.ann_candidates) break;
         if (excluded.Excluded(hit.row)) {
-          ++debug.excluded;
+          ++stats.excluded;
           continue;
         }
-        candidates.push_back({hit.row, source, hit.score, 0.f});
+        Candidate c;
+        c.row = hit.row;
+        c.source = source;
+        c.retrieval_score = hit.score;
+        candidates.push_back(c);
         taken.Exclude(hit.row);
-        ++debug.ann_candidates;
+        ++stats.ann_kept;
       }
     }
   }
-  mark("ann");
-  const size_t dim = catalog.dim();
-  auto add_list = [&](absl::Span<const int32_t> rows, int want,
-                      CandidateSource source) {
-    int added = 0;
-    for (int32_t row : rows) {
-      if (added == want) break;
+  clock.Lap(RankStage::kAnn);
+
+  const size_t dim = view.dim();
+  auto add_list = [&](CatalogView::List list, int want, CandidateSource source,
+                      int32_t* retrieved) {
+    int32_t added = 0;
+    if (want <= 0) return added;
+    view.ForEachListed(list, [&](int32_t row) {
+      ++*retrieved;
       if (excluded.Excluded(row)) {
-        ++debug.excluded;
-        continue;
+        ++stats.excluded;
+      } else if (!taken.Excluded(row)) {
+        taken.Exclude(row);
+        Candidate c;
+        c.row = row;
+        c.source = source;
+        c.retrieval_score = simd::Dot(user.embedding, view.video_embedding(row), dim);
+        candidates.push_back(c);
+        ++added;
       }
-      if (taken.Excluded(row)) continue;
-      taken.Exclude(row);
-      candidates.push_back(
-          {row, source, simd::Dot(user.embedding, catalog.video_embedding(row), dim),
-           0.f});
-      ++added;
-    }
+      return added < want;
+    });
     return added;
   };
-  debug.popular_candidates = add_list(catalog.popular_rows(),
-                                      options_.popular_candidates,
-                                      CandidateSource::kPopular);
-  debug.fresh_candidates =
-      add_list(catalog.fresh_rows(), options_.fresh_candidates, CandidateSource::kFresh);
-  mark("sources");
+  stats.popular_kept = add_list(CatalogView::List::kPopular, o.popular_candidates,
+                                CandidateSource::kPopular, &stats.popular_retrieved);
+  stats.fresh_kept = add_list(CatalogView::List::kFresh, o.fresh_candidates,
+                              CandidateSource::kFresh, &stats.fresh_retrieved);
+  clock.Lap(RankStage::kLists);
+}
+
+void Ranker::Score(const CatalogView& view, const RankRequest& request,
+                   CandidateBatch* batch) const {
+  const RankingOptions& o = options_.ranking;
+  const RankerCosts& costs = options_.costs;
+  RankStats& stats = batch->stats;
+  StageClock clock(options_.clock, &stats);
+  std::vector<Candidate>& candidates = batch->candidates;
 
   // Rerank as many candidates as the time left allows, in retrieval order.
   size_t rerank = candidates.size();
   {
-    const double left = MicrosUntil(request.deadline, Clock::now()) -
-                        costs_.reserve_micros;
-    const double fits = costs_.score_ns_per_row > 0
-                            ? std::max(0.0, left) * 1000.0 / costs_.score_ns_per_row
+    const double left = MicrosUntil(request.deadline, clock.last()) - costs.reserve_micros;
+    const double fits = costs.score_ns_per_row > 0
+                            ? std::max(0.0, left) * 1000.0 / costs.score_ns_per_row
                             : 1e18;
     if (fits < double(rerank)) {
       rerank = static_cast<size_t>(fits);
-      if (rerank == 0 || rerank < size_t(options_.min_rerank_candidates)) {
-        degrade(absl::StrCat("model skipped: ", int64_t(left), "us left, room for ",
-                             rerank, " candidates, min_rerank_candidates ",
-                             options_.min_rerank_candidates));
+      if (rerank == 0 || rerank < size_t(o.min_rerank_candidates)) {
+        DegradeBatch(batch, DegradeCause::kModelSkipped, "model skipped: ", int64_t(left),
+                     "us left, room for ", rerank, " candidates, min_rerank_candidates ",
+                     o.min_rerank_candidates);
         rerank = 0;
       } else {
-        degrade(absl::StrCat("reranked ", rerank, " of ", candidates.size(),
-                             " candidates: ", int64_t(left), "us left"));
+        DegradeBatch(batch, DegradeCause::kRerankShrunk, "reranked ", rerank, " of ",
+                     candidates.size(), " candidates: ", int64_t(left), "us left");
         candidates.resize(rerank);
       }
     }
   }
-  const int heads = bundle_->model->num_objectives();
+  const ScoringModel& model = *bundle_->model;
+  const int heads = model.num_objectives();
+  batch->heads = heads;
   if (rerank > 0) {
-    s.rows.resize(rerank);
-    for (size_t i = 0; i < rerank; ++i) s.rows[i] = candidates[i].row;
-    const int width = bundle_->features.width();
-    if (s.features.size() < rerank * width) s.features.resize(rerank * width);
-    bundle_->features.Build(catalog, user, request.context, s.rows,
-                            s.features.data());
-    mark("features");
-    if (s.predictions.size() < rerank * heads) s.predictions.resize(rerank * heads);
-    bundle_->model->Predict(s.features.data(), static_cast<int>(rerank),
-                            s.predictions.data(), &s.model);
-    const float* weights = options_.objective_weights.data();
+    std::vector<int32_t>& rows = batch->rows;
+    rows.resize(rerank);
+    for (size_t i = 0; i < rerank; ++i) rows[i] = candidates[i].row;
+    const size_t width = bundle_->features.width();
+    if (batch->features.size() < rerank * width) batch->features.resize(rerank * width);
+    bundle_->features.Build(view, batch->user, request.context, rows, batch->features.data());
+    clock.Lap(RankStage::kFeatures);
+    if (batch->predictions.size() < rerank * heads) batch->predictions.resize(rerank * heads);
+    model.Predict(batch->features.data(), static_cast<int>(rerank), batch->predictions.data(),
+                  &batch->model);
+    const float* weights = o.objective_weights.data();
     for (size_t i = 0; i < rerank; ++i) {
-      const float* p = &s.predictions[i * heads];
+      const float* p = &batch->predictions[i * heads];
       float score = 0;
       for (int h = 0; h < heads; ++h) score += weights[h] * p[h];
       candidates[i].score = score;
+      candidates[i].prediction = static_cast<int32_t>(i);
     }
-    debug.scored_candidates = static_cast<int>(rerank);
-    mark("model");
+    stats.scored = static_cast<int32_t>(rerank);
   } else {
     for (Candidate& c : candidates) c.score = c.retrieval_score;
   }
-  if (options_.freshness_boost > 0) {
-    const double per_hour = 1.0 / options_.freshness_half_life_hours;
+  if (o.freshness_boost > 0) {
+    const double per_hour = 1.0 / o.freshness_half_life_hours;
     for (Candidate& c : candidates) {
       const double age_hours =
-          std::max<int64_t>(0, request.context.now_ms - catalog.upload_time_ms(c.row)) /
-          3.6e6;
-      c.score += options_.freshness_boost *
-                 static_cast<float>(std::exp2(-age_hours * per_hour));
+          std::max<int64_t>(0, request.context.now_ms - view.upload_time_ms(c.row)) / 3.6e6;
+      c.score += o.freshness_boost * static_cast<float>(std::exp2(-age_hours * per_hour));
     }
   }
+  clock.Lap(RankStage::kModel);
+}
 
-  // Best first (ties by row, for determinism), at most creator_cap per
-  // creator, `count` items.
-  std::vector<int32_t>& order = s.order;
+void Ranker::Assemble(const CatalogView* view, const RankRequest& request,
+                      CandidateBatch* batch, RankResult* result) const {
+  const RankingOptions& o = options_.ranking;
+  RankStats& stats = batch->stats;
+  StageClock clock(options_.clock, &stats);
+  const std::vector<Candidate>& candidates = batch->candidates;
+  const size_t count = static_cast<size_t>(request.count.value_or(o.default_count));
+  auto video_id = [&](const Candidate& c) {
+    return c.row >= 0 && view != nullptr ? view->video_id(c.row) : c.video_id;
+  };
+  auto creator_id = [&](const Candidate& c) {
+    return c.row >= 0 && view != nullptr ? view->creator_id(c.row) : c.creator_id;
+  };
+
+  // Best first; ties by video id, so the order does not depend on rows
+  // (a root merging shards has none).
+  std::vector<int32_t>& order = batch->order;
   order.resize(candidates.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
   std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
     const Candidate& x = candidates[a];
     const Candidate& y = candidates[b];
-    return x.score > y.score || (x.score == y.score && x.row < y.row);
+    if (x.score != y.score) return x.score > y.score;
+    return video_id(x) < video_id(y);
   });
+
+  result->items.clear();
+  result->predictions.clear();
   result->items.reserve(count);
-  if (rerank > 0) result->predictions.reserve(size_t(count) * heads);
-  const int cap = options_.creator_cap;
-  for (int32_t i : order) {
-    if (result->items.size() == size_t(count)) break;
-    const Candidate& c = candidates[i];
-    if (cap > 0) {
-      const int32_t creator = catalog.creator_index(c.row);
-      uint16_t& seen = s.creator_counts[creator];
-      if (seen >= cap) {
-        ++debug.creator_capped;
-        continue;
-      }
-      if (seen == 0) s.touched_creators.push_back(creator);
-      ++seen;
-    }
-    result->items.push_back({catalog.video_id(c.row), catalog.creator_id(c.row),
-                             c.score, c.source});
-    if (rerank > 0) {
-      const float* p = &s.predictions[size_t(i) * heads];
+  const int heads = batch->heads;
+  bool all_scored = true;
+  auto add = [&](const Candidate& c, uint64_t creator) {
+    result->items.push_back({video_id(c), creator, c.score, c.source});
+    all_scored &= c.prediction >= 0;
+    if (c.prediction >= 0 && heads > 0) {
+      const float* p = &batch->predictions[size_t(c.prediction) * heads];
       result->predictions.insert(result->predictions.end(), p, p + heads);
     }
+  };
+  // At most creator_cap per creator; when that leaves the page short, the
+  // best capped items fill it (a page is short only when the candidates
+  // cannot fill it).
+  const int cap = o.creator_cap;
+  std::vector<int32_t>& capped = batch->capped;
+  capped.clear();
+  if (cap > 0) batch->creators->Begin(count);
+  for (int32_t i : order) {
+    if (result->items.size() == count) break;
+    const Candidate& c = candidates[i];
+    const uint64_t creator = creator_id(c);
+    if (cap > 0) {
+      uint16_t& seen = batch->creators->Count(creator);
+      if (seen >= cap) {
+        capped.push_back(i);
+        continue;
+      }
+      ++seen;
+    }
+    add(c, creator);
   }
-  for (int32_t creator : s.touched_creators) s.creator_counts[creator] = 0;
-  s.touched_creators.clear();
-  mark("assemble");
+  size_t refilled = 0;
+  for (; refilled < capped.size() && result->items.size() < count; ++refilled) {
+    const Candidate& c = candidates[capped[refilled]];
+    add(c, creator_id(c));
+  }
+  stats.creator_capped = static_cast<int32_t>(capped.size() - refilled);
+  // Predictions are per item or not at all.
+  if (!all_scored) result->predictions.clear();
+  clock.Lap(RankStage::kAssemble);
+
+  result->cold_start = !batch->user.known;
+  result->degrade_causes = batch->degrade_causes;
+  result->degraded_reason.assign(batch->degraded_reason);
+  result->stats = stats;
+}
+
+absl::Status Ranker::Rank(const CatalogView& view, const RankRequest& request,
+                          RankResult* result) const {
+  const absl::Status valid = Validate(view, request, options_.clock->Now());
+  if (!valid.ok()) return valid;
+  CandidateBatch& batch = ThreadBatch();
+  batch.Clear();
+  batch.user = LookUpUser(view, request.user_id);
+  Retrieve(view, request, &batch);
+  Score(view, request, &batch);
+  Assemble(&view, request, &batch, result);
   return absl::OkStatus();
 }
 
 RankerCosts Ranker::Calibrate(std::shared_ptr<const Bundle> bundle,
-                              const RankingOptions& options) {
+                              const RankingOptions& options, const Clock* clock) {
   bundle->catalog->TouchMemory();
-  // Generous costs so that calibration itself is never budget-limited.
-  Ranker ranker(bundle, options, RankerCosts{0.0, 0.0, 0.0});
+  // Free costs so that calibration itself is never budget-limited.
+  const Ranker ranker(bundle, RankerOptions{options, RankerCosts{0.0, 0.0, 0.0}, clock});
   const Catalog& catalog = *bundle->catalog;
   std::vector<double> ann, per_row;
   RankResult result;
@@ -292,21 +447,16 @@ RankerCosts Ranker::Calibrate(std::shared_ptr<const Bundle> bundle,
     const int32_t users = catalog.num_users();
     // Spread over known users; cold start when there are none.
     request.user_id =
-        users > 0 ? catalog.user_id(static_cast<int32_t>(int64_t(i) * 7919 % users))
-                  : 0;
+        users > 0 ? catalog.user_id(static_cast<int32_t>(int64_t(i) * 7919 % users)) : 0;
     request.count = std::min(options.default_count, options.max_count);
-    request.debug = true;
     if (!ranker.Rank(request, &result).ok()) continue;
-    double ann_us = 0, score_us = 0;
-    for (const StageTime& stage : result.debug.stages) {
-      const std::string name = stage.stage;
-      if (name == "ann") ann_us += stage.micros;
-      if (name == "features" || name == "model") score_us += stage.micros;
-    }
     if (i < 4) continue;  // warm-up
-    ann.push_back(ann_us);
-    if (result.debug.scored_candidates > 0) {
-      per_row.push_back(score_us * 1000.0 / result.debug.scored_candidates);
+    const RankStats& stats = result.stats;
+    ann.push_back(double(stats.micros(RankStage::kAnn)));
+    if (stats.scored > 0) {
+      per_row.push_back(
+          double(stats.micros(RankStage::kFeatures) + stats.micros(RankStage::kModel)) *
+          1000.0 / stats.scored);
     }
   }
   auto median = [](std::vector<double> v, double fallback) {

@@ -8,7 +8,7 @@ namespace feedrank {
 
 absl::Status SnapshotManager::Install(std::shared_ptr<const Bundle> bundle,
                                       const RankingConfig& config) {
-  std::lock_guard<std::mutex> lock(load_mu_);
+  MutexLock lock(&load_mu_);
   return InstallLocked(std::move(bundle), config);
 }
 
@@ -16,11 +16,13 @@ absl::Status SnapshotManager::InstallLocked(std::shared_ptr<const Bundle> bundle
                                             const RankingConfig& config) {
   ASSIGN_OR_RETURN(RankingOptions options,
                    ResolveOptions(config, bundle->model->objectives()));
-  const RankerCosts costs = Ranker::Calibrate(bundle, options);
+  const RankerCosts costs = Ranker::Calibrate(bundle, options, env_.clock);
   auto snapshot = std::make_shared<Snapshot>();
   snapshot->bundle = bundle;
+  snapshot->view = bundle->view;
   snapshot->config = config;
-  snapshot->ranker = std::make_unique<Ranker>(bundle, std::move(options), costs);
+  ASSIGN_OR_RETURN(snapshot->ranker,
+                   Ranker::Create(bundle, RankerOptions{std::move(options), costs, env_.clock}));
   current_.store(std::move(snapshot), std::memory_order_release);
   LogInfo("serving bundle %s (%s, %d videos, %d users) with config '%s'; "
           "measured ANN %.0fus, scoring %.0fns per candidate",
@@ -30,12 +32,24 @@ absl::Status SnapshotManager::InstallLocked(std::shared_ptr<const Bundle> bundle
   return absl::OkStatus();
 }
 
-absl::Status SnapshotManager::LoadBundle(const std::string& bundle_dir,
-                                         const RankingConfig& config) {
-  // Held across the read too, so that two loads cannot finish out of order.
-  std::lock_guard<std::mutex> lock(load_mu_);
+absl::Status SnapshotManager::Load(const std::string& bundle_dir,
+                                   const std::string& config_path, FileSystem* fs) {
+  FileSystem& files = fs != nullptr ? *fs : *env_.fs;
+  // Held across the reads too, so that two loads cannot finish out of order
+  // (an older config installed last).
+  MutexLock lock(&load_mu_);
+  RankingConfig config;
+  if (!config_path.empty()) {
+    auto parsed = ReadConfigFile(config_path, files);
+    if (!parsed.ok()) {
+      LogError("config %s refused, previous state kept: %s", config_path,
+               parsed.status().ToString());
+      return parsed.status();
+    }
+    config = *std::move(parsed);
+  }
   LogInfo("loading bundle %s", bundle_dir);
-  auto bundle = feedrank::LoadBundle(bundle_dir);
+  auto bundle = LoadBundle(bundle_dir, files);
   if (!bundle.ok()) {
     LogError("bundle %s refused, previous state kept: %s", bundle_dir,
              bundle.status().ToString());

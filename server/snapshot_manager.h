@@ -1,23 +1,29 @@
-// SnapshotManager: holds what a request sees, (bundle, config, ranker), as
-// one immutable Snapshot behind an atomic shared pointer.
+// SnapshotManager: holds what a request sees — (bundle, catalogue view,
+// config, ranker) — as one immutable Snapshot behind an atomic shared
+// pointer.
 //
-// A load happens off the request path: the new bundle is read and validated,
-// the config resolved against its model, the ranker calibrated (which also
-// warms the caches), and only then is the pointer swapped. A request that
-// took the old snapshot finishes on it; the old one is freed when its last
-// request ends. A failed load changes nothing: the previous snapshot keeps
-// serving. NO REQUEST EVER SEES A HALF-LOADED SNAPSHOT.
+// A load happens off the request path: the config file and the bundle are
+// read and validated, the config resolved against the bundle's model, the
+// ranker calibrated (which also warms the caches), and only then is the
+// pointer swapped. A request that took the old snapshot finishes on it; the
+// old one is freed when its last request ends. A failed load changes
+// nothing: the previous snapshot keeps serving. NO REQUEST EVER SEES A
+// HALF-LOADED SNAPSHOT, and loads are serialised end to end (reads
+// included), so the snapshot installed last reflects the files as the last
+// load read them.
 //
-// Thread-safety: all methods are thread-safe; loads are serialised.
+// Thread-safety: all methods are thread-safe.
 #ifndef FEEDRANK_SERVER_SNAPSHOT_MANAGER_H_
 #define FEEDRANK_SERVER_SNAPSHOT_MANAGER_H_
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "absl/status/status.h"
+#include "base/env.h"
+#include "base/mutex.h"
+#include "embeddings/catalog_view.h"
 #include "ranking/bundle.h"
 #include "ranking/options.h"
 #include "ranking/ranker.h"
@@ -26,31 +32,38 @@ namespace feedrank {
 
 struct Snapshot {
   std::shared_ptr<const Bundle> bundle;
+  std::shared_ptr<const CatalogView> view;
   RankingConfig config;
   std::unique_ptr<Ranker> ranker;
 };
 
 class SnapshotManager {
  public:
+  // `env` (borrowed) gives the clock rankers use and the default file
+  // system of loads.
+  explicit SnapshotManager(const Env& env = Env::Default()) : env_(env) {}
+
   // The snapshot to use for one request; null before the first load.
   std::shared_ptr<const Snapshot> Current() const {
     return current_.load(std::memory_order_acquire);
   }
 
-  // Loads the bundle in `bundle_dir` with `config` and makes it current.
-  // Errors (the current snapshot is kept): those of LoadBundle and
-  // ResolveOptions.
-  absl::Status LoadBundle(const std::string& bundle_dir, const RankingConfig& config);
+  // Reads the config file `config_path` (empty = all defaults) and the
+  // bundle in `bundle_dir` through `fs` (null = the env's), and makes them
+  // current. Errors (the current snapshot is kept): those of ReadConfigFile,
+  // LoadBundle and ResolveOptions, each saying which was refused.
+  absl::Status Load(const std::string& bundle_dir, const std::string& config_path,
+                    FileSystem* fs = nullptr);
 
   // Makes an already loaded bundle current with `config` (tests, replay).
-  absl::Status Install(std::shared_ptr<const Bundle> bundle,
-                       const RankingConfig& config);
+  absl::Status Install(std::shared_ptr<const Bundle> bundle, const RankingConfig& config);
 
  private:
   absl::Status InstallLocked(std::shared_ptr<const Bundle> bundle,
-                             const RankingConfig& config);
+                             const RankingConfig& config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(load_mu_);
 
-  std::mutex load_mu_;  // serialises loads; never taken by requests
+  const Env env_;
+  Mutex load_mu_;  // serialises loads; never taken by requests
   std::atomic<std::shared_ptr<const Snapshot>> current_;
 };
 

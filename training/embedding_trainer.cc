@@ -13,7 +13,7 @@
 namespace feedrank {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 // A CSR view of counts per (row, column).
 struct Sparse {
@@ -39,6 +39,29 @@ Sparse Aggregate(int rows, const std::vector<Positive>& positives, bool by_user)
     s.offsets.push_back(static_cast<int64_t>(s.cols.size()));
   }
   return s;
+}
+
+// Items without positives have learnt nothing: they get the mean embedding
+// of the items that have some (zero vectors are not servable: a catalogue
+// refuses them, since a zero vector scores 0 against every user).
+void FillItemsWithoutPositives(int num_items, const std::vector<Positive>& positives,
+                               RowMatrix* items) {
+  std::vector<bool> has(num_items, false);
+  for (const Positive& p : positives) has[p.item] = true;
+  Eigen::RowVectorXf mean = Eigen::RowVectorXf::Zero(items->cols());
+  int with = 0;
+  for (int i = 0; i < num_items; ++i) {
+    if (has[i]) {
+      mean += items->row(i);
+      ++with;
+    }
+  }
+  if (with == 0) return;
+  mean /= float(with);
+  if (mean.squaredNorm() == 0.f) mean.setConstant(1e-3f);
+  for (int i = 0; i < num_items; ++i) {
+    if (!has[i]) items->row(i) = mean;
+  }
 }
 
 // One ALS half-step: solves every row of `x` given fixed `y`.
@@ -91,8 +114,8 @@ absl::StatusOr<Embeddings> TrainEmbeddings(int num_users, int num_items,
   e.items = RowMatrix(num_items, o.dim);
   for (int i = 0; i < e.users.size(); ++i) e.users.data()[i] = normal(rng);
   for (int i = 0; i < e.items.size(); ++i) e.items.data()[i] = normal(rng);
-  const Clock::time_point start = Clock::now();
-  auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  const SteadyClock::time_point start = SteadyClock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(SteadyClock::now() - start).count(); };
 
   if (o.method == "als") {
     const Sparse by_user = Aggregate(num_users, positives, true);
@@ -102,6 +125,7 @@ absl::StatusOr<Embeddings> TrainEmbeddings(int num_users, int num_items,
       SolveAls(by_item, e.users, o.alpha, o.reg, &e.items);
       if (on_epoch) on_epoch(epoch, seconds());
     }
+    FillItemsWithoutPositives(num_items, positives, &e.items);
     return e;
   }
 
@@ -134,7 +158,7 @@ absl::StatusOr<Embeddings> TrainEmbeddings(int num_users, int num_items,
     }
     if (on_epoch) on_epoch(epoch, seconds());
   }
-  // Rows without positives keep their random init: zero them, as ALS does.
+  // Users without positives keep their random init: zero them, as ALS does.
   std::vector<bool> user_has(num_users), item_has(num_items);
   for (const Positive& p : positives) {
     user_has[p.user] = true;
@@ -143,9 +167,7 @@ absl::StatusOr<Embeddings> TrainEmbeddings(int num_users, int num_items,
   for (int u = 0; u < num_users; ++u) {
     if (!user_has[u]) e.users.row(u).setZero();
   }
-  for (int i = 0; i < num_items; ++i) {
-    if (!item_has[i]) e.items.row(i).setZero();
-  }
+  FillItemsWithoutPositives(num_items, positives, &e.items);
   return e;
 }
 

@@ -46,7 +46,9 @@ struct Embeddings {
 // Called after each epoch with (epoch, seconds so far).
 using EpochCallback = std::function<void(int, double)>;
 
-// Users or items without positives get zero vectors. Errors: InvalidArgument
+// Users without positives get zero vectors; items without positives the mean
+// of the items with some (a catalogue refuses zero video vectors). Errors:
+// InvalidArgument
 // for an unknown method or non-positive sizes.
 absl::StatusOr<Embeddings> TrainEmbeddings(int num_users, int num_items,
                                            const std::vector<Positive>& positives,

@@ -26,7 +26,7 @@
 namespace feedrank {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 constexpr int64_t kSessionGapMs = 30 * 60 * 1000;
 
@@ -49,8 +49,8 @@ std::string Cell(const Interval& x) {
   return absl::StrFormat("%.4f [%.4f, %.4f]", x.value, x.lo, x.hi);
 }
 
-double Seconds(Clock::time_point since) {
-  return std::chrono::duration<double>(Clock::now() - since).count();
+double Seconds(SteadyClock::time_point since) {
+  return std::chrono::duration<double>(SteadyClock::now() - since).count();
 }
 
 // The training log turned into a catalogue and index maps.
@@ -148,7 +148,7 @@ RowMatrix TrainResult::TrainerPredict(const RowMatrix& features) const {
 }
 
 absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
-  const Clock::time_point start = Clock::now();
+  const SteadyClock::time_point start = SteadyClock::now();
   ASSIGN_OR_RETURN(InteractionLog log, ReadInteractionLog(o.log_path, o.mapping));
   ASSIGN_OR_RETURN(TimeSplit split, SplitByTime(log, o.holdout_days));
   if (o.folds < 2) return absl::InvalidArgumentError("folds must be >= 2");
@@ -326,7 +326,7 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
   };
 
   TrainResult result;
-  const Clock::time_point mlp_start = Clock::now();
+  const SteadyClock::time_point mlp_start = SteadyClock::now();
   ASSIGN_OR_RETURN(
       ModelTensors tensors,
       TrainMlp(x_train, y_train, o.mlp, [&](int epoch, double loss, const ModelTensors& t) {
@@ -506,18 +506,23 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
     std::stable_sort(popular_order.begin(), popular_order.end(), [&](int32_t a, int32_t b) {
       return catalog.popularity(a) > catalog.popularity(b);
     });
-    Ranker ranker(result.bundle, rank_options, RankerCosts{0, 0, 0});
+    ASSIGN_OR_RETURN(std::unique_ptr<Ranker> full,
+                     Ranker::Create(result.bundle, RankerOptions{rank_options, RankerCosts{0, 0, 0}}));
+    const Ranker& ranker = *full;
     // The same, with the ANN source alone: what the model adds to retrieval.
     RankingOptions ann_only_options = rank_options;
     ann_only_options.popular_candidates = 0;
     ann_only_options.fresh_candidates = 0;
-    Ranker ann_only(result.bundle, ann_only_options, RankerCosts{0, 0, 0});
+    ASSIGN_OR_RETURN(std::unique_ptr<Ranker> ann_only_ranker,
+                     Ranker::Create(result.bundle,
+                                    RankerOptions{ann_only_options, RankerCosts{0, 0, 0}}));
+    const Ranker& ann_only = *ann_only_ranker;
 
     // random, popular, embeddings, full model, model over ANN candidates only
     std::vector<double> recall100[3], recall500[3], ndcg[5];
     std::mt19937_64 eval_rng(o.seed ^ 0x5eed);
     MarkTable marks;
-    marks.Reset(catalog.num_videos());
+    marks.EnsureSize(catalog.num_videos());
     SearchScratch scratch;
     std::vector<Hit> hits;
     RankResult ranked;
@@ -576,8 +581,8 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
       }
       ndcg[1].push_back(ndcg_of(popular_page));
       // Embeddings alone: exact inner-product search.
-      catalog.index().ExactSearch(LookUpUser(catalog, u.id).embedding, 500, &seen, &scratch,
-                                  &hits);
+      catalog.index().ExactSearch(LookUpUser(catalog, u.id).embedding, 500,
+                                  RowPredicate().Exclude(&seen), &scratch, &hits);
       std::vector<int32_t> by_dot;
       for (const Hit& hit : hits) by_dot.push_back(hit.row);
       recall100[2].push_back(recall(by_dot, 100));

@@ -96,7 +96,9 @@ TEST(SynthTest, ModelPrefersRelevantPopularVideos) {
   ASSERT_NE(bundle, nullptr);
   auto options = ResolveOptions(RankingConfig(), bundle->model->objectives());
   ASSERT_TRUE(options.ok());
-  Ranker ranker(bundle, *options, RankerCosts{0, 0, 0});
+  auto created = Ranker::Create(bundle, RankerOptions{*options, RankerCosts{0, 0, 0}});
+  ASSERT_TRUE(created.ok()) << created.status();
+  const Ranker& ranker = **created;
   // Items the ranker puts on page one should be more relevant (higher dot)
   // than the average retrieved candidate, and predictions not saturated.
   double page_dot = 0, pred_sum = 0;

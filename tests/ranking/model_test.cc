@@ -11,6 +11,33 @@
 namespace feedrank {
 namespace {
 
+// The model's forward pass computed naively in double precision.
+// `x`: size n * input width; returns n * heads predictions.
+std::vector<double> ReferencePredict(const ModelTensors& tensors, const float* x, int n) {
+  const int in = static_cast<int>(tensors.input_mean.size());
+  const int heads = static_cast<int>(tensors.biases.back().size());
+  std::vector<double> out(size_t(n) * heads);
+  for (int r = 0; r < n; ++r) {
+    std::vector<double> act(in);
+    for (int j = 0; j < in; ++j) {
+      act[j] = (double(x[size_t(r) * in + j]) - tensors.input_mean[j]) / tensors.input_std[j];
+    }
+    for (size_t l = 0; l < tensors.weights.size(); ++l) {
+      const RowMatrix& w = tensors.weights[l];
+      std::vector<double> next(w.cols());
+      for (int o = 0; o < w.cols(); ++o) {
+        double sum = tensors.biases[l][o];
+        for (int i = 0; i < w.rows(); ++i) sum += act[i] * double(w(i, o));
+        const bool last = l + 1 == tensors.weights.size();
+        next[o] = last ? 1.0 / (1.0 + std::exp(-sum)) : std::max(0.0, sum);
+      }
+      act = std::move(next);
+    }
+    for (int h = 0; h < heads; ++h) out[size_t(r) * heads + h] = act[h];
+  }
+  return out;
+}
+
 using ::testing::HasSubstr;
 
 ModelSpec Spec(std::vector<uint32_t> hidden, int heads) {

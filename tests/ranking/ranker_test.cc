@@ -24,11 +24,14 @@ class RankerTest : public ::testing::Test {
 
   const Bundle& bundle() const { return **bundle_; }
 
-  Ranker MakeRanker(const RankingConfig& config = RankingConfig(),
-                    RankerCosts costs = RankerCosts{0, 0, 0}) const {
+  std::unique_ptr<Ranker> MakeRanker(const RankingConfig& config = RankingConfig(),
+                                     RankerCosts costs = RankerCosts{0, 0, 0},
+                                     const Clock* clock = Clock::Real()) const {
     auto options = ResolveOptions(config, bundle().model->objectives());
     EXPECT_TRUE(options.ok()) << options.status();
-    return Ranker(*bundle_, *options, costs);
+    auto ranker = Ranker::Create(*bundle_, RankerOptions{*options, costs, clock});
+    EXPECT_TRUE(ranker.ok()) << ranker.status();
+    return *std::move(ranker);
   }
 
   uint64_t KnownUser(int i) const { return bundle().catalog->user_id(i); }
@@ -39,16 +42,16 @@ class RankerTest : public ::testing::Test {
 std::shared_ptr<const Bundle>* RankerTest::bundle_ = nullptr;
 
 TEST_F(RankerTest, PageIsFullSortedUniqueAndCapped) {
-  Ranker ranker = MakeRanker();
+  auto ranker = MakeRanker();
   for (int u = 0; u < 20; ++u) {
     RankRequest request;
     request.user_id = KnownUser(u);
     request.count = 50;
     RankResult result;
-    ASSERT_TRUE(ranker.Rank(request, &result).ok());
+    ASSERT_TRUE(ranker->Rank(request, &result).ok());
     ASSERT_EQ(result.items.size(), 50u);
     EXPECT_FALSE(result.cold_start);
-    EXPECT_FALSE(result.degraded);
+    EXPECT_FALSE(result.degraded());
     std::set<uint64_t> ids;
     absl::flat_hash_map<uint64_t, int> per_creator;
     for (size_t i = 0; i < result.items.size(); ++i) {
@@ -69,11 +72,11 @@ TEST_F(RankerTest, ScoreIsTheWeightedSumOfPredictions) {
   RankingConfig config;
   (*config.mutable_params()->mutable_objective_weights())["click"] = 1.0f;
   (*config.mutable_params()->mutable_objective_weights())["like"] = 3.0f;
-  Ranker ranker = MakeRanker(config);
+  auto ranker = MakeRanker(config);
   RankRequest request;
   request.user_id = KnownUser(3);
   RankResult result;
-  ASSERT_TRUE(ranker.Rank(request, &result).ok());
+  ASSERT_TRUE(ranker->Rank(request, &result).ok());
   const auto& objectives = bundle().model->objectives();
   const int heads = static_cast<int>(objectives.size());
   const int click = std::find(objectives.begin(), objectives.end(), "click") - objectives.begin();
@@ -98,8 +101,8 @@ TEST_F(RankerTest, WeightsChangeTheRanking) {
   request.user_id = KnownUser(5);
   request.count = 20;
   RankResult a, b;
-  ASSERT_TRUE(MakeRanker(share_only).Rank(request, &a).ok());
-  ASSERT_TRUE(MakeRanker(long_view_only).Rank(request, &b).ok());
+  ASSERT_TRUE(MakeRanker(share_only)->Rank(request, &a).ok());
+  ASSERT_TRUE(MakeRanker(long_view_only)->Rank(request, &b).ok());
   std::vector<uint64_t> ids_a, ids_b;
   for (const auto& item : a.items) ids_a.push_back(item.video_id);
   for (const auto& item : b.items) ids_b.push_back(item.video_id);
@@ -112,11 +115,11 @@ TEST_F(RankerTest, DeterministicAcrossCallsAndRankers) {
   request.count = 30;
   request.context.now_ms = 1793491200000;
   RankResult first, second, third;
-  ASSERT_TRUE(MakeRanker().Rank(request, &first).ok());
-  ASSERT_TRUE(MakeRanker().Rank(request, &second).ok());
-  Ranker ranker = MakeRanker();
-  ASSERT_TRUE(ranker.Rank(request, &third).ok());
-  ASSERT_TRUE(ranker.Rank(request, &third).ok());
+  ASSERT_TRUE(MakeRanker()->Rank(request, &first).ok());
+  ASSERT_TRUE(MakeRanker()->Rank(request, &second).ok());
+  auto ranker = MakeRanker();
+  ASSERT_TRUE(ranker->Rank(request, &third).ok());
+  ASSERT_TRUE(ranker->Rank(request, &third).ok());
   ASSERT_EQ(first.items.size(), second.items.size());
   for (size_t i = 0; i < first.items.size(); ++i) {
     EXPECT_EQ(first.items[i].video_id, second.items[i].video_id);
@@ -127,21 +130,20 @@ TEST_F(RankerTest, DeterministicAcrossCallsAndRankers) {
 }
 
 TEST_F(RankerTest, ExcludedIdsNeverReturnedSmallAndPushedDown) {
-  Ranker ranker = MakeRanker();
+  auto ranker = MakeRanker();
   RankRequest request;
   request.user_id = KnownUser(9);
   request.count = 40;
-  request.debug = true;
   RankResult baseline;
-  ASSERT_TRUE(ranker.Rank(request, &baseline).ok());
+  ASSERT_TRUE(ranker->Rank(request, &baseline).ok());
   // Exclude the whole first page: post-filtered (40 ids <= 64).
   std::vector<uint64_t> exclude;
   for (const auto& item : baseline.items) exclude.push_back(item.video_id);
   exclude.push_back(424242);  // not in the catalogue: ignored
   request.exclude_ids = exclude;
   RankResult small;
-  ASSERT_TRUE(ranker.Rank(request, &small).ok());
-  EXPECT_FALSE(small.debug.exclude_pushed_down);
+  ASSERT_TRUE(ranker->Rank(request, &small).ok());
+  EXPECT_FALSE(small.stats.exclude_pushed_down);
   EXPECT_EQ(small.items.size(), 40u);
   std::set<uint64_t> banned(exclude.begin(), exclude.end());
   for (const auto& item : small.items) EXPECT_EQ(banned.count(item.video_id), 0u);
@@ -153,47 +155,45 @@ TEST_F(RankerTest, ExcludedIdsNeverReturnedSmallAndPushedDown) {
   }
   request.exclude_ids = many;
   RankResult big;
-  ASSERT_TRUE(ranker.Rank(request, &big).ok());
-  EXPECT_TRUE(big.debug.exclude_pushed_down);
+  ASSERT_TRUE(ranker->Rank(request, &big).ok());
+  EXPECT_TRUE(big.stats.exclude_pushed_down);
   EXPECT_EQ(big.items.size(), 40u);
-  EXPECT_EQ(big.debug.ann_candidates, 500);
+  EXPECT_EQ(big.stats.ann_kept, 500);
   std::set<uint64_t> banned_many(many.begin(), many.end());
   for (const auto& item : big.items) EXPECT_EQ(banned_many.count(item.video_id), 0u);
 }
 
 TEST_F(RankerTest, PostFilterOverFetchesSoAnnStaysFull) {
-  Ranker ranker = MakeRanker();
+  auto ranker = MakeRanker();
   RankRequest request;
   request.user_id = KnownUser(11);
-  request.debug = true;
   RankResult baseline;
-  ASSERT_TRUE(ranker.Rank(request, &baseline).ok());
+  ASSERT_TRUE(ranker->Rank(request, &baseline).ok());
   // Exclude 50 of the ANN's own top results (below the push-down threshold).
   SearchScratch scratch;
   std::vector<Hit> hits;
   const Catalog& catalog = *bundle().catalog;
   catalog.index().Search(catalog.user_embedding(*catalog.UserRow(request.user_id)),
-                         SearchOptions{50, 0, 0}, nullptr, &scratch, &hits);
+                         SearchOptions{50, 0, 0}, RowPredicate(), &scratch, &hits);
   std::vector<uint64_t> exclude;
   for (const Hit& hit : hits) exclude.push_back(catalog.video_id(hit.row));
   request.exclude_ids = exclude;
   RankResult result;
-  ASSERT_TRUE(ranker.Rank(request, &result).ok());
-  EXPECT_FALSE(result.debug.exclude_pushed_down);
-  EXPECT_EQ(result.debug.ann_candidates, 500);
-  EXPECT_GE(result.debug.excluded, 50);
+  ASSERT_TRUE(ranker->Rank(request, &result).ok());
+  EXPECT_FALSE(result.stats.exclude_pushed_down);
+  EXPECT_EQ(result.stats.ann_kept, 500);
+  EXPECT_GE(result.stats.excluded, 50);
 }
 
 TEST_F(RankerTest, CreatorCapOfOne) {
   RankingConfig config;
   config.mutable_params()->set_creator_cap(1);
-  Ranker ranker = MakeRanker(config);
+  auto ranker = MakeRanker(config);
   RankRequest request;
   request.user_id = KnownUser(13);
   request.count = 60;
-  request.debug = true;
   RankResult result;
-  ASSERT_TRUE(ranker.Rank(request, &result).ok());
+  ASSERT_TRUE(ranker->Rank(request, &result).ok());
   std::set<uint64_t> creators;
   for (const auto& item : result.items) {
     EXPECT_TRUE(creators.insert(item.creator_id).second);
@@ -202,17 +202,16 @@ TEST_F(RankerTest, CreatorCapOfOne) {
 }
 
 TEST_F(RankerTest, ColdStartUserGetsAFullPage) {
-  Ranker ranker = MakeRanker();
+  auto ranker = MakeRanker();
   RankRequest request;
   request.user_id = 987654321987ull;  // not in the bundle
   request.count = 25;
-  request.debug = true;
   RankResult result;
-  ASSERT_TRUE(ranker.Rank(request, &result).ok());
+  ASSERT_TRUE(ranker->Rank(request, &result).ok());
   EXPECT_TRUE(result.cold_start);
   EXPECT_EQ(result.items.size(), 25u);
-  EXPECT_GT(result.debug.popular_candidates, 0);
-  EXPECT_GT(result.debug.fresh_candidates, 0);
+  EXPECT_GT(result.stats.popular_kept, 0);
+  EXPECT_GT(result.stats.fresh_kept, 0);
   for (const auto& item : result.items) {
     EXPECT_NE(item.source, CandidateSource::kAnn);
   }
@@ -223,15 +222,14 @@ TEST_F(RankerTest, PopularAndFreshSourcesContribute) {
   config.mutable_params()->set_ann_candidates(0);
   config.mutable_params()->set_popular_candidates(30);
   config.mutable_params()->set_fresh_candidates(30);
-  Ranker ranker = MakeRanker(config);
+  auto ranker = MakeRanker(config);
   RankRequest request;
   request.user_id = KnownUser(1);
   request.count = 40;
-  request.debug = true;
   RankResult result;
-  ASSERT_TRUE(ranker.Rank(request, &result).ok());
-  EXPECT_EQ(result.debug.popular_candidates + result.debug.fresh_candidates,
-            result.debug.scored_candidates);
+  ASSERT_TRUE(ranker->Rank(request, &result).ok());
+  EXPECT_EQ(result.stats.popular_kept + result.stats.fresh_kept,
+            result.stats.scored);
   bool popular = false, fresh = false;
   for (const auto& item : result.items) {
     popular |= item.source == CandidateSource::kPopular;
@@ -250,8 +248,8 @@ TEST_F(RankerTest, FreshnessBoostFavoursNewUploads) {
   request.count = 10;
   request.context.now_ms = 1793491200000;  // the synthetic world's "now"
   RankResult plain, fresh;
-  ASSERT_TRUE(MakeRanker().Rank(request, &plain).ok());
-  ASSERT_TRUE(MakeRanker(boosted).Rank(request, &fresh).ok());
+  ASSERT_TRUE(MakeRanker()->Rank(request, &plain).ok());
+  ASSERT_TRUE(MakeRanker(boosted)->Rank(request, &fresh).ok());
   auto mean_age_hours = [&](const RankResult& r) {
     double sum = 0;
     for (const auto& item : r.items) {
@@ -264,69 +262,68 @@ TEST_F(RankerTest, FreshnessBoostFavoursNewUploads) {
 }
 
 TEST_F(RankerTest, CountOutOfRangeIsRefusedWithTheFieldNamed) {
-  Ranker ranker = MakeRanker();
+  auto ranker = MakeRanker();
   RankResult result;
   for (int count : {0, -1, 201}) {
     RankRequest request;
     request.user_id = KnownUser(0);
     request.count = count;
-    absl::Status status = ranker.Rank(request, &result);
+    absl::Status status = ranker->Rank(request, &result);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << count;
     EXPECT_THAT(std::string(status.message()), HasSubstr("count"));
   }
   RankRequest request;
   request.user_id = KnownUser(0);
-  ASSERT_TRUE(ranker.Rank(request, &result).ok());
+  ASSERT_TRUE(ranker->Rank(request, &result).ok());
   EXPECT_EQ(result.items.size(), 20u);  // the default count
 }
 
 TEST_F(RankerTest, TooManyExcludeIdsIsRefused) {
   RankingConfig config;
   config.mutable_params()->set_max_exclude_ids(10);
-  Ranker ranker = MakeRanker(config);
+  auto ranker = MakeRanker(config);
   std::vector<uint64_t> exclude(11, 1);
   RankRequest request;
   request.exclude_ids = exclude;
   RankResult result;
-  absl::Status status = ranker.Rank(request, &result);
+  absl::Status status = ranker->Rank(request, &result);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()), HasSubstr("exclude_ids"));
 }
 
 TEST_F(RankerTest, PassedDeadlineIsDeadlineExceeded) {
-  Ranker ranker = MakeRanker();
+  auto ranker = MakeRanker();
   RankRequest request;
   request.deadline = std::chrono::steady_clock::now() - std::chrono::milliseconds(1);
   RankResult result;
-  EXPECT_EQ(ranker.Rank(request, &result).code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(ranker->Rank(request, &result).code(), absl::StatusCode::kDeadlineExceeded);
 }
 
 TEST_F(RankerTest, TightBudgetShrinksTheRerankAndSaysSo) {
   // 100 us per candidate: a 20 ms budget fits ~190 of the ~570 candidates.
-  Ranker ranker = MakeRanker(RankingConfig(), RankerCosts{100'000, 0, 0});
+  auto ranker = MakeRanker(RankingConfig(), RankerCosts{100'000, 0, 0});
   RankRequest request;
   request.user_id = KnownUser(4);
-  request.debug = true;
   request.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
   RankResult result;
-  ASSERT_TRUE(ranker.Rank(request, &result).ok());
-  EXPECT_TRUE(result.degraded);
+  ASSERT_TRUE(ranker->Rank(request, &result).ok());
+  EXPECT_TRUE(result.degraded());
   EXPECT_THAT(result.degraded_reason, HasSubstr("reranked"));
-  EXPECT_GE(result.debug.scored_candidates, 50);
-  EXPECT_LT(result.debug.scored_candidates, 570);
+  EXPECT_GE(result.stats.scored, 50);
+  EXPECT_LT(result.stats.scored, 570);
   EXPECT_EQ(result.items.size(), 20u);
   EXPECT_FALSE(result.predictions.empty());
 }
 
 TEST_F(RankerTest, NoTimeForTheModelReturnsRetrievalOrder) {
   // 10 ms per candidate: not even min_rerank_candidates fit in 50 ms.
-  Ranker ranker = MakeRanker(RankingConfig(), RankerCosts{10'000'000, 0, 0});
+  auto ranker = MakeRanker(RankingConfig(), RankerCosts{10'000'000, 0, 0});
   RankRequest request;
   request.user_id = KnownUser(4);
   request.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
   RankResult result;
-  ASSERT_TRUE(ranker.Rank(request, &result).ok());
-  EXPECT_TRUE(result.degraded);
+  ASSERT_TRUE(ranker->Rank(request, &result).ok());
+  EXPECT_TRUE(result.degraded());
   EXPECT_THAT(result.degraded_reason, HasSubstr("model skipped"));
   EXPECT_EQ(result.items.size(), 20u);
   EXPECT_TRUE(result.predictions.empty());
@@ -338,24 +335,24 @@ TEST_F(RankerTest, NoTimeForTheModelReturnsRetrievalOrder) {
 TEST_F(RankerTest, NoRoomForAnyCandidateSkipsTheModelEvenWithMinimumZero) {
   RankingConfig config;
   config.mutable_params()->set_min_rerank_candidates(0);
-  Ranker ranker = MakeRanker(config, RankerCosts{10'000'000, 0, 0});
+  auto ranker = MakeRanker(config, RankerCosts{10'000'000, 0, 0});
   RankRequest request;
   request.user_id = KnownUser(4);
   request.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
   RankResult result;
-  ASSERT_TRUE(ranker.Rank(request, &result).ok());
+  ASSERT_TRUE(ranker->Rank(request, &result).ok());
   EXPECT_THAT(result.degraded_reason, HasSubstr("model skipped"));
   EXPECT_EQ(result.items.size(), 20u);
 }
 
 TEST_F(RankerTest, NoTimeForAnnFallsBackToPopularAndFresh) {
-  Ranker ranker = MakeRanker(RankingConfig(), RankerCosts{1, 1e9, 0});
+  auto ranker = MakeRanker(RankingConfig(), RankerCosts{1, 1e9, 0});
   RankRequest request;
   request.user_id = KnownUser(4);
   request.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   RankResult result;
-  ASSERT_TRUE(ranker.Rank(request, &result).ok());
-  EXPECT_TRUE(result.degraded);
+  ASSERT_TRUE(ranker->Rank(request, &result).ok());
+  EXPECT_TRUE(result.degraded());
   EXPECT_THAT(result.degraded_reason, HasSubstr("ann skipped"));
   EXPECT_EQ(result.items.size(), 20u);
   for (const auto& item : result.items) EXPECT_NE(item.source, CandidateSource::kAnn);
@@ -367,22 +364,6 @@ TEST_F(RankerTest, CalibrateMeasuresPositiveCosts) {
   RankerCosts costs = Ranker::Calibrate(*bundle_, *options);
   EXPECT_GT(costs.ann_micros, 0);
   EXPECT_GT(costs.score_ns_per_row, 0);
-}
-
-TEST_F(RankerTest, DebugListsStagesInOrder) {
-  Ranker ranker = MakeRanker();
-  RankRequest request;
-  request.user_id = KnownUser(6);
-  request.debug = true;
-  RankResult result;
-  ASSERT_TRUE(ranker.Rank(request, &result).ok());
-  std::vector<std::string> stages;
-  for (const StageTime& stage : result.debug.stages) stages.push_back(stage.stage);
-  EXPECT_THAT(stages, ::testing::ElementsAre("exclude", "ann", "sources", "features",
-                                             "model", "assemble"));
-  EXPECT_EQ(result.debug.scored_candidates, result.debug.ann_candidates +
-                                                result.debug.popular_candidates +
-                                                result.debug.fresh_candidates);
 }
 
 }  // namespace

@@ -270,7 +270,7 @@ TEST_F(ServerTest, RefusedBundleOrConfigKeepsThePreviousSnapshot) {
   testing::TempDir broken;
   testing::CopyDir(dir_->Sub("bundle"), broken.Sub("bundle"));
   testing::WriteFile(broken.Sub("bundle/index.faiss"), "not an index");
-  absl::Status status = server_->snapshots().LoadBundle(broken.Sub("bundle"), RankingConfig());
+  absl::Status status = server_->snapshots().Load(broken.Sub("bundle"), "");
   EXPECT_FALSE(status.ok());
   EXPECT_THAT(std::string(status.message()), HasSubstr("index.faiss"));
   EXPECT_EQ(server_->snapshots().Current(), before);
