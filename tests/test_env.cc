@@ -1,0 +1,79 @@
+#include "tests/test_env.h"
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+
+namespace feedrank::testing {
+namespace {
+
+class SlowFile : public ReadableFile {
+ public:
+  SlowFile(std::unique_ptr<ReadableFile> file, std::chrono::milliseconds delay)
+      : file_(std::move(file)), delay_(delay) {}
+  absl::StatusOr<size_t> Read(void* buf, size_t n) override {
+    std::this_thread::sleep_for(delay_);
+    return file_->Read(buf, n);
+  }
+  uint64_t size() const override { return file_->size(); }
+  const std::string& path() const override { return file_->path(); }
+
+ private:
+  std::unique_ptr<ReadableFile> file_;
+  std::chrono::milliseconds delay_;
+};
+
+class FaultyWritableFile : public WritableFile {
+ public:
+  FaultyWritableFile(std::unique_ptr<WritableFile> file, FaultFileSystem* fs)
+      : file_(std::move(file)), fs_(fs) {}
+  absl::Status Append(absl::string_view data) override {
+    const int64_t budget = fs_->write_budget_bytes.load();
+    if (budget >= 0) {
+      if (int64_t(data.size()) > budget) {
+        fs_->write_budget_bytes.store(0);
+        return absl::ResourceExhaustedError(absl::StrCat(path(), ": no space left on device"));
+      }
+      fs_->write_budget_bytes.fetch_sub(data.size());
+    }
+    return file_->Append(data);
+  }
+  absl::Status Sync() override {
+    if (fs_->fail_sync.load()) return absl::UnavailableError(path() + ": fsync failed");
+    return file_->Sync();
+  }
+  absl::Status Close() override { return file_->Close(); }
+  const std::string& path() const override { return file_->path(); }
+
+ private:
+  std::unique_ptr<WritableFile> file_;
+  FaultFileSystem* fs_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ReadableFile>> FaultFileSystem::OpenForRead(
+    const std::string& path) {
+  opens_for_read.fetch_add(1);
+  if (on_open_for_read) on_open_for_read(path);
+  if (!fail_substring.empty() && path.find(fail_substring) != std::string::npos) {
+    return absl::Status(fail_status.code(), absl::StrCat(path, ": ", fail_status.message()));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<ReadableFile> file, target()->OpenForRead(path));
+  if (read_delay.count() > 0) {
+    return std::unique_ptr<ReadableFile>(new SlowFile(std::move(file), read_delay));
+  }
+  return file;
+}
+
+absl::StatusOr<std::unique_ptr<WritableFile>> FaultFileSystem::OpenForWrite(
+    const std::string& path) {
+  if (!fail_substring.empty() && path.find(fail_substring) != std::string::npos) {
+    return absl::Status(fail_status.code(), absl::StrCat(path, ": ", fail_status.message()));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, target()->OpenForWrite(path));
+  return std::unique_ptr<WritableFile>(new FaultyWritableFile(std::move(file), this));
+}
+
+}  // namespace feedrank::testing
