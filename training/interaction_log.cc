@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/files.h"
+#include "training/quote.h"
 
 namespace feedrank {
 namespace {
@@ -119,9 +120,11 @@ absl::StatusOr<InteractionLog> ReadInteractionLog(const std::string& path,
   auto find = [&](const std::string& name, const char* role) -> absl::StatusOr<int> {
     auto it = column.find(name);
     if (it == column.end()) {
+      // The header is a log line like any other: quoted within a budget, a
+      // larger one than a field's so that a usual header shows whole.
       return absl::InvalidArgumentError(absl::StrCat(
-          path, ": the mapping's ", role, " '", name,
-          "' is not a column of the header (", absl::StrJoin(header, ", "), ")"));
+          path, ": the mapping's ", role, " '", name, "' is not a column of the header ",
+          QuoteForError(absl::StrJoin(header, ", "), 4 * kMaxQuotedBytes)));
     }
     return it->second;
   };
@@ -170,8 +173,8 @@ absl::StatusOr<InteractionLog> ReadInteractionLog(const std::string& path,
   int64_t line_number = 1;
   auto bad_value = [&](int col, const char* what) {
     return absl::InvalidArgumentError(absl::StrCat(
-        path, ":", line_number, ": column '", header[col], "' holds '", fields[col],
-        "', ", what));
+        path, ":", line_number, ": column ", QuoteForError(header[col]), " holds ",
+        QuoteForError(fields[col]), ", ", what));
   };
   while (std::getline(in, line)) {
     ++line_number;

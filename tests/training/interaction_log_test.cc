@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "tests/test_util.h"
 
 namespace feedrank {
@@ -117,6 +118,27 @@ TEST(InteractionLogTest, BadLogsAreRefusedWithFileLineAndColumn) {
   }
   auto missing = ReadInteractionLog(dir.Sub("absent.csv"), Mapping());
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(InteractionLogTest, ErrorsQuoteAShortPrefixOfAHugeField) {
+  testing::TempDir dir;
+  const std::string huge(5'000'000, '7');
+  testing::WriteFile(dir.Sub("log.csv"),
+                     absl::StrCat("u,i,t,rating,play,dur\n1,x", huge, ",3,4,5,6\n"));
+  auto log = ReadInteractionLog(dir.Sub("log.csv"), Mapping());
+  EXPECT_EQ(log.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string message(log.status().message());
+  EXPECT_LT(message.size(), 300u) << message.substr(0, 300);
+  EXPECT_THAT(message, HasSubstr("log.csv:2: column 'i' holds 'x777"));
+  EXPECT_THAT(message, HasSubstr("(5000001 bytes)"));
+
+  // A huge header is not echoed whole either.
+  testing::WriteFile(dir.Sub("log.csv"),
+                     absl::StrCat("u,i,", huge, ",rating,play,dur\n1,2,3,4,5,6\n"));
+  log = ReadInteractionLog(dir.Sub("log.csv"), Mapping());
+  EXPECT_EQ(log.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(log.status().message().size(), 600u) << log.status().message().substr(0, 600);
+  EXPECT_THAT(std::string(log.status().message()), HasSubstr("'t' is not a column"));
 }
 
 TEST(InteractionLogTest, SplitHoldsOutTheLastUtcDays) {
