@@ -9,6 +9,8 @@
 #include <random>
 #include <set>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/client.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
@@ -222,6 +224,46 @@ TEST(TrainerInputTest, WithoutAnEngageHeadNegativesLabelEveryBinaryObjective) {
   o.engage_objective = "like";  // clashes with a log objective
   o.out = dir.Sub("clash");
   EXPECT_THAT(std::string(Train(o).status().message()), HasSubstr("already an objective"));
+}
+
+// `log` with field `column` of its first row replaced by `value`.
+std::string WithFirstRowField(const testing::TempDir& dir, const std::string& log,
+                              int column, const std::string& value) {
+  std::vector<std::string> lines = absl::StrSplit(testing::ReadFile(log), '\n');
+  std::vector<std::string> fields = absl::StrSplit(lines[1], '\t');
+  fields[column] = value;
+  lines[1] = absl::StrJoin(fields, "\t");
+  const std::string path = dir.Sub(absl::StrCat("edited-", column, "-", value, ".tsv"));
+  testing::WriteFile(path, absl::StrJoin(lines, "\n"));
+  return path;
+}
+
+TEST(TrainerInputTest, HugeTimesAndDurationsAreBlamedOnTheLog) {
+  testing::TempDir dir;
+  const std::string slice = WriteSlice(dir, 20);
+  constexpr int kTimeColumn = 4, kDurationColumn = 11;  // of the shipped log
+  struct Case {
+    int column;
+    const char* value;
+    const char* column_name;
+  };
+  int n = 0;
+  for (const Case& c : std::vector<Case>{{kTimeColumn, "1e300", "time_ms"},
+                                         {kTimeColumn, "9.3e18", "time_ms"},
+                                         {kDurationColumn, "inf", "duration_ms"},
+                                         {kDurationColumn, "1e300", "duration_ms"}}) {
+    const std::string log = WithFirstRowField(dir, slice, c.column, c.value);
+    const std::string out = absl::StrCat("bundle", n++);
+    TrainOptions o = SmallTraining(dir, log, out);
+    o.evaluate = false;
+    const absl::Status status = Train(o).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.value;
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr(absl::StrCat(log, ":2: column '", c.column_name, "' holds '",
+                                       c.value, "'")));
+    EXPECT_THAT(std::string(status.message()), ::testing::Not(HasSubstr(".npy")));
+    EXPECT_FALSE(std::filesystem::exists(dir.Sub(out))) << c.value;
+  }
 }
 
 TEST(TrainerInputTest, BadInputIsRefusedAndWritesNothing) {
