@@ -4,10 +4,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <set>
+#include <tuple>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -148,10 +152,13 @@ TEST_F(TrainerTest, ServedPredictionsEqualTheTrainers) {
 }
 
 TEST_F(TrainerTest, ReplayLogHoldsEveryHeldOutRowOnce) {
+  // (user, item, time) of a row; a multiset of them on either side, so a row
+  // written twice and another missing do not cancel out.
+  using Event = std::tuple<uint64_t, uint64_t, int64_t>;
+  std::vector<Event> outcomes;
   std::ifstream in(dir_->Sub("replay.jsonl"));
   std::string line;
   int records = 0;
-  size_t outcomes = 0;
   while (std::getline(in, line)) {
     v1::ReplayRecord record;
     ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &record).ok()) << line;
@@ -159,19 +166,38 @@ TEST_F(TrainerTest, ReplayLogHoldsEveryHeldOutRowOnce) {
     ASSERT_GT(record.outcomes_size(), 0);
     EXPECT_EQ(record.time_ms(), record.outcomes(0).time_ms());
     EXPECT_EQ(record.objectives_size(), 8);
-    const std::set<uint64_t> excluded(record.exclude_ids().begin(), record.exclude_ids().end());
     for (const auto& outcome : record.outcomes()) {
       EXPECT_EQ(outcome.labels_size(), 8);
       EXPECT_GE(outcome.time_ms(), record.time_ms());
+      outcomes.emplace_back(record.user_id(), outcome.video_id(), outcome.time_ms());
     }
-    outcomes += record.outcomes_size();
   }
   EXPECT_GT(records, 0);
-  // Every held-out row of the slice is an outcome exactly once.
   auto mapping = ReadLogMapping(kDataDir + "/mapping.textproto");
+  ASSERT_TRUE(mapping.ok()) << mapping.status();
   auto log = ReadInteractionLog(*slice_, *mapping);
+  ASSERT_TRUE(log.ok()) << log.status();
   auto split = SplitByTime(*log, 3);
-  EXPECT_EQ(outcomes, split->test.size());
+  ASSERT_TRUE(split.ok()) << split.status();
+  std::vector<Event> held_out;
+  for (size_t r : split->test) {
+    held_out.emplace_back(log->users[r], log->items[r], log->time_ms[r]);
+  }
+  std::sort(outcomes.begin(), outcomes.end());
+  std::sort(held_out.begin(), held_out.end());
+  std::vector<Event> missing, extra;
+  std::set_difference(held_out.begin(), held_out.end(), outcomes.begin(), outcomes.end(),
+                      std::back_inserter(missing));
+  std::set_difference(outcomes.begin(), outcomes.end(), held_out.begin(), held_out.end(),
+                      std::back_inserter(extra));
+  EXPECT_TRUE(missing.empty())
+      << missing.size() << " held-out rows are not outcomes, e.g. user "
+      << std::get<0>(missing[0]) << " item " << std::get<1>(missing[0]) << " at "
+      << std::get<2>(missing[0]);
+  EXPECT_TRUE(extra.empty())
+      << extra.size() << " outcomes are not held-out rows or repeat one, e.g. user "
+      << std::get<0>(extra[0]) << " item " << std::get<1>(extra[0]) << " at "
+      << std::get<2>(extra[0]);
 }
 
 TEST(TrainerInputTest, AnotherDomainWorksWithAMappingAlone) {
