@@ -132,13 +132,18 @@ absl::StatusOr<std::unique_ptr<Catalog>> MakeCatalog(const Prepared& p,
 
 }  // namespace
 
-RowMatrix TrainResult::TrainerFeatures(uint64_t user_id, uint64_t video_id,
-                                       int64_t time_ms, int32_t utc_offset_minutes) const {
+absl::StatusOr<RowMatrix> TrainResult::TrainerFeatures(uint64_t user_id,
+                                                       uint64_t video_id, int64_t time_ms,
+                                                       int32_t utc_offset_minutes) const {
   const Catalog& catalog = *bundle->catalog;
+  const std::optional<int32_t> video_row = catalog.VideoRow(video_id);
+  if (!video_row.has_value()) {
+    return absl::NotFoundError(absl::StrCat("video ", video_id, " is not in the bundle"));
+  }
   const UserQuery user = LookUpUser(catalog, user_id);
   FeatureContext context{time_ms, utc_offset_minutes, DeviceType::kUnspecified};
   RowMatrix x(1, bundle->features.width());
-  const int32_t row[1] = {*catalog.VideoRow(video_id)};
+  const int32_t row[1] = {*video_row};
   bundle->features.Build(catalog, user, context, row, x.data());
   return x;
 }

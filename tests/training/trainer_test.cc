@@ -139,8 +139,10 @@ TEST_F(TrainerTest, ServedPredictionsEqualTheTrainers) {
     ASSERT_TRUE(stub->RankFeed(&context, request, &response).ok());
     ASSERT_EQ(response.items_size(), 30);
     for (const v1::RankedItem& item : response.items()) {
-      const RowMatrix x = result_->TrainerFeatures(user, item.video_id(), now, 480);
-      const RowMatrix p = result_->TrainerPredict(x);
+      const absl::StatusOr<RowMatrix> x =
+          result_->TrainerFeatures(user, item.video_id(), now, 480);
+      ASSERT_TRUE(x.ok()) << x.status();
+      const RowMatrix p = result_->TrainerPredict(*x);
       ASSERT_EQ(p.cols(), item.predictions_size());
       for (int h = 0; h < p.cols(); ++h) {
         EXPECT_NEAR(p(0, h), item.predictions(h), 1e-5) << "user " << user << " head " << h;
@@ -149,6 +151,19 @@ TEST_F(TrainerTest, ServedPredictionsEqualTheTrainers) {
     }
   }
   EXPECT_EQ(compared, 90);
+}
+
+TEST_F(TrainerTest, TrainerFeaturesOfAVideoNotInTheBundleIsNotFound) {
+  const Catalog& catalog = *result_->bundle->catalog;
+  constexpr uint64_t kUnknown = 123456789012;
+  ASSERT_FALSE(catalog.VideoRow(kUnknown).has_value());
+  for (uint64_t user : {catalog.user_id(0), uint64_t{999999999}}) {  // known, cold start
+    const absl::StatusOr<RowMatrix> x = result_->TrainerFeatures(user, kUnknown, 0, 0);
+    EXPECT_EQ(x.status().code(), absl::StatusCode::kNotFound) << user;
+    EXPECT_THAT(std::string(x.status().message()), HasSubstr("123456789012")) << user;
+  }
+  EXPECT_TRUE(
+      result_->TrainerFeatures(catalog.user_id(0), catalog.video_id(0), 0, 0).ok());
 }
 
 TEST_F(TrainerTest, ReplayLogHoldsEveryHeldOutRowOnce) {
