@@ -267,12 +267,4 @@ absl::Status WriteFileAtomically(FileSystem& fs, const std::string& path,
   return status;
 }
 
-std::string QuotePrefix(absl::string_view value, size_t max_bytes) {
-  if (value.size() <= max_bytes) return std::string(value);
-  // Do not cut a UTF-8 sequence in half.
-  size_t cut = max_bytes;
-  while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
-  return absl::StrCat(value.substr(0, cut), "... (", value.size(), " bytes)");
-}
-
 }  // namespace feedrank

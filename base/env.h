@@ -173,10 +173,6 @@ absl::StatusOr<std::string> ReadFileToString(FileSystem& fs, const std::string& 
 absl::Status WriteFileAtomically(FileSystem& fs, const std::string& path,
                                  std::initializer_list<absl::string_view> pieces);
 
-// A text for error messages: `value` when short, else its first `max_bytes`
-// bytes followed by "... (N bytes)", so a huge field never floods a log.
-std::string QuotePrefix(absl::string_view value, size_t max_bytes = 64);
-
 }  // namespace feedrank
 
 #endif  // FEEDRANK_BASE_ENV_H_

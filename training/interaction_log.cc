@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -17,11 +18,24 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/files.h"
+#include "base/quote.h"
 
 namespace feedrank {
 namespace {
 
 constexpr int64_t kDayMs = 86'400'000;
+static_assert(kMaxTimeMs == 84'006 * kDayMs, "2200-01-01 is day 84006 of Unix time");
+static_assert(kMaxDurationMs == 30 * kDayMs);
+
+// `value` times `scale` as whole milliseconds (truncated), when that is a
+// number in [0, max_ms]; nullopt otherwise (NaN and infinities included). The
+// range is checked on the double, before the cast, which would be undefined
+// behaviour outside int64_t.
+std::optional<int64_t> ToMillis(double value, double scale, int64_t max_ms) {
+  const double ms = value * scale;
+  if (!(ms >= 0 && ms <= static_cast<double>(max_ms))) return std::nullopt;
+  return static_cast<int64_t>(ms);
+}
 
 // Splits one line into fields; a field may be double-quoted (with "" for a
 // quote inside).
@@ -74,6 +88,12 @@ absl::StatusOr<LogMapping> ParseLogMapping(const std::string& text) {
     if (o.kind() == ObjectiveMapping::BINARY && o.column().empty()) {
       return bad("objective '", o.name(), "' names no column");
     }
+    // A NaN threshold would make every label 0, an infinite one every label
+    // the same: a broken mapping, refused like a broken log value.
+    if (o.has_threshold() && !std::isfinite(o.threshold())) {
+      return bad("objective '", o.name(), "' has threshold ", o.threshold(),
+                 ", not a finite number");
+    }
     if (o.kind() == ObjectiveMapping::WATCH_RATIO &&
         (m.play_time_column().empty() || m.duration_column().empty())) {
       return bad("objective '", o.name(),
@@ -119,9 +139,11 @@ absl::StatusOr<InteractionLog> ReadInteractionLog(const std::string& path,
   auto find = [&](const std::string& name, const char* role) -> absl::StatusOr<int> {
     auto it = column.find(name);
     if (it == column.end()) {
+      // The header is a log line like any other: quoted within a budget, a
+      // larger one than a field's so that a usual header shows whole.
       return absl::InvalidArgumentError(absl::StrCat(
-          path, ": the mapping's ", role, " '", name,
-          "' is not a column of the header (", absl::StrJoin(header, ", "), ")"));
+          path, ": the mapping's ", role, " '", name, "' is not a column of the header ",
+          QuoteForError(absl::StrJoin(header, ", "), 4 * kMaxQuotedBytes)));
     }
     return it->second;
   };
@@ -163,15 +185,15 @@ absl::StatusOr<InteractionLog> ReadInteractionLog(const std::string& path,
       label_col.push_back(-1);
     }
   }
-  const int64_t time_scale = mapping.time_unit() == LogMapping::SECONDS ? 1000 : 1;
+  const double time_scale = mapping.time_unit() == LogMapping::SECONDS ? 1000 : 1;
   const double duration_scale = mapping.duration_unit() == LogMapping::SECONDS ? 1000 : 1;
 
   std::vector<std::string> fields;
   int64_t line_number = 1;
   auto bad_value = [&](int col, const char* what) {
     return absl::InvalidArgumentError(absl::StrCat(
-        path, ":", line_number, ": column '", header[col], "' holds '", fields[col],
-        "', ", what));
+        path, ":", line_number, ": column ", QuoteForError(header[col]), " holds ",
+        QuoteForError(fields[col]), ", ", what));
   };
   while (std::getline(in, line)) {
     ++line_number;
@@ -191,12 +213,14 @@ absl::StatusOr<InteractionLog> ReadInteractionLog(const std::string& path,
       return bad_value(*item_col, "not a non-negative integer id");
     }
     double time;
-    if (!absl::SimpleAtod(fields[*time_col], &time) || !std::isfinite(time) || time < 0) {
-      return bad_value(*time_col, "not a non-negative time");
+    std::optional<int64_t> time_ms;
+    if (!absl::SimpleAtod(fields[*time_col], &time) ||
+        !(time_ms = ToMillis(time, time_scale, kMaxTimeMs))) {
+      return bad_value(*time_col, "not a time from 1970-01-01 to 2200-01-01 UTC");
     }
     log.users.push_back(user);
     log.items.push_back(item);
-    log.time_ms.push_back(static_cast<int64_t>(time * time_scale));
+    log.time_ms.push_back(*time_ms);
     if (creator_col >= 0) {
       uint64_t creator;
       if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(fields[creator_col]), &creator)) {
@@ -204,15 +228,20 @@ absl::StatusOr<InteractionLog> ReadInteractionLog(const std::string& path,
       }
       log.creators.push_back(creator);
     }
+    // The watch ratio divides the play time by the duration as logged: both
+    // are in the duration unit, and both have the duration's range.
     double duration = 0, play = 0;
     if (duration_col >= 0) {
-      if (!absl::SimpleAtod(fields[duration_col], &duration) || !(duration >= 0)) {
-        return bad_value(duration_col, "not a non-negative duration");
+      std::optional<int64_t> duration_ms;
+      if (!absl::SimpleAtod(fields[duration_col], &duration) ||
+          !(duration_ms = ToMillis(duration, duration_scale, kMaxDurationMs))) {
+        return bad_value(duration_col, "not a duration from 0 to 30 days");
       }
-      log.duration_ms.push_back(static_cast<int64_t>(duration * duration_scale));
+      log.duration_ms.push_back(*duration_ms);
     }
-    if (play_col >= 0 && (!absl::SimpleAtod(fields[play_col], &play) || !(play >= 0))) {
-      return bad_value(play_col, "not a non-negative play time");
+    if (play_col >= 0 && (!absl::SimpleAtod(fields[play_col], &play) ||
+                          !ToMillis(play, duration_scale, kMaxDurationMs))) {
+      return bad_value(play_col, "not a play time from 0 to 30 days");
     }
     for (int o = 0; o < mapping.objectives_size(); ++o) {
       const ObjectiveMapping& objective = mapping.objectives(o);
@@ -220,7 +249,7 @@ absl::StatusOr<InteractionLog> ReadInteractionLog(const std::string& path,
       if (objective.kind() == ObjectiveMapping::BINARY) {
         double value;
         if (!absl::SimpleAtod(fields[label_col[o]], &value) || !std::isfinite(value)) {
-          return bad_value(label_col[o], "not a number");
+          return bad_value(label_col[o], "not a finite number");
         }
         const double threshold = objective.has_threshold() ? objective.threshold() : 1.0;
         label = value >= threshold ? 1.f : 0.f;

@@ -16,6 +16,13 @@ namespace feedrank {
 using v1::LogMapping;
 using v1::ObjectiveMapping;
 
+// Bounds of what a log may hold, checked while it is read: a value outside
+// them is a broken log, not data to train on.
+// Times: Unix milliseconds in [0, kMaxTimeMs], 1970-01-01 to 2200-01-01 UTC.
+inline constexpr int64_t kMaxTimeMs = 7'258'118'400'000;
+// Durations and play times: milliseconds in [0, kMaxDurationMs] (30 days).
+inline constexpr int64_t kMaxDurationMs = 2'592'000'000;
+
 struct InteractionLog {
   std::string path;
   std::vector<std::string> objectives;
@@ -23,10 +30,11 @@ struct InteractionLog {
   int retrieval_objective = 0;
   std::vector<uint64_t> users;
   std::vector<uint64_t> items;
-  std::vector<int64_t> time_ms;
+  std::vector<int64_t> time_ms;  // Unix ms, in [0, kMaxTimeMs]
   // Empty when the mapping names no creator column.
   std::vector<uint64_t> creators;
-  // Milliseconds; 0 = unknown. Empty when the mapping names no duration.
+  // Milliseconds in [0, kMaxDurationMs]; 0 = unknown. Empty when the mapping
+  // names no duration.
   std::vector<int64_t> duration_ms;
   // rows x objectives, row-major; NaN where the row has no label.
   std::vector<float> labels;
@@ -39,7 +47,8 @@ struct InteractionLog {
 
 // Parses a textproto LogMapping and checks it: id and time columns named,
 // at least one objective, unique objective names, a column for every BINARY
-// objective, play time and duration columns for WATCH_RATIO, a known
+// objective, a finite threshold where one is set, play time and duration
+// columns for WATCH_RATIO, a known
 // retrieval objective. Errors: InvalidArgument naming the field.
 absl::StatusOr<LogMapping> ParseLogMapping(const std::string& text);
 absl::StatusOr<LogMapping> ReadLogMapping(const std::string& path);
@@ -48,7 +57,9 @@ absl::StatusOr<LogMapping> ReadLogMapping(const std::string& path);
 // Errors name the file, and the line and column when a value is bad:
 // NotFound (no file), InvalidArgument for an empty file, a header without a
 // column the mapping names, a row with the wrong number of fields, an id
-// that is not a non-negative integer, a time or label that is not a number.
+// that is not a non-negative integer, a label that is not a finite number, a
+// time, duration or play time that is not a number within its bounds (above;
+// after the mapping's unit). Errors quote values through QuoteForError.
 absl::StatusOr<InteractionLog> ReadInteractionLog(const std::string& path,
                                                   const LogMapping& mapping);
 

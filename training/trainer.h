@@ -91,10 +91,13 @@ struct TrainResult {
   std::map<std::string, double> model_auc;
   std::map<std::string, double> ndcg;
   // Trainer-side scoring, for checks against the served model: the feature
-  // row the trainer builds for (user id, video id, time) and its forward
-  // pass. Users unknown to the bundle take the cold-start path.
-  RowMatrix TrainerFeatures(uint64_t user_id, uint64_t video_id, int64_t time_ms,
-                            int32_t utc_offset_minutes) const;
+  // row (1 x features.width()) the trainer builds for (user id, video id,
+  // time) and its forward pass. Users unknown to the bundle take the
+  // cold-start path. Errors: NotFound naming `video_id` when the video is not
+  // in the bundle.
+  absl::StatusOr<RowMatrix> TrainerFeatures(uint64_t user_id, uint64_t video_id,
+                                            int64_t time_ms,
+                                            int32_t utc_offset_minutes) const;
   RowMatrix TrainerPredict(const RowMatrix& features) const;
 };
 

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "tests/test_util.h"
 
 namespace feedrank {
@@ -84,6 +85,12 @@ TEST(InteractionLogTest, MappingErrorsNameTheField) {
            {"user_column: \"u\" item_column: \"i\" time_column: \"t\" "
             "objectives { name: \"a\" column: \"x\" } retrieval_objective: \"b\"",
             "retrieval_objective"},
+           {"user_column: \"u\" item_column: \"i\" time_column: \"t\" "
+            "objectives { name: \"a\" column: \"x\" threshold: nan }",
+            "threshold"},
+           {"user_column: \"u\" item_column: \"i\" time_column: \"t\" "
+            "objectives { name: \"a\" column: \"x\" threshold: -inf }",
+            "threshold"},
            {"user_colum: \"u\"", "textproto"},
        }) {
     auto m = ParseLogMapping(c.text);
@@ -117,6 +124,70 @@ TEST(InteractionLogTest, BadLogsAreRefusedWithFileLineAndColumn) {
   }
   auto missing = ReadInteractionLog(dir.Sub("absent.csv"), Mapping());
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+}
+
+// Times and durations are checked against their documented ranges while the
+// log is read (before any cast to an integer), so a huge value is blamed on
+// the log, not on a bundle file written later.
+TEST(InteractionLogTest, RefusesTimesDurationsAndPlayTimesOutOfRange) {
+  testing::TempDir dir;
+  struct Case {
+    const char* row;  // u,i,t,rating,play,dur (t in seconds, play and dur in ms)
+    const char* expect;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"1,2,1e300,4,5,6", "log.csv:2: column 't' holds '1e300'"},
+           {"1,2,9.3e18,4,5,6", "log.csv:2: column 't' holds '9.3e18'"},
+           {"1,2,7258118401,4,5,6", "column 't' holds '7258118401'"},  // after 2200
+           {"1,2,inf,4,5,6", "column 't' holds 'inf'"},
+           {"1,2,nan,4,5,6", "column 't' holds 'nan'"},
+           {"1,2,-1,4,5,6", "column 't' holds '-1'"},
+           {"1,2,3,4,5,inf", "log.csv:2: column 'dur' holds 'inf'"},
+           {"1,2,3,4,5,1e300", "column 'dur' holds '1e300'"},
+           {"1,2,3,4,5,nan", "column 'dur' holds 'nan'"},
+           {"1,2,3,4,5,2592000001", "column 'dur' holds '2592000001'"},  // > 30 days
+           {"1,2,3,4,inf,6", "column 'play' holds 'inf'"},
+           {"1,2,3,4,1e300,6", "column 'play' holds '1e300'"},
+           {"1,2,3,4,nan,6", "column 'play' holds 'nan'"},
+           {"1,2,3,inf,5,6", "column 'rating' holds 'inf'"},
+           {"1,2,3,nan,5,6", "column 'rating' holds 'nan'"},
+       }) {
+    testing::WriteFile(dir.Sub("log.csv"),
+                       absl::StrCat("u,i,t,rating,play,dur\n", c.row, "\n"));
+    auto log = ReadInteractionLog(dir.Sub("log.csv"), Mapping());
+    EXPECT_EQ(log.status().code(), absl::StatusCode::kInvalidArgument) << c.row;
+    EXPECT_THAT(std::string(log.status().message()), HasSubstr(c.expect)) << c.row;
+  }
+  // The bounds themselves are accepted.
+  testing::WriteFile(dir.Sub("log.csv"),
+                     "u,i,t,rating,play,dur\n"
+                     "1,2,0,4,0,0\n"
+                     "1,2,7258118400,4,2592000000,2592000000\n");
+  auto log = ReadInteractionLog(dir.Sub("log.csv"), Mapping());
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_EQ(log->time_ms[1], int64_t{7258118400} * 1000);
+  EXPECT_EQ(log->duration_ms[1], int64_t{2592000000});
+}
+
+TEST(InteractionLogTest, ErrorsQuoteAShortPrefixOfAHugeField) {
+  testing::TempDir dir;
+  const std::string huge(5'000'000, '7');
+  testing::WriteFile(dir.Sub("log.csv"),
+                     absl::StrCat("u,i,t,rating,play,dur\n1,x", huge, ",3,4,5,6\n"));
+  auto log = ReadInteractionLog(dir.Sub("log.csv"), Mapping());
+  EXPECT_EQ(log.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string message(log.status().message());
+  EXPECT_LT(message.size(), 300u) << message.substr(0, 300);
+  EXPECT_THAT(message, HasSubstr("log.csv:2: column 'i' holds 'x777"));
+  EXPECT_THAT(message, HasSubstr("(5000001 bytes)"));
+
+  // A huge header is not echoed whole either.
+  testing::WriteFile(dir.Sub("log.csv"),
+                     absl::StrCat("u,i,", huge, ",rating,play,dur\n1,2,3,4,5,6\n"));
+  log = ReadInteractionLog(dir.Sub("log.csv"), Mapping());
+  EXPECT_EQ(log.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(log.status().message().size(), 600u) << log.status().message().substr(0, 600);
+  EXPECT_THAT(std::string(log.status().message()), HasSubstr("'t' is not a column"));
 }
 
 TEST(InteractionLogTest, SplitHoldsOutTheLastUtcDays) {

@@ -4,11 +4,17 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <set>
+#include <tuple>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/client.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
@@ -133,8 +139,10 @@ TEST_F(TrainerTest, ServedPredictionsEqualTheTrainers) {
     ASSERT_TRUE(stub->RankFeed(&context, request, &response).ok());
     ASSERT_EQ(response.items_size(), 30);
     for (const v1::RankedItem& item : response.items()) {
-      const RowMatrix x = result_->TrainerFeatures(user, item.video_id(), now, 480);
-      const RowMatrix p = result_->TrainerPredict(x);
+      const absl::StatusOr<RowMatrix> x =
+          result_->TrainerFeatures(user, item.video_id(), now, 480);
+      ASSERT_TRUE(x.ok()) << x.status();
+      const RowMatrix p = result_->TrainerPredict(*x);
       ASSERT_EQ(p.cols(), item.predictions_size());
       for (int h = 0; h < p.cols(); ++h) {
         EXPECT_NEAR(p(0, h), item.predictions(h), 1e-5) << "user " << user << " head " << h;
@@ -145,11 +153,27 @@ TEST_F(TrainerTest, ServedPredictionsEqualTheTrainers) {
   EXPECT_EQ(compared, 90);
 }
 
+TEST_F(TrainerTest, TrainerFeaturesOfAVideoNotInTheBundleIsNotFound) {
+  const Catalog& catalog = *result_->bundle->catalog;
+  constexpr uint64_t kUnknown = 123456789012;
+  ASSERT_FALSE(catalog.VideoRow(kUnknown).has_value());
+  for (uint64_t user : {catalog.user_id(0), uint64_t{999999999}}) {  // known, cold start
+    const absl::StatusOr<RowMatrix> x = result_->TrainerFeatures(user, kUnknown, 0, 0);
+    EXPECT_EQ(x.status().code(), absl::StatusCode::kNotFound) << user;
+    EXPECT_THAT(std::string(x.status().message()), HasSubstr("123456789012")) << user;
+  }
+  EXPECT_TRUE(
+      result_->TrainerFeatures(catalog.user_id(0), catalog.video_id(0), 0, 0).ok());
+}
+
 TEST_F(TrainerTest, ReplayLogHoldsEveryHeldOutRowOnce) {
+  // (user, item, time) of a row; a multiset of them on either side, so a row
+  // written twice and another missing do not cancel out.
+  using Event = std::tuple<uint64_t, uint64_t, int64_t>;
+  std::vector<Event> outcomes;
   std::ifstream in(dir_->Sub("replay.jsonl"));
   std::string line;
   int records = 0;
-  size_t outcomes = 0;
   while (std::getline(in, line)) {
     v1::ReplayRecord record;
     ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &record).ok()) << line;
@@ -157,19 +181,38 @@ TEST_F(TrainerTest, ReplayLogHoldsEveryHeldOutRowOnce) {
     ASSERT_GT(record.outcomes_size(), 0);
     EXPECT_EQ(record.time_ms(), record.outcomes(0).time_ms());
     EXPECT_EQ(record.objectives_size(), 8);
-    const std::set<uint64_t> excluded(record.exclude_ids().begin(), record.exclude_ids().end());
     for (const auto& outcome : record.outcomes()) {
       EXPECT_EQ(outcome.labels_size(), 8);
       EXPECT_GE(outcome.time_ms(), record.time_ms());
+      outcomes.emplace_back(record.user_id(), outcome.video_id(), outcome.time_ms());
     }
-    outcomes += record.outcomes_size();
   }
   EXPECT_GT(records, 0);
-  // Every held-out row of the slice is an outcome exactly once.
   auto mapping = ReadLogMapping(kDataDir + "/mapping.textproto");
+  ASSERT_TRUE(mapping.ok()) << mapping.status();
   auto log = ReadInteractionLog(*slice_, *mapping);
+  ASSERT_TRUE(log.ok()) << log.status();
   auto split = SplitByTime(*log, 3);
-  EXPECT_EQ(outcomes, split->test.size());
+  ASSERT_TRUE(split.ok()) << split.status();
+  std::vector<Event> held_out;
+  for (size_t r : split->test) {
+    held_out.emplace_back(log->users[r], log->items[r], log->time_ms[r]);
+  }
+  std::sort(outcomes.begin(), outcomes.end());
+  std::sort(held_out.begin(), held_out.end());
+  std::vector<Event> missing, extra;
+  std::set_difference(held_out.begin(), held_out.end(), outcomes.begin(), outcomes.end(),
+                      std::back_inserter(missing));
+  std::set_difference(outcomes.begin(), outcomes.end(), held_out.begin(), held_out.end(),
+                      std::back_inserter(extra));
+  EXPECT_TRUE(missing.empty())
+      << missing.size() << " held-out rows are not outcomes, e.g. user "
+      << std::get<0>(missing[0]) << " item " << std::get<1>(missing[0]) << " at "
+      << std::get<2>(missing[0]);
+  EXPECT_TRUE(extra.empty())
+      << extra.size() << " outcomes are not held-out rows or repeat one, e.g. user "
+      << std::get<0>(extra[0]) << " item " << std::get<1>(extra[0]) << " at "
+      << std::get<2>(extra[0]);
 }
 
 TEST(TrainerInputTest, AnotherDomainWorksWithAMappingAlone) {
@@ -222,6 +265,46 @@ TEST(TrainerInputTest, WithoutAnEngageHeadNegativesLabelEveryBinaryObjective) {
   o.engage_objective = "like";  // clashes with a log objective
   o.out = dir.Sub("clash");
   EXPECT_THAT(std::string(Train(o).status().message()), HasSubstr("already an objective"));
+}
+
+// `log` with field `column` of its first row replaced by `value`.
+std::string WithFirstRowField(const testing::TempDir& dir, const std::string& log,
+                              int column, const std::string& value) {
+  std::vector<std::string> lines = absl::StrSplit(testing::ReadFile(log), '\n');
+  std::vector<std::string> fields = absl::StrSplit(lines[1], '\t');
+  fields[column] = value;
+  lines[1] = absl::StrJoin(fields, "\t");
+  const std::string path = dir.Sub(absl::StrCat("edited-", column, "-", value, ".tsv"));
+  testing::WriteFile(path, absl::StrJoin(lines, "\n"));
+  return path;
+}
+
+TEST(TrainerInputTest, HugeTimesAndDurationsAreBlamedOnTheLog) {
+  testing::TempDir dir;
+  const std::string slice = WriteSlice(dir, 20);
+  constexpr int kTimeColumn = 4, kDurationColumn = 11;  // of the shipped log
+  struct Case {
+    int column;
+    const char* value;
+    const char* column_name;
+  };
+  int n = 0;
+  for (const Case& c : std::vector<Case>{{kTimeColumn, "1e300", "time_ms"},
+                                         {kTimeColumn, "9.3e18", "time_ms"},
+                                         {kDurationColumn, "inf", "duration_ms"},
+                                         {kDurationColumn, "1e300", "duration_ms"}}) {
+    const std::string log = WithFirstRowField(dir, slice, c.column, c.value);
+    const std::string out = absl::StrCat("bundle", n++);
+    TrainOptions o = SmallTraining(dir, log, out);
+    o.evaluate = false;
+    const absl::Status status = Train(o).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.value;
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr(absl::StrCat(log, ":2: column '", c.column_name, "' holds '",
+                                       c.value, "'")));
+    EXPECT_THAT(std::string(status.message()), ::testing::Not(HasSubstr(".npy")));
+    EXPECT_FALSE(std::filesystem::exists(dir.Sub(out))) << c.value;
+  }
 }
 
 TEST(TrainerInputTest, BadInputIsRefusedAndWritesNothing) {
