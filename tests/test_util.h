@@ -1,12 +1,10 @@
-// Helpers shared by the tests: temporary directories and small synthetic
-// bundles on disk.
+// Helpers shared by the tests: temporary directories and files
+// (tests/test_bundles.h: small synthetic bundles).
 #ifndef FEEDRANK_TESTS_TEST_UTIL_H_
 #define FEEDRANK_TESTS_TEST_UTIL_H_
 
 #include <string>
 
-#include "cli/synth.h"
-#include "ranking/bundle.h"
 
 namespace feedrank::testing {
 
@@ -26,17 +24,6 @@ class TempDir {
  private:
   std::string path_;
 };
-
-// Options of a small synthetic bundle (fast to build: ~0.2 s).
-SynthOptions SmallSynth(int64_t videos = 5000, int64_t users = 500,
-                        const std::string& index = "hnsw");
-
-// Writes a synthetic bundle to `dir` (which must not exist); fails the test
-// on error.
-void WriteSmallBundle(const SynthOptions& options, const std::string& dir);
-
-// Builds a synthetic bundle in memory (no files); fails the test on error.
-std::shared_ptr<const Bundle> MakeSmallBundle(const SynthOptions& options);
 
 // Copies directory `from` to `to` recursively.
 void CopyDir(const std::string& from, const std::string& to);

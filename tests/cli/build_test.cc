@@ -7,7 +7,7 @@
 
 #include "base/npy.h"
 #include "ranking/bundle.h"
-#include "tests/test_util.h"
+#include "tests/test_bundles.h"
 
 namespace feedrank {
 namespace {

@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "server/feed_server.h"
-#include "tests/test_util.h"
+#include "tests/test_bundles.h"
 
 namespace feedrank {
 namespace {

@@ -9,7 +9,7 @@
 #include "embeddings/manifest.h"
 #include "ranking/bundle.h"
 #include "ranking/ranker.h"
-#include "tests/test_util.h"
+#include "tests/test_bundles.h"
 
 namespace feedrank {
 namespace {

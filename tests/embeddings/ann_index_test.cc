@@ -24,7 +24,7 @@
 
 #include "base/simd.h"
 #include "cli/synth.h"
-#include "tests/test_util.h"
+#include "tests/test_bundles.h"
 
 namespace feedrank {
 namespace {

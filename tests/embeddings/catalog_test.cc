@@ -20,7 +20,7 @@
 #include "cli/synth.h"
 #include "embeddings/ann_index.h"
 #include "embeddings/manifest.h"
-#include "tests/test_util.h"
+#include "tests/test_bundles.h"
 
 namespace feedrank {
 namespace {

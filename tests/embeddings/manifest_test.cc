@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/test_util.h"
+#include "tests/test_bundles.h"
 
 namespace feedrank {
 namespace {

@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "tests/test_util.h"
+#include "tests/test_bundles.h"
 
 namespace feedrank {
 namespace {

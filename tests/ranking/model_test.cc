@@ -6,7 +6,7 @@
 #include <random>
 
 #include "base/npy.h"
-#include "tests/test_util.h"
+#include "tests/test_bundles.h"
 
 namespace feedrank {
 namespace {

@@ -7,7 +7,7 @@
 #include <set>
 
 #include "absl/container/flat_hash_map.h"
-#include "tests/test_util.h"
+#include "tests/test_bundles.h"
 
 namespace feedrank {
 namespace {

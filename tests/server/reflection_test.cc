@@ -14,7 +14,7 @@
 
 #include "feedrank/v1/client_wire.pb.h"
 #include "server/feed_server.h"
-#include "tests/test_util.h"
+#include "tests/test_bundles.h"
 
 namespace feedrank {
 namespace {

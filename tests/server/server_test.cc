@@ -14,7 +14,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "cli/client.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
-#include "tests/test_util.h"
+#include "tests/test_bundles.h"
 
 namespace feedrank {
 namespace {

@@ -19,7 +19,7 @@
 #include "cli/client.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
 #include "server/feed_server.h"
-#include "tests/test_util.h"
+#include "tests/test_bundles.h"
 
 namespace feedrank {
 namespace {
