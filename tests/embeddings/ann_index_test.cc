@@ -907,6 +907,62 @@ TEST_F(AnnIndexTest, LoadRefusesGarbage) {
   }
 }
 
+TEST_F(AnnIndexTest, ErrorsAreMappedByCause) {
+  TempDir dir;
+  // A flat index file whose vector table claims 2^38 floats: FAISS's reader
+  // allocates that much before reading and runs out of memory. That is not
+  // "invalid argument": it is ResourceExhausted.
+  const std::string path = dir.Sub("huge.faiss");
+  faiss::IndexFlatIP flat(kDim);
+  flat.add(10, Videos().data());
+  faiss::write_index(&flat, path.c_str());
+  std::string bytes = testing::ReadFile(path);
+  // Header: fourcc 4, d 4, ntotal 8, two dummies 16, is_trained 1, metric 4.
+  constexpr size_t kCodesSizeAt = 37;
+  uint64_t claimed = uint64_t{1} << 38;
+  ASSERT_GT(bytes.size(), kCodesSizeAt + 8);
+  std::memcpy(&bytes[kCodesSizeAt], &claimed, sizeof(claimed));
+  WriteFile(path, bytes);
+  IndexSpec spec;
+  spec.set_type("flat");
+  auto loaded = AnnIndex::Load(path, spec, kDim, 10);
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kResourceExhausted) << loaded.status();
+  EXPECT_THAT(std::string(loaded.status().message()), HasSubstr("out of memory"));
+  // An index file that is a directory is not "not found".
+  auto directory = AnnIndex::Load(dir.path(), spec, kDim, 10);
+  EXPECT_EQ(directory.status().code(), absl::StatusCode::kFailedPrecondition);
+  // A read that fails keeps the file system's code (an interrupted load).
+  std::atomic<bool> stop{true};
+  InterruptibleFileSystem stopped(FileSystem::Real(), &stop);
+  EXPECT_EQ(AnnIndex::Load(Path("flat"), Spec("flat"), kDim, kVideos, stopped).status().code(),
+            absl::StatusCode::kCancelled);
+}
+
+TEST_F(AnnIndexTest, BuildRefusesZeroVectorsAndBadParametersBeforeFaissRuns) {
+  std::vector<float> x(Videos().begin(), Videos().begin() + 100 * kDim);
+  std::fill(x.begin() + 40 * kDim, x.begin() + 41 * kDim, 0.f);
+  IndexSpec spec;
+  spec.set_type("hnsw");
+  auto built = AnnIndex::Build(x.data(), 100, kDim, &spec, nullptr, 1);
+  EXPECT_EQ(built.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(built.status().message()), HasSubstr("row 40 is all zeros"));
+  std::vector<float> ok(Videos().begin(), Videos().begin() + 100 * kDim);
+  IndexSpec ivf;
+  ivf.set_type("ivf");
+  ivf.set_ivf_nlist(101);
+  EXPECT_THAT(std::string(AnnIndex::Build(ok.data(), 100, kDim, &ivf, nullptr, 1)
+                              .status()
+                              .message()),
+              HasSubstr("ivf_nlist 101 exceeds the 100 vectors"));
+  IndexSpec beam;
+  beam.set_type("hnsw");
+  beam.set_beam_width(2147483647);
+  EXPECT_THAT(std::string(AnnIndex::Build(ok.data(), 100, kDim, &beam, nullptr, 1)
+                              .status()
+                              .message()),
+              HasSubstr("index.beam_width"));
+}
+
 TEST_F(AnnIndexTest, LoadRefusesL2Metric) {
   TempDir dir;
   const std::string path = dir.Sub("l2.faiss");

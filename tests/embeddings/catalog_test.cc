@@ -202,21 +202,84 @@ TEST_F(CatalogTest, PopularAndFreshLists) {
   }
 }
 
-TEST_F(CatalogTest, ListTiesBreakByLowerRow) {
+TEST_F(CatalogTest, ListTiesBreakByLowerVideoId) {
+  // By id, not by row: the rule must give the same order to any part of the
+  // catalogue (a shard, a delta), where rows differ.
   Columns c = Copy();
   std::fill(c.videos.popularity.begin(), c.videos.popularity.end(), 3.f);
-  // Two groups of equal upload times, the later one listed first.
+  // Two groups of equal upload times; ids decrease with the row.
   for (int64_t row = 0; row < kVideos; ++row) {
     c.videos.upload_time_ms[row] = row % 2 == 0 ? 1000 : 2000;
+    c.videos.ids[row] = 10 * uint64_t(kVideos - row);
   }
   auto catalog = Create(std::move(c));
   ASSERT_TRUE(catalog.ok()) << catalog.status();
   const auto popular = (*catalog)->popular_rows();
   const auto fresh = (*catalog)->fresh_rows();
   for (int32_t i = 0; i < Catalog::kListLength; ++i) {
-    ASSERT_EQ(popular[i], i);
-    ASSERT_EQ(fresh[i], 2 * i + 1);
+    ASSERT_EQ(popular[i], kVideos - 1 - i);
+    // The later group (odd rows), highest row (lowest id) first.
+    ASSERT_EQ(fresh[i], kVideos - 1 - 2 * i);
   }
+}
+
+TEST_F(CatalogTest, ZeroVideoEmbeddingIsRefusedByRow) {
+  Columns c = Copy();
+  std::fill(c.videos.embeddings.begin() + 17 * kDim, c.videos.embeddings.begin() + 18 * kDim, 0.f);
+  ExpectRefusal(Create(std::move(c)).status(), absl::StatusCode::kInvalidArgument,
+                kVideoEmbeddingsFile, "row 17 is all zeros");
+  // Users may have zero vectors (a user the log says nothing about).
+  Columns u = Copy();
+  std::fill(u.users.embeddings.begin(), u.users.embeddings.begin() + kDim, 0.f);
+  EXPECT_TRUE(Create(std::move(u)).ok());
+}
+
+TEST_F(CatalogTest, StoredStatsGiveAShardTheWholeCataloguesCreatorValues) {
+  auto whole = Create(Copy());
+  ASSERT_TRUE(whole.ok());
+  const CatalogStats stats = (*whole)->stats();
+  // A shard: every third video of the whole, all the users.
+  Columns part = Copy();
+  VideoColumns& v = part.videos;
+  VideoColumns kept;
+  std::vector<int32_t> rows;
+  for (int32_t row = 0; row < kVideos; row += 3) {
+    rows.push_back(row);
+    kept.ids.push_back(v.ids[row]);
+    kept.embeddings.insert(kept.embeddings.end(), v.embeddings.begin() + row * kDim,
+                           v.embeddings.begin() + (row + 1) * kDim);
+    kept.creator_ids.push_back(v.creator_ids[row]);
+    kept.duration_ms.push_back(v.duration_ms[row]);
+    kept.upload_time_ms.push_back(v.upload_time_ms[row]);
+    kept.popularity.push_back(v.popularity[row]);
+  }
+  part.manifest.set_num_videos(kept.ids.size());
+  Columns derived_part = part;
+  derived_part.videos = kept;
+  auto derived = Create(std::move(derived_part));
+  ASSERT_TRUE(derived.ok());
+  auto shard = Catalog::Create(part.manifest, kept, part.users, nullptr, &stats);
+  ASSERT_TRUE(shard.ok()) << shard.status();
+  int differ = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ((*shard)->creator_videos(i), (*whole)->creator_videos(rows[i]));
+    EXPECT_EQ((*shard)->creator_popularity(i), (*whole)->creator_popularity(rows[i]));
+    differ += (*derived)->creator_videos(i) != (*whole)->creator_videos(rows[i]);
+  }
+  // Derived from its own rows, the shard would see other values.
+  EXPECT_GT(differ, 0);
+  for (int j = 0; j < kDim; ++j) {
+    EXPECT_EQ((*shard)->mean_user_embedding()[j], (*whole)->mean_user_embedding()[j]);
+  }
+  // Stats that miss a creator of the shard's videos are refused.
+  CatalogStats missing = stats;
+  const auto it = std::find(missing.creator_ids.begin(), missing.creator_ids.end(),
+                            kept.creator_ids[0]);
+  ASSERT_NE(it, missing.creator_ids.end());
+  *it = 1;
+  auto refused = Catalog::Create(part.manifest, kept, part.users, nullptr, &missing);
+  ExpectRefusal(refused.status(), absl::StatusCode::kInvalidArgument, kCatalogStatsDir,
+                "has no entry for creator");
 }
 
 TEST_F(CatalogTest, ShortCatalogListsEveryVideo) {
@@ -490,6 +553,35 @@ TEST_F(CatalogLoadTest, LoadsWrittenBundle) {
   EXPECT_TRUE(std::equal(c.fresh_rows().begin(), c.fresh_rows().end(),
                          (*created)->fresh_rows().begin(),
                          (*created)->fresh_rows().end()));
+}
+
+TEST_F(CatalogLoadTest, StoredCatalogStatsAreReadBack) {
+  TempDir dir;
+  CopyDir(Bundle(), dir.Sub("b"));
+  auto plain = Load(dir.Sub("b"));
+  ASSERT_TRUE(plain.ok());
+  CatalogStats stats = (*plain)->stats();
+  for (float& v : stats.creator_videos) v += 5;  // as if other shards held more
+  stats.mean_user_embedding.assign(kDim, 0.5f);
+  // Written as WriteBundle writes them for a shard.
+  VideoColumns videos;
+  UserColumns users;
+  auto manifest = ReadManifest(dir.Sub("b"));
+  ASSERT_TRUE(manifest.ok());
+  ASSERT_TRUE(Catalog::ReadColumns(dir.Sub("b"), *manifest, &videos, &users).ok());
+  TempDir out;
+  ASSERT_TRUE(Catalog::WriteColumns(out.path(), kDim, videos, users, &stats).ok());
+  CopyDir(BundlePath(out.path(), kCatalogStatsDir), BundlePath(dir.Sub("b"), kCatalogStatsDir));
+  auto loaded = Load(dir.Sub("b"));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  for (int32_t row = 0; row < 50; ++row) {
+    EXPECT_EQ((*loaded)->creator_videos(row), (*plain)->creator_videos(row) + 5);
+  }
+  EXPECT_EQ((*loaded)->mean_user_embedding()[3], 0.5f);
+  // A broken stats file is refused by name.
+  WriteFile(BundlePath(BundlePath(dir.Sub("b"), kCatalogStatsDir), kCreatorVideosFile), "junk");
+  EXPECT_THAT(std::string(Load(dir.Sub("b")).status().message()),
+              HasSubstr(kCreatorVideosFile));
 }
 
 TEST_F(CatalogLoadTest, MissingVideoIdsIsNotFound) {

@@ -177,7 +177,28 @@ INSTANTIATE_TEST_SUITE_P(
                 "model.hidden has width 0"},
         BadCase{"HiddenWidthTooLarge",
                 [](BundleManifest* m) { m->mutable_model()->add_hidden(8193); },
-                "model.hidden has width 8193"}),
+                "model.hidden has width 8193"},
+        // A beam of 2^31-1 made every search walk the whole graph; 4e9
+        // wrapped negative when read as an int.
+        BadCase{"BeamWidthHuge",
+                [](BundleManifest* m) { m->mutable_index()->set_beam_width(2147483647); },
+                "index.beam_width: 2147483647 is outside [1, 20000]"},
+        BadCase{"BeamWidthWraps",
+                [](BundleManifest* m) { m->mutable_index()->set_beam_width(4000000000u); },
+                "index.beam_width: 4000000000 is outside"},
+        BadCase{"HnswMTooLarge", [](BundleManifest* m) { m->mutable_index()->set_hnsw_m(1000); },
+                "index.hnsw_m: 1000 is outside [2, 256]"},
+        BadCase{"HnswMOne", [](BundleManifest* m) { m->mutable_index()->set_hnsw_m(1); },
+                "index.hnsw_m: 1 is outside"},
+        BadCase{"EfConstructionHuge",
+                [](BundleManifest* m) { m->mutable_index()->set_hnsw_ef_construction(1u << 30); },
+                "index.hnsw_ef_construction"},
+        BadCase{"NprobeAboveNlist",
+                [](BundleManifest* m) { m->mutable_index()->set_ivf_nprobe(65); },
+                "index.ivf_nprobe: 65 is outside [1, 64]"},
+        BadCase{"NlistHuge",
+                [](BundleManifest* m) { m->mutable_index()->set_ivf_nlist(1u << 25); },
+                "index.ivf_nlist"}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return info.param.name; });
 
 TEST(ManifestTest, UnknownFieldIsRefused) {
