@@ -147,7 +147,7 @@ void ScoringModel::Predict(const float* x, int n, float* out,
   if (n <= 0) return;
   // Buffers grow to the largest batch and stay (Eigen's resize() would
   // reallocate whenever the candidate count changes).
-  auto ensure = [](std::vector<float>& v, size_t size) {
+  auto ensure = [](AlignedVector<float>& v, size_t size) {
     if (v.size() < size) v.resize(size);
   };
   ensure(scratch->input, size_t(n) * input_width_);

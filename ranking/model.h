@@ -44,11 +44,18 @@ struct ModelTensors {
                         int heads) const;
 };
 
+// A vector aligned for Eigen's widest packets. Eigen computes the head of an
+// unaligned buffer with scalar code and the rest with packets, whose
+// rounding differs in the last bit: predictions are bit-identical from call
+// to call only over aligned buffers.
+template <typename T>
+using AlignedVector = std::vector<T, Eigen::aligned_allocator<T>>;
+
 // Reusable buffers of Predict calls: they grow to the largest batch seen and
 // never shrink, so a warm thread's Predict allocates nothing whatever the
 // batch size. Not thread-safe.
 struct ModelScratch {
-  std::vector<float> input, a, b;
+  AlignedVector<float> input, a, b;
 };
 
 class ScoringModel {
@@ -70,7 +77,9 @@ class ScoringModel {
 
   // Predictions for `n` feature rows `x` (size n * input_width(), row-major)
   // into `out` (size n * num_objectives(), row-major), each in [0, 1]
-  // (float sigmoid reaches 0 or 1 for logits beyond about -88 or 17).
+  // (float sigmoid reaches 0 or 1 for logits beyond about -88 or 17). The
+  // same inputs give bit-identical outputs when `x` and `out` are aligned
+  // as AlignedVector aligns them (see there).
   void Predict(const float* x, int n, float* out, ModelScratch* scratch) const;
 
   int input_width() const { return input_width_; }

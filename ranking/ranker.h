@@ -182,7 +182,7 @@ struct CandidateBatch {
   // Set by Retrieve (or by a root from its shards' answers).
   UserQuery user;
   std::vector<Candidate> candidates;  // retrieval order
-  std::vector<float> predictions;     // one row of `heads` per scored candidate
+  AlignedVector<float> predictions;   // one row of `heads` per scored candidate
   int heads = 0;
   RankStats stats;
   uint32_t degrade_causes = 0;
@@ -194,7 +194,7 @@ struct CandidateBatch {
   MarkTable taken_marks;
   std::vector<Hit> hits;
   std::vector<int32_t> rows;
-  std::vector<float> features;
+  AlignedVector<float> features;
   ModelScratch model;
   std::vector<int32_t> order;
   std::vector<int32_t> capped;

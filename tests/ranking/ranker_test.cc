@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <set>
 
 #include "absl/container/flat_hash_map.h"
 #include "tests/test_bundles.h"
+#include "tests/test_env.h"
 
 namespace feedrank {
 namespace {
@@ -291,54 +293,64 @@ TEST_F(RankerTest, TooManyExcludeIdsIsRefused) {
   EXPECT_THAT(std::string(status.message()), HasSubstr("exclude_ids"));
 }
 
+// Budget tests run on a fake clock that does not move: the time left is
+// exactly what the test says, however loaded the machine is.
 TEST_F(RankerTest, PassedDeadlineIsDeadlineExceeded) {
-  auto ranker = MakeRanker();
+  testing::FakeClock clock;
+  auto ranker = MakeRanker(RankingConfig(), RankerCosts{0, 0, 0}, &clock);
   RankRequest request;
-  request.deadline = std::chrono::steady_clock::now() - std::chrono::milliseconds(1);
+  request.deadline = clock.Now();
   RankResult result;
   EXPECT_EQ(ranker->Rank(request, &result).code(), absl::StatusCode::kDeadlineExceeded);
+  request.deadline = clock.Now() + std::chrono::microseconds(1);
+  EXPECT_TRUE(ranker->Rank(request, &result).ok());
 }
 
 TEST_F(RankerTest, TightBudgetShrinksTheRerankAndSaysSo) {
-  // 100 us per candidate: a 20 ms budget fits ~190 of the ~570 candidates.
-  auto ranker = MakeRanker(RankingConfig(), RankerCosts{100'000, 0, 0});
+  testing::FakeClock clock;
+  // 100 us per candidate and a 20 ms budget less 200 us reserve: 198 fit.
+  auto ranker = MakeRanker(RankingConfig(), RankerCosts{100'000, 0, 200}, &clock);
   RankRequest request;
   request.user_id = KnownUser(4);
-  request.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+  request.deadline = clock.Now() + std::chrono::milliseconds(20);
   RankResult result;
   ASSERT_TRUE(ranker->Rank(request, &result).ok());
   EXPECT_TRUE(result.degraded());
-  EXPECT_THAT(result.degraded_reason, HasSubstr("reranked"));
-  EXPECT_GE(result.stats.scored, 50);
-  EXPECT_LT(result.stats.scored, 570);
+  EXPECT_EQ(result.degrade_causes, 1u << int(DegradeCause::kRerankShrunk));
+  EXPECT_THAT(result.degraded_reason, HasSubstr("reranked 198 of 570 candidates: 19800us left"));
+  EXPECT_EQ(result.stats.scored, 198);
   EXPECT_EQ(result.items.size(), 20u);
-  EXPECT_FALSE(result.predictions.empty());
+  EXPECT_EQ(result.predictions.size(), 20u * bundle().model->num_objectives());
 }
 
 TEST_F(RankerTest, NoTimeForTheModelReturnsRetrievalOrder) {
-  // 10 ms per candidate: not even min_rerank_candidates fit in 50 ms.
-  auto ranker = MakeRanker(RankingConfig(), RankerCosts{10'000'000, 0, 0});
+  testing::FakeClock clock;
+  // 10 ms per candidate: 4 fit in 50 ms, fewer than min_rerank_candidates.
+  auto ranker = MakeRanker(RankingConfig(), RankerCosts{10'000'000, 0, 0}, &clock);
   RankRequest request;
   request.user_id = KnownUser(4);
-  request.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+  request.deadline = clock.Now() + std::chrono::milliseconds(50);
   RankResult result;
   ASSERT_TRUE(ranker->Rank(request, &result).ok());
-  EXPECT_TRUE(result.degraded());
-  EXPECT_THAT(result.degraded_reason, HasSubstr("model skipped"));
+  EXPECT_TRUE(result.has_cause(DegradeCause::kModelSkipped));
+  EXPECT_THAT(result.degraded_reason,
+              HasSubstr("model skipped: 50000us left, room for 5 candidates"));
   EXPECT_EQ(result.items.size(), 20u);
   EXPECT_TRUE(result.predictions.empty());
+  EXPECT_EQ(result.stats.scored, 0);
   for (size_t i = 1; i < result.items.size(); ++i) {
     EXPECT_GE(result.items[i - 1].score, result.items[i].score);
   }
 }
 
 TEST_F(RankerTest, NoRoomForAnyCandidateSkipsTheModelEvenWithMinimumZero) {
+  testing::FakeClock clock;
   RankingConfig config;
   config.mutable_params()->set_min_rerank_candidates(0);
-  auto ranker = MakeRanker(config, RankerCosts{10'000'000, 0, 0});
+  auto ranker = MakeRanker(config, RankerCosts{10'000'000, 0, 0}, &clock);
   RankRequest request;
   request.user_id = KnownUser(4);
-  request.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
+  request.deadline = clock.Now() + std::chrono::microseconds(9999);
   RankResult result;
   ASSERT_TRUE(ranker->Rank(request, &result).ok());
   EXPECT_THAT(result.degraded_reason, HasSubstr("model skipped"));
@@ -346,25 +358,328 @@ TEST_F(RankerTest, NoRoomForAnyCandidateSkipsTheModelEvenWithMinimumZero) {
 }
 
 TEST_F(RankerTest, NoTimeForAnnFallsBackToPopularAndFresh) {
-  auto ranker = MakeRanker(RankingConfig(), RankerCosts{1, 1e9, 0});
+  testing::FakeClock clock;
+  auto ranker = MakeRanker(RankingConfig(), RankerCosts{1, 5000, 0}, &clock);
   RankRequest request;
   request.user_id = KnownUser(4);
-  request.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  request.deadline = clock.Now() + std::chrono::microseconds(4999);
   RankResult result;
   ASSERT_TRUE(ranker->Rank(request, &result).ok());
-  EXPECT_TRUE(result.degraded());
-  EXPECT_THAT(result.degraded_reason, HasSubstr("ann skipped"));
+  EXPECT_EQ(result.degrade_causes, 1u << int(DegradeCause::kAnnSkipped));
+  EXPECT_THAT(result.degraded_reason, HasSubstr("ann skipped: 4999us left"));
   EXPECT_EQ(result.items.size(), 20u);
+  EXPECT_EQ(result.stats.ann_retrieved, 0);
   for (const auto& item : result.items) EXPECT_NE(item.source, CandidateSource::kAnn);
+  // One microsecond more and ANN runs.
+  request.deadline = clock.Now() + std::chrono::microseconds(5001);
+  ASSERT_TRUE(ranker->Rank(request, &result).ok());
+  EXPECT_FALSE(result.has_cause(DegradeCause::kAnnSkipped));
 }
 
-TEST_F(RankerTest, CalibrateMeasuresPositiveCosts) {
+TEST_F(RankerTest, CalibrateMeasuresWhatTheClockSays) {
+  // Every clock read moves time by 1 ms, so each stage of a ranking takes
+  // exactly 1 ms: ANN 1 ms, features + model 2 ms for 570 rows. The costs
+  // are the medians, doubled.
+  testing::FakeClock clock;
+  clock.SetAutoAdvance(std::chrono::milliseconds(1));
   auto options = ResolveOptions(RankingConfig(), bundle().model->objectives());
   ASSERT_TRUE(options.ok());
-  RankerCosts costs = Ranker::Calibrate(*bundle_, *options);
-  EXPECT_GT(costs.ann_micros, 0);
-  EXPECT_GT(costs.score_ns_per_row, 0);
+  const RankerCosts costs = Ranker::Calibrate(*bundle_, *options, &clock);
+  EXPECT_DOUBLE_EQ(costs.ann_micros, 2 * 1000.0);
+  EXPECT_DOUBLE_EQ(costs.score_ns_per_row, 2 * 2000.0 * 1000.0 / 570);
+  // And on the real clock: something positive.
+  const RankerCosts real = Ranker::Calibrate(*bundle_, *options);
+  EXPECT_GT(real.ann_micros, 0);
 }
+
+TEST_F(RankerTest, StatsAreAlwaysRecordedAndCountBeforeAndAfterDedup) {
+  testing::FakeClock clock;
+  clock.SetAutoAdvance(std::chrono::microseconds(10));
+  RankingConfig config;
+  config.mutable_params()->set_popular_candidates(200);
+  auto ranker = MakeRanker(config, RankerCosts{0, 0, 0}, &clock);
+  RankRequest request;
+  request.user_id = KnownUser(6);
+  std::vector<uint64_t> exclude = {bundle().catalog->video_id(bundle().catalog->popular_rows()[0])};
+  request.exclude_ids = exclude;
+  RankResult result;
+  ASSERT_TRUE(ranker->Rank(request, &result).ok());
+  const RankStats& s = result.stats;
+  for (int i = 0; i < int(RankStage::kNumStages); ++i) {
+    EXPECT_EQ(s.stage_micros[i], 10) << RankStageName(RankStage(i));
+  }
+  // ANN asked for 500 + 1 (the post-filtered exclude list), kept 500.
+  EXPECT_EQ(s.ann_retrieved, 501);
+  EXPECT_EQ(s.ann_kept, 500);
+  // Popular: the excluded first row and every row ANN already had are
+  // retrieved but not kept.
+  EXPECT_EQ(s.popular_kept, 200);
+  EXPECT_GT(s.popular_retrieved, s.popular_kept);
+  EXPECT_GE(s.excluded, 1);
+  EXPECT_EQ(s.scored, s.ann_kept + s.popular_kept + s.fresh_kept);
+  // The beam width the search used, from the index's own rule.
+  EXPECT_EQ(s.search.beam_width,
+            bundle().catalog->index().EffectiveOptions(SearchOptions{501, 0, 0}).beam_width);
+  EXPECT_EQ(s.search.nprobe, 0);
+}
+
+TEST_F(RankerTest, CreateChecksTheOptionsAgainstTheBundle) {
+  auto options = ResolveOptions(RankingConfig(), bundle().model->objectives());
+  ASSERT_TRUE(options.ok());
+  RankingOptions short_weights = *options;
+  short_weights.objective_weights.pop_back();
+  auto ranker = Ranker::Create(*bundle_, RankerOptions{short_weights, RankerCosts{}});
+  EXPECT_EQ(ranker.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(ranker.status().message()), HasSubstr("5 objective weights"));
+  EXPECT_FALSE(Ranker::Create(*bundle_, RankerOptions{*options, RankerCosts{}, nullptr}).ok());
+  EXPECT_FALSE(Ranker::Create(nullptr, RankerOptions{*options, RankerCosts{}}).ok());
+  // A catalogue without an index cannot serve an ANN source.
+  auto data = Synthesize(testing::SmallSynth(500, 20));
+  ASSERT_TRUE(data.ok());
+  auto catalog = Catalog::Create(data->manifest, data->videos, data->users, nullptr);
+  ASSERT_TRUE(catalog.ok());
+  auto no_index = MakeBundle(data->manifest, *std::move(catalog), data->model);
+  ASSERT_TRUE(no_index.ok()) << no_index.status();
+  auto ann = Ranker::Create(*no_index, RankerOptions{*options, RankerCosts{}});
+  EXPECT_THAT(std::string(ann.status().message()), HasSubstr("no index"));
+  RankingOptions lists_only = *options;
+  lists_only.ann_candidates = 0;
+  EXPECT_TRUE(Ranker::Create(*no_index, RankerOptions{lists_only, RankerCosts{}}).ok());
+}
+
+TEST_F(RankerTest, CountIsCheckedAsGivenNotClamped) {
+  auto ranker = MakeRanker();
+  RankRequest request;
+  request.count = int64_t{4294967295};
+  RankResult result;
+  const absl::Status status = ranker->Rank(request, &result);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("count: 4294967295 is outside [1, 200]"));
+}
+
+TEST_F(RankerTest, TheStagesCalledOneByOneGiveRanksPage) {
+  auto ranker = MakeRanker();
+  const CatalogView& view = *bundle().view;
+  for (int u = 0; u < 5; ++u) {
+    RankRequest request;
+    request.user_id = KnownUser(u);
+    request.context.now_ms = 1793491200000;
+    RankResult whole, staged;
+    ASSERT_TRUE(ranker->Rank(request, &whole).ok());
+    CandidateBatch batch;
+    ASSERT_TRUE(ranker->Validate(view, request, std::chrono::steady_clock::now()).ok());
+    batch.user = ranker->LookUpUser(view, request.user_id);
+    ranker->Retrieve(view, request, &batch);
+    EXPECT_EQ(batch.candidates.size(), 570u);
+    ranker->Score(view, request, &batch);
+    ranker->Assemble(&view, request, &batch, &staged);
+    ASSERT_EQ(whole.items.size(), staged.items.size());
+    for (size_t i = 0; i < whole.items.size(); ++i) {
+      EXPECT_EQ(whole.items[i].video_id, staged.items[i].video_id);
+      EXPECT_EQ(whole.items[i].score, staged.items[i].score);
+    }
+    ASSERT_EQ(whole.predictions.size(), staged.predictions.size());
+    for (size_t i = 0; i < whole.predictions.size(); ++i) {
+      ASSERT_EQ(whole.predictions[i], staged.predictions[i]) << i;
+    }
+  }
+}
+
+TEST_F(RankerTest, AssembleAtARootUsesTheCandidatesIdsAndCapsByCreator) {
+  // A root has no rows: candidates carry their ids (merged shard answers).
+  RankingConfig config;
+  config.mutable_params()->set_creator_cap(1);
+  auto ranker = MakeRanker(config);
+  CandidateBatch batch;
+  batch.user.known = true;
+  for (int i = 0; i < 10; ++i) {
+    Candidate c;
+    c.video_id = 100 + i;
+    c.creator_id = i < 6 ? 7 : 8 + i;  // six videos of creator 7
+    c.score = 1.f - 0.01f * i;
+    c.source = CandidateSource::kAnn;
+    batch.candidates.push_back(c);
+  }
+  batch.candidates[9].score = batch.candidates[8].score;  // a tie: lower id first
+  RankRequest request;
+  request.count = 5;
+  RankResult result;
+  ranker->Assemble(nullptr, request, &batch, &result);
+  std::vector<uint64_t> ids;
+  for (const RankedVideo& v : result.items) ids.push_back(v.video_id);
+  EXPECT_THAT(ids, ::testing::ElementsAre(100, 106, 107, 108, 109));
+  EXPECT_EQ(result.stats.creator_capped, 5);
+  // The cap gives way when it would leave the page short: the best capped
+  // items fill it.
+  request.count = 8;
+  ranker->Assemble(nullptr, request, &batch, &result);
+  ids.clear();
+  for (const RankedVideo& v : result.items) ids.push_back(v.video_id);
+  EXPECT_THAT(ids, ::testing::ElementsAre(100, 106, 107, 108, 109, 101, 102, 103));
+  EXPECT_EQ(result.stats.creator_capped, 2);
+}
+
+TEST_F(RankerTest, NearlyEverythingExcludedStillFillsThePage) {
+  // HNSW, all but 30 videos excluded: the page is full (the contract), not
+  // the 0-12 items the graph walk alone reaches.
+  RankingConfig config;
+  config.mutable_params()->set_max_exclude_ids(1000000);
+  auto ranker = MakeRanker(config);
+  std::vector<uint64_t> exclude;
+  std::set<uint64_t> allowed;
+  const Catalog& catalog = *bundle().catalog;
+  for (int32_t row = 0; row < catalog.num_videos(); ++row) {
+    if (row % 199 == 0 && allowed.size() < 30) {
+      allowed.insert(catalog.video_id(row));
+    } else {
+      exclude.push_back(catalog.video_id(row));
+    }
+  }
+  RankRequest request;
+  request.user_id = KnownUser(3);
+  request.exclude_ids = exclude;
+  RankResult result;
+  ASSERT_TRUE(ranker->Rank(request, &result).ok());
+  EXPECT_EQ(result.items.size(), 20u);
+  for (const RankedVideo& v : result.items) EXPECT_TRUE(allowed.count(v.video_id));
+  EXPECT_TRUE(result.stats.search.exact_fallback);
+  // Asking for more than remain gives all that remain.
+  request.count = 50;
+  ASSERT_TRUE(ranker->Rank(request, &result).ok());
+  EXPECT_EQ(result.items.size(), 30u);
+}
+
+TEST_F(RankerTest, TombstonedVideosNeverReachAPageAndDeltaVideosCan) {
+  auto ranker = MakeRanker();
+  const Catalog& catalog = *bundle().catalog;
+  RankRequest request;
+  request.user_id = KnownUser(8);
+  request.count = 100;
+  RankResult before;
+  ASSERT_TRUE(ranker->Rank(request, &before).ok());
+  // Delete the whole first page and the top popular and fresh videos; add a
+  // video made for this user.
+  auto tombstones = std::make_shared<RowBitmap>(catalog.num_videos());
+  std::set<uint64_t> deleted;
+  for (const RankedVideo& v : before.items) deleted.insert(v.video_id);
+  for (int i = 0; i < 60; ++i) {
+    deleted.insert(catalog.video_id(catalog.popular_rows()[i]));
+    deleted.insert(catalog.video_id(catalog.fresh_rows()[i]));
+  }
+  for (uint64_t id : deleted) tombstones->Insert(*catalog.VideoRow(id));
+  VideoColumns fresh;
+  fresh.ids = {424242424242};
+  const float* e = catalog.user_embedding(*catalog.UserRow(request.user_id));
+  fresh.embeddings.assign(e, e + catalog.dim());
+  for (float& x : fresh.embeddings) x *= 4;
+  fresh.creator_ids = {1};
+  fresh.duration_ms = {20000};
+  fresh.upload_time_ms = {1793491100000};
+  fresh.popularity = {500};
+  auto delta = CatalogDelta::Create(catalog, fresh);
+  ASSERT_TRUE(delta.ok());
+  auto view = CatalogView::Create(bundle().catalog, *delta, tombstones, 1);
+  ASSERT_TRUE(view.ok());
+  RankResult after;
+  ASSERT_TRUE(ranker->Rank(**view, request, &after).ok());
+  EXPECT_EQ(after.items.size(), 100u);
+  bool has_new = false;
+  for (const RankedVideo& v : after.items) {
+    EXPECT_EQ(deleted.count(v.video_id), 0u) << v.video_id;
+    has_new |= v.video_id == 424242424242;
+  }
+  EXPECT_TRUE(has_new);
+  // Features of a delta row come from the delta.
+  const int32_t row = *(*view)->VideoRow(424242424242);
+  std::vector<float> x(bundle().features.width());
+  const UserQuery user = LookUpUser(catalog, request.user_id);
+  bundle().features.Build(**view, user, FeatureContext{1793491200000, 0, DeviceType::kUnspecified},
+                          std::vector<int32_t>{row}, x.data());
+  const std::vector<std::string> columns = bundle().features.ColumnNames();
+  const size_t popularity = std::find(columns.begin(), columns.end(), "log_popularity") -
+                            columns.begin();
+  ASSERT_LT(popularity, columns.size());
+  EXPECT_FLOAT_EQ(x[popularity], std::log1p(500.f));
+}
+
+TEST_F(RankerTest, AViewOfAnotherDimensionIsRefused) {
+  auto ranker = MakeRanker();
+  auto other = testing::MakeSmallBundle([] {
+    SynthOptions o = testing::SmallSynth(300, 20, "flat");
+    o.dim = 16;
+    return o;
+  }());
+  ASSERT_NE(other, nullptr);
+  RankRequest request;
+  RankResult result;
+  EXPECT_EQ(ranker->Rank(*other->view, request, &result).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(RankerTest, OneThreadRanksAgainstBundlesOfDifferentSizes) {
+  // Per-thread scratch sized for one catalogue must serve another: marks,
+  // heaps and buffers of the 6000-video bundle, then a 300-video one, and
+  // back, on this one thread.
+  auto small = testing::MakeSmallBundle(testing::SmallSynth(300, 30, "flat"));
+  ASSERT_NE(small, nullptr);
+  auto options = ResolveOptions(RankingConfig(), small->model->objectives());
+  ASSERT_TRUE(options.ok());
+  auto small_ranker = Ranker::Create(small, RankerOptions{*options, RankerCosts{0, 0, 0}});
+  ASSERT_TRUE(small_ranker.ok());
+  auto big_ranker = MakeRanker();
+  for (int round = 0; round < 6; ++round) {
+    const bool big = round % 2 == 0;
+    const Ranker& r = big ? *big_ranker : **small_ranker;
+    const Catalog& catalog = *r.bundle().catalog;
+    for (int u = 0; u < 5; ++u) {
+      RankRequest request;
+      request.user_id = catalog.user_id(u);
+      request.count = 40;
+      std::vector<uint64_t> exclude;
+      for (int i = 0; i < 100; ++i) exclude.push_back(catalog.video_id((i * 37 + u) % catalog.num_videos()));
+      request.exclude_ids = exclude;
+      RankResult result;
+      ASSERT_TRUE(r.Rank(request, &result).ok());
+      ASSERT_EQ(result.items.size(), 40u);
+      std::set<uint64_t> ids;
+      const std::set<uint64_t> banned(exclude.begin(), exclude.end());
+      for (const RankedVideo& v : result.items) {
+        ASSERT_TRUE(catalog.VideoRow(v.video_id).has_value()) << "not of this catalogue";
+        ASSERT_TRUE(ids.insert(v.video_id).second);
+        ASSERT_EQ(banned.count(v.video_id), 0u);
+      }
+    }
+  }
+}
+
+class RankerIndexTypeTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(RankerIndexTypeTest, FullUniquePagesOnEveryIndexType) {
+  auto bundle = testing::MakeSmallBundle(testing::SmallSynth(4000, 100, GetParam()));
+  ASSERT_NE(bundle, nullptr);
+  auto options = ResolveOptions(RankingConfig(), bundle->model->objectives());
+  ASSERT_TRUE(options.ok());
+  auto ranker = Ranker::Create(bundle, RankerOptions{*options, RankerCosts{0, 0, 0}});
+  ASSERT_TRUE(ranker.ok());
+  const Catalog& catalog = *bundle->catalog;
+  for (int u = 0; u < 10; ++u) {
+    RankRequest request;
+    request.user_id = catalog.user_id(u);
+    request.count = 50;
+    RankResult result;
+    ASSERT_TRUE((*ranker)->Rank(request, &result).ok());
+    ASSERT_EQ(result.items.size(), 50u);
+    EXPECT_EQ(result.stats.ann_kept, 500);
+    std::set<uint64_t> ids;
+    for (const RankedVideo& v : result.items) ASSERT_TRUE(ids.insert(v.video_id).second);
+    if (std::string(GetParam()) == "ivf") EXPECT_GT(result.stats.search.nprobe, 0);
+    if (std::string(GetParam()) == "flat") {
+      EXPECT_EQ(result.stats.search.beam_width, 0);
+      EXPECT_EQ(result.stats.search.nprobe, 0);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, RankerIndexTypeTest, ::testing::Values("hnsw", "ivf", "flat"));
 
 }  // namespace
 }  // namespace feedrank
