@@ -8,20 +8,22 @@
 namespace feedrank::testing {
 namespace {
 
-class SlowFile : public ReadableFile {
+class HookedFile : public ReadableFile {
  public:
-  SlowFile(std::unique_ptr<ReadableFile> file, std::chrono::milliseconds delay)
-      : file_(std::move(file)), delay_(delay) {}
+  HookedFile(std::unique_ptr<ReadableFile> file, FaultFileSystem* fs)
+      : file_(std::move(file)), fs_(fs) {}
   absl::StatusOr<size_t> Read(void* buf, size_t n) override {
-    std::this_thread::sleep_for(delay_);
-    return file_->Read(buf, n);
+    if (fs_->read_delay.count() > 0) std::this_thread::sleep_for(fs_->read_delay);
+    auto got = file_->Read(buf, n);
+    if (fs_->after_read) fs_->after_read(path());
+    return got;
   }
   uint64_t size() const override { return file_->size(); }
   const std::string& path() const override { return file_->path(); }
 
  private:
   std::unique_ptr<ReadableFile> file_;
-  std::chrono::milliseconds delay_;
+  FaultFileSystem* fs_;
 };
 
 class FaultyWritableFile : public WritableFile {
@@ -61,10 +63,7 @@ absl::StatusOr<std::unique_ptr<ReadableFile>> FaultFileSystem::OpenForRead(
     return absl::Status(fail_status.code(), absl::StrCat(path, ": ", fail_status.message()));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<ReadableFile> file, target()->OpenForRead(path));
-  if (read_delay.count() > 0) {
-    return std::unique_ptr<ReadableFile>(new SlowFile(std::move(file), read_delay));
-  }
-  return file;
+  return std::unique_ptr<ReadableFile>(new HookedFile(std::move(file), this));
 }
 
 absl::StatusOr<std::unique_ptr<WritableFile>> FaultFileSystem::OpenForWrite(

@@ -60,6 +60,9 @@ class FaultFileSystem : public FileSystemWrapper {
   std::function<void(const std::string&)> on_open_for_read;
   // Each Read of an opened file sleeps this long first (a slow disk).
   std::chrono::milliseconds read_delay{0};
+  // Runs after each Read, with the bytes already read (to hold a reader
+  // between reading a file and acting on it).
+  std::function<void(const std::string&)> after_read;
   std::atomic<int> opens_for_read{0};
 
   absl::StatusOr<std::unique_ptr<ReadableFile>> OpenForRead(const std::string& path) override;

@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <future>
@@ -13,8 +16,10 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "cli/client.h"
+#include <grpcpp/generic/generic_stub.h>
 #include "feedrank/v1/ranker.grpc.pb.h"
 #include "tests/test_bundles.h"
+#include "tests/test_env.h"
 
 namespace feedrank {
 namespace {
@@ -34,7 +39,8 @@ class ServerTest : public ::testing::Test {
 
   void SetUp() override { StartServer(absl::ZeroDuration()); }
 
-  void StartServer(absl::Duration drain_grace) {
+  void StartServer(absl::Duration drain_grace,
+                   const std::function<void(ServerOptions*)>& tweak = nullptr) {
     ServerOptions options;
     options.address = "127.0.0.1:0";
     options.bundle_dir = dir_->Sub("bundle");
@@ -42,6 +48,7 @@ class ServerTest : public ::testing::Test {
     options.max_request_bytes = 256 << 10;
     options.drain_grace = drain_grace;
     options.drain_timeout = absl::Seconds(5);
+    if (tweak) tweak(&options);
     auto server = FeedServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -231,6 +238,142 @@ TEST_F(ServerTest, BadRequestsGetTheDocumentedCodeAndTheServerKeepsServing) {
   }
 }
 
+// Sends `body` as the raw request bytes of RankFeed.
+grpc::Status CallRaw(const std::shared_ptr<grpc::Channel>& channel, const std::string& body,
+                     grpc::ByteBuffer* reply) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::Slice slice(body);
+  grpc::ByteBuffer request(&slice, 1);
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&context, "/feedrank.v1.FeedRanker/RankFeed", grpc::StubOptions(), &request,
+                 reply, [&](grpc::Status status) { done.set_value(std::move(status)); });
+  return done.get_future().get();
+}
+
+TEST_F(ServerTest, AnUnparsableBodyIsInvalidArgumentWithAMessage) {
+  // gRPC's typed handler would answer UNIMPLEMENTED with no message.
+  Load();
+  grpc::ByteBuffer reply;
+  for (const std::string& body :
+       {std::string("\xff\xff\xff\xff\xff", 5), std::string("\x0a\x05hi", 4)}) {
+    const grpc::Status status = CallRaw(channel_, body, &reply);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("not a valid feedrank.v1.RankFeedRequest"));
+  }
+  // Invalid UTF-8 in request_id (field 5): refused, and protobuf's complaint
+  // reaches the log at most once a second, not once per call.
+  const std::string bad_utf8 = std::string("\x2a\x02\xc3\x28", 4);
+  ::testing::internal::CaptureStderr();
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(CallRaw(channel_, bad_utf8, &reply).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  int lines = 0;
+  for (size_t at = log.find("invalid UTF-8"); at != std::string::npos;
+       at = log.find("invalid UTF-8", at + 1)) {
+    ++lines;
+  }
+  EXPECT_LE(lines, 2) << log;
+  ExpectStillServing();
+}
+
+TEST_F(ServerTest, AnOversizedExcludeListIsRefusedBeforeItIsDecoded) {
+  Load();
+  // 200,000 one-byte ids (0..127): 200 KB on the wire, 1.6 MB once decoded;
+  // the limit here is 2,000.
+  v1::RankFeedRequest request;
+  request.set_user_id(User(0));
+  for (int i = 0; i < 200000; ++i) request.add_exclude_ids(i % 128);
+  grpc::ByteBuffer reply;
+  const grpc::Status status = CallRaw(channel_, request.SerializeAsString(), &reply);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("exclude_ids: 200000 ids, at most 2000"));
+  // Unpacked encoding (one tag per id) is counted too.
+  std::string unpacked;
+  for (int i = 0; i < 2001; ++i) unpacked += std::string("\x18\x01", 2);
+  EXPECT_THAT(CallRaw(channel_, unpacked, &reply).error_message(),
+              HasSubstr("exclude_ids: 2001 ids"));
+  // A count of 2^32-1 is reported as sent, not clamped.
+  v1::RankFeedRequest huge;
+  huge.set_count(4294967295u);
+  v1::RankFeedResponse response;
+  EXPECT_THAT(Call(huge, &response).error_message(), HasSubstr("count: 4294967295 is outside"));
+}
+
+TEST_F(ServerTest, CallsCancelledWhileQueuedAreNotRankedAndAFullQueueRefuses) {
+  // One worker, a queue of 2; the test holds the worker.
+  server_->Shutdown();
+  StartServer(absl::ZeroDuration(), [](ServerOptions* o) {
+    o->workers = 1;
+    o->max_queue = 2;
+  });
+  Load();
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::mutex* m = &mu;
+  std::condition_variable* c = &cv;
+  bool* r = &release;
+  ASSERT_TRUE(server_->workers().TrySubmit([m, c, r] {
+    std::unique_lock<std::mutex> lock(*m);
+    c->wait(lock, [r] { return *r; });
+  }));
+  // Two calls wait in the queue; the third is refused at once.
+  auto stub = v1::FeedRanker::NewStub(channel_);
+  v1::RankFeedRequest request;
+  request.set_user_id(User(0));
+  struct Pending {
+    grpc::ClientContext context;
+    v1::RankFeedResponse response;
+    std::promise<grpc::Status> done;
+  };
+  std::vector<std::unique_ptr<Pending>> calls;
+  for (int i = 0; i < 2; ++i) {
+    calls.push_back(std::make_unique<Pending>());
+    Pending* p = calls.back().get();
+    stub->async()->RankFeed(&p->context, &request, &p->response,
+                            [p](grpc::Status s) { p->done.set_value(s); });
+  }
+  while (server_->workers().queued() < 2) absl::SleepFor(absl::Milliseconds(5));
+  v1::RankFeedResponse overflow;
+  const grpc::Status refused = Call(request, &overflow);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(refused.error_message(), HasSubstr("overloaded"));
+  EXPECT_EQ(server_->counters().overloaded.load(), 1);
+  // The first queued call is cancelled by its client, then the worker is
+  // released: it skips that call and ranks the other.
+  calls[0]->context.TryCancel();
+  EXPECT_EQ(calls[0]->done.get_future().get().error_code(), grpc::StatusCode::CANCELLED);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  EXPECT_TRUE(calls[1]->done.get_future().get().ok());
+  EXPECT_EQ(calls[1]->response.items_size(), 20);
+  while (server_->workers().queued() > 0) absl::SleepFor(absl::Milliseconds(5));
+  ExpectStillServing();
+  EXPECT_EQ(server_->counters().cancelled_in_queue.load(), 1);
+}
+
+TEST_F(ServerTest, HealthChecksAreNotSubjectToTheRequestLimit) {
+  server_->Shutdown();
+  StartServer(absl::ZeroDuration(), [](ServerOptions* o) { o->max_request_bytes = 4; });
+  Load();
+  auto health = CheckHealth(channel_, kRankerServiceName);
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(*health, "SERVING");
+  v1::RankFeedRequest request;
+  request.set_user_id(User(0));
+  v1::RankFeedResponse response;
+  const grpc::Status status = Call(request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("exceeds the limit of 4"));
+}
+
 TEST(ServerStartTest, UnusableAddressIsAnErrorNotACrash) {
   for (const char* address : {"unix:/nonexistent/dir/feedrank.sock", "999.1.1.1:5"}) {
     ServerOptions options;
@@ -252,15 +395,24 @@ TEST_F(ServerTest, ShutdownFromSeveralThreadsReturnsOnceStopped) {
   EXPECT_EQ(Call(request, &response, 500).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
-TEST_F(ServerTest, ExpiredDeadlineIsDeadlineExceeded) {
+TEST_F(ServerTest, ADeadlinePassedWhileQueuedIsDeadlineExceededFromTheServer) {
+  // The server's clock jumps 2 s at every read: a call with a 1.5 s deadline
+  // has expired by the time a worker takes it. The answer comes from the
+  // server (its message), long before the client's own deadline.
+  testing::FakeClock clock;
+  server_->Shutdown();
+  StartServer(absl::ZeroDuration(), [&](ServerOptions* o) { o->env.clock = &clock; });
   Load();
+  clock.SetAutoAdvance(std::chrono::seconds(2));
   v1::RankFeedRequest request;
   request.set_user_id(User(0));
   v1::RankFeedResponse response;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() - std::chrono::milliseconds(1));
-  EXPECT_EQ(stub_->RankFeed(&context, request, &response).error_code(),
-            grpc::StatusCode::DEADLINE_EXCEEDED);
+  const auto start = std::chrono::steady_clock::now();
+  const grpc::Status status = Call(request, &response, 1500);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(status.error_message(), HasSubstr("deadline passed before ranking started"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1400));
+  clock.SetAutoAdvance(std::chrono::nanoseconds(0));
   ExpectStillServing();
 }
 
@@ -283,10 +435,25 @@ TEST_F(ServerTest, RefusedBundleOrConfigKeepsThePreviousSnapshot) {
   ExpectStillServing();
 }
 
-TEST_F(ServerTest, AnswersConcurrentCallsDuringAReload) {
+TEST_F(ServerTest, ReloadsOfAlternatingConfigsNeverMixACall) {
+  // Two configs whose answers differ (page size, and which objective the
+  // score weighs); every answer must be the one of the version it reports.
+  testing::TempDir configs;
+  const std::string path = configs.Sub("config.textproto");
+  const std::string a =
+      "version: \"a\"\nparams { default_count: 7 objective_weights { key: \"click\" "
+      "value: 1 } }\n";
+  const std::string b =
+      "version: \"b\"\nparams { default_count: 9 objective_weights { key: \"share\" "
+      "value: 2 } }\n";
+  testing::WriteFile(path, a);
+  server_->Shutdown();
+  StartServer(absl::ZeroDuration(), [&](ServerOptions* o) { o->config_path = path; });
   Load();
   std::atomic<bool> stop{false};
-  std::atomic<int> failures{0}, calls{0};
+  std::atomic<int> failures{0}, mixed{0};
+  std::map<std::string, int> seen;  // guarded by mu
+  std::mutex mu;
   std::vector<std::thread> clients;
   for (int t = 0; t < 4; ++t) {
     clients.emplace_back([&, t] {
@@ -296,19 +463,113 @@ TEST_F(ServerTest, AnswersConcurrentCallsDuringAReload) {
       while (!stop.load()) {
         v1::RankFeedResponse response;
         grpc::ClientContext context;
-        if (!stub->RankFeed(&context, request, &response).ok() ||
-            response.items_size() != 20) {
+        if (!stub->RankFeed(&context, request, &response).ok()) {
           ++failures;
+          continue;
         }
-        ++calls;
+        const bool is_a = response.config_version() == "a";
+        const int click = 0, share = 5;  // SynthObjectives() order
+        bool consistent = response.items_size() == (is_a ? 7 : 9);
+        for (const v1::RankedItem& item : response.items()) {
+          const float want = is_a ? item.predictions(click) : 2 * item.predictions(share);
+          consistent &= std::abs(item.score() - want) < 1e-5;
+        }
+        if (!consistent) ++mixed;
+        std::lock_guard<std::mutex> lock(mu);
+        ++seen[response.config_version()];
       }
     });
   }
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(server_->Load().ok());
+  for (int i = 0; i < 6; ++i) {
+    testing::WriteFile(path, i % 2 == 0 ? b : a);
+    ASSERT_TRUE(server_->Load().ok());
+  }
   stop = true;
   for (auto& client : clients) client.join();
   EXPECT_EQ(failures.load(), 0);
-  EXPECT_GT(calls.load(), 0);
+  EXPECT_EQ(mixed.load(), 0);
+  EXPECT_GT(seen["a"], 0);
+  EXPECT_GT(seen["b"], 0);
+}
+
+TEST_F(ServerTest, TheOldSnapshotIsFreedAfterItsLastRequest) {
+  Load();
+  std::weak_ptr<const Snapshot> old = server_->snapshots().Current();
+  // A request in progress holds it (as a worker does while ranking).
+  std::shared_ptr<const Snapshot> in_flight = server_->snapshots().Current();
+  ASSERT_TRUE(server_->Load().ok());
+  EXPECT_NE(server_->snapshots().Current(), in_flight);
+  ExpectStillServing();
+  EXPECT_FALSE(old.expired());
+  in_flight.reset();
+  EXPECT_TRUE(old.expired());
+}
+
+TEST_F(ServerTest, ConcurrentLoadsInstallTheConfigTheLastOneRead) {
+  // Load 1 is held inside its config read while the file changes and load 2
+  // starts. Reads happen under the load lock, so load 2 waits, then reads
+  // the new file and installs it last: the server ends on the file's
+  // current content. (Reading outside the lock let load 1 install its older
+  // config after load 2.)
+  testing::TempDir configs;
+  const std::string path = configs.Sub("config.textproto");
+  testing::WriteFile(path, "version: \"old\"\n");
+  testing::FaultFileSystem fs;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool hold = false, holding = false;
+  fs.after_read = [&](const std::string& file) {
+    if (file != path) return;
+    std::unique_lock<std::mutex> lock(mu);
+    if (!hold) return;
+    hold = false;
+    holding = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return !holding; });
+  };
+  server_->Shutdown();
+  StartServer(absl::ZeroDuration(), [&](ServerOptions* o) {
+    o->config_path = path;
+    o->env.fs = &fs;
+  });
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    hold = true;
+  }
+  // Load 1 has read "old" and is held before it can act on it.
+  std::thread first([&] { EXPECT_TRUE(server_->Load().ok()); });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return holding; });
+  }
+  testing::WriteFile(path, "version: \"new\"\n");
+  std::thread second([&] { EXPECT_TRUE(server_->Load().ok()); });
+  absl::SleepFor(absl::Milliseconds(100));  // load 2 is now waiting
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    holding = false;
+  }
+  cv.notify_all();
+  first.join();
+  second.join();
+  EXPECT_EQ(server_->snapshots().Current()->config.version(), "new");
+}
+
+TEST_F(ServerTest, AShutdownInterruptsALoadInProgress) {
+  // A slow disk: every read takes 300 ms, so a load takes seconds.
+  testing::FaultFileSystem slow;
+  slow.read_delay = std::chrono::milliseconds(300);
+  server_->Shutdown();
+  StartServer(absl::ZeroDuration(), [&](ServerOptions* o) { o->env.fs = &slow; });
+  absl::Status loaded;
+  std::thread load([&] { loaded = server_->Load(); });
+  absl::SleepFor(absl::Milliseconds(400));
+  const auto start = std::chrono::steady_clock::now();
+  server_->Shutdown();
+  load.join();
+  EXPECT_EQ(loaded.code(), absl::StatusCode::kCancelled) << loaded;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_EQ(server_->snapshots().Current(), nullptr);
 }
 
 TEST_F(ServerTest, ShutdownDrainsWithoutHangingOrLosingCalls) {
