@@ -4,6 +4,7 @@
 #define FEEDRANK_TESTS_TEST_UTIL_H_
 
 #include <string>
+#include <vector>
 
 
 namespace feedrank::testing {
@@ -27,6 +28,15 @@ class TempDir {
 
 // Copies directory `from` to `to` recursively.
 void CopyDir(const std::string& from, const std::string& to);
+
+// Runs `argv` (argv[0] a path) with stdout and stderr into `*output`, and
+// waits at most `timeout_s`; a process still running then is killed
+// (SIGKILL) and -1 is returned. Else its exit code, or 128 + the signal
+// that ended it.
+int RunProcess(const std::vector<std::string>& argv, double timeout_s, std::string* output);
+
+// The `feedrank` binary of this build.
+std::string FeedrankBinary();
 
 // Whole contents of a file.
 std::string ReadFile(const std::string& path);

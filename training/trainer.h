@@ -11,6 +11,8 @@
 //   log as outcomes).
 // - Users without training interactions are not in the bundle: they get the
 //   cold-start path (the replay log marks them known_user: false).
+// - Items without a positive of the retrieval objective get the mean
+//   embedding of the items with some (training/embedding_trainer.h).
 // - Without a creator column each item is its own creator; without a
 //   duration column durations are unknown (0); the upload time is the item's
 //   first appearance in the training days; popularity is its number of
