@@ -1,0 +1,301 @@
+#include "server/metrics.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "feedrank/v1/ranker.pb.h"
+
+namespace feedrank {
+namespace {
+
+constexpr auto kRelaxed = std::memory_order_relaxed;
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+const char* const kCodeNames[17] = {
+    "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+    "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
+    "UNAUTHENTICATED"};
+const char* const kSourceNames[3] = {"ann", "popular", "fresh"};
+const char* const kKindNames[2] = {"bundle", "config"};
+const char* const kOutcomeNames[2] = {"ok", "refused"};
+
+ClientMetric Sample(std::vector<ClientMetric::Label> labels) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  return m;
+}
+
+MetricFamily Family(std::string name, std::string help, MetricType type) {
+  MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  return f;
+}
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+void DurationHistogram::Observe(int64_t micros) {
+  micros = std::max<int64_t>(0, micros);
+  const double seconds = double(micros) * 1e-6;
+  const size_t bucket =
+      std::lower_bound(kBounds.begin(), kBounds.end(), seconds) - kBounds.begin();
+  buckets_[bucket].fetch_add(1, kRelaxed);
+  sum_micros_.fetch_add(static_cast<uint64_t>(micros), kRelaxed);
+}
+
+uint64_t DurationHistogram::count() const {
+  uint64_t total = 0;
+  for (const auto& b : buckets_) total += b.load(kRelaxed);
+  return total;
+}
+
+ClientMetric::Histogram DurationHistogram::Snapshot() const {
+  ClientMetric::Histogram h;
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    cumulative += buckets_[i].load(kRelaxed);
+    ClientMetric::Bucket bucket;
+    bucket.cumulative_count = cumulative;
+    bucket.upper_bound =
+        i < kBounds.size() ? kBounds[i] : std::numeric_limits<double>::infinity();
+    h.bucket.push_back(bucket);
+  }
+  h.sample_count = cumulative;
+  h.sample_sum = double(sum_micros_.load(kRelaxed)) * 1e-6;
+  return h;
+}
+
+const char* MethodName(Method method) {
+  switch (method) {
+    case Method::kRankFeed:
+      return "RankFeed";
+    case Method::kNumMethods:
+      break;
+  }
+  return "unknown";
+}
+
+ServerMetrics::ServerMetrics() : start_unix_ms_(NowUnixMs()) {}
+
+void ServerMetrics::RecordCall(Method method, int grpc_code, int64_t micros) {
+  const int m = static_cast<int>(method);
+  calls_[m][std::clamp(grpc_code, 0, kCodes - 1)].fetch_add(1, kRelaxed);
+  call_seconds_[m].Observe(micros);
+}
+
+void ServerMetrics::RecordRanking(const RankResult& result) {
+  const RankStats& s = result.stats;
+  rankings_.fetch_add(1, kRelaxed);
+  for (int i = 0; i < kStages; ++i) stage_seconds_[i].Observe(s.stage_micros[i]);
+  for (int c = 0; c < kCauses; ++c) {
+    if (result.has_cause(static_cast<DegradeCause>(c))) degraded_[c].fetch_add(1, kRelaxed);
+  }
+  if (result.cold_start) cold_start_.fetch_add(1, kRelaxed);
+  if (s.search.exact_fallback) exact_fallbacks_.fetch_add(1, kRelaxed);
+  const int32_t retrieved[kSources] = {s.ann_retrieved, s.popular_retrieved, s.fresh_retrieved};
+  const int32_t kept[kSources] = {s.ann_kept, s.popular_kept, s.fresh_kept};
+  for (int i = 0; i < kSources; ++i) {
+    candidates_[i][0].fetch_add(static_cast<uint64_t>(retrieved[i]), kRelaxed);
+    candidates_[i][1].fetch_add(static_cast<uint64_t>(kept[i]), kRelaxed);
+  }
+  scored_.fetch_add(static_cast<uint64_t>(s.scored), kRelaxed);
+  creator_capped_.fetch_add(static_cast<uint64_t>(s.creator_capped), kRelaxed);
+}
+
+void ServerMetrics::RecordLoad(LoadKind kind, LoadOutcome outcome, int64_t micros) {
+  const int k = static_cast<int>(kind);
+  loads_[k][static_cast<int>(outcome)].fetch_add(1, kRelaxed);
+  load_seconds_[k].Observe(micros);
+  if (outcome == LoadOutcome::kOk) last_load_unix_ms_[k].store(NowUnixMs(), kRelaxed);
+}
+
+void ServerMetrics::SetServing(const std::string& bundle_version, const std::string& bundle_dir,
+                               const std::string& config_version) {
+  MutexLock lock(&mu_);
+  bundle_version_ = bundle_version;
+  bundle_dir_ = bundle_dir;
+  config_version_ = config_version;
+}
+
+void ServerMetrics::SetQueueDepth(std::function<double()> read) {
+  MutexLock lock(&mu_);
+  queue_depth_ = std::move(read);
+}
+
+uint64_t ServerMetrics::calls(Method method, int grpc_code) const {
+  return calls_[static_cast<int>(method)][grpc_code].load(kRelaxed);
+}
+
+uint64_t ServerMetrics::rankings() const { return rankings_.load(kRelaxed); }
+
+std::vector<MetricFamily> ServerMetrics::Collect() const {
+  std::vector<MetricFamily> out;
+  {
+    MetricFamily f = Family("feedrank_requests_total",
+                            "Calls finished, by method and gRPC status code.",
+                            MetricType::Counter);
+    for (int m = 0; m < kMethods; ++m) {
+      for (int c = 0; c < kCodes; ++c) {
+        const uint64_t n = calls_[m][c].load(kRelaxed);
+        // OK always, other codes once seen: a stable, short exposition.
+        if (n == 0 && c != 0) continue;
+        ClientMetric s = Sample({{"method", MethodName(Method(m))}, {"code", kCodeNames[c]}});
+        s.counter.value = double(n);
+        f.metric.push_back(std::move(s));
+      }
+    }
+    out.push_back(std::move(f));
+  }
+  {
+    MetricFamily f = Family("feedrank_request_duration_seconds",
+                            "Time from a call's arrival to its answer, by method.",
+                            MetricType::Histogram);
+    for (int m = 0; m < kMethods; ++m) {
+      ClientMetric s = Sample({{"method", MethodName(Method(m))}});
+      s.histogram = call_seconds_[m].Snapshot();
+      f.metric.push_back(std::move(s));
+    }
+    out.push_back(std::move(f));
+  }
+  {
+    MetricFamily f = Family("feedrank_stage_duration_seconds",
+                            "Time of each ranking stage, per ranked call.", MetricType::Histogram);
+    for (int i = 0; i < kStages; ++i) {
+      ClientMetric s = Sample({{"stage", RankStageName(RankStage(i))}});
+      s.histogram = stage_seconds_[i].Snapshot();
+      f.metric.push_back(std::move(s));
+    }
+    out.push_back(std::move(f));
+  }
+  auto counter = [&](const char* name, const char* help, uint64_t value) {
+    MetricFamily f = Family(name, help, MetricType::Counter);
+    ClientMetric s;
+    s.counter.value = double(value);
+    f.metric.push_back(std::move(s));
+    out.push_back(std::move(f));
+  };
+  counter("feedrank_rankings_total", "Calls that were ranked (answered OK).",
+          rankings_.load(kRelaxed));
+  {
+    MetricFamily f = Family("feedrank_degraded_total",
+                            "Ranked calls answered with less work, by cause.",
+                            MetricType::Counter);
+    for (int c = 0; c < kCauses; ++c) {
+      ClientMetric s = Sample({{"cause", DegradeCauseName(DegradeCause(c))}});
+      s.counter.value = double(degraded_[c].load(kRelaxed));
+      f.metric.push_back(std::move(s));
+    }
+    out.push_back(std::move(f));
+  }
+  counter("feedrank_cold_start_total", "Ranked calls for users the bundle does not know.",
+          cold_start_.load(kRelaxed));
+  counter("feedrank_ann_exact_fallback_total",
+          "ANN searches that fell back to an exact scan (very selective exclude lists).",
+          exact_fallbacks_.load(kRelaxed));
+  {
+    MetricFamily f = Family("feedrank_candidates_total",
+                            "Candidates per source: returned by the source (retrieved) and "
+                            "left after dedup and the exclude list (kept).",
+                            MetricType::Counter);
+    for (int i = 0; i < kSources; ++i) {
+      for (int k = 0; k < 2; ++k) {
+        ClientMetric s =
+            Sample({{"source", kSourceNames[i]}, {"phase", k == 0 ? "retrieved" : "kept"}});
+        s.counter.value = double(candidates_[i][k].load(kRelaxed));
+        f.metric.push_back(std::move(s));
+      }
+    }
+    out.push_back(std::move(f));
+  }
+  counter("feedrank_scored_candidates_total", "Candidates that went through the model.",
+          scored_.load(kRelaxed));
+  counter("feedrank_creator_capped_total", "Items left off pages by the per-creator cap.",
+          creator_capped_.load(kRelaxed));
+  {
+    MetricFamily f =
+        Family("feedrank_in_flight_calls", "Calls received and not yet answered.",
+               MetricType::Gauge);
+    ClientMetric s;
+    s.gauge.value = double(in_flight_.load(kRelaxed));
+    f.metric.push_back(std::move(s));
+    out.push_back(std::move(f));
+  }
+  {
+    MetricFamily f = Family("feedrank_loads_total",
+                            "Loads of bundles and configs, by outcome.", MetricType::Counter);
+    MetricFamily d = Family("feedrank_load_duration_seconds",
+                            "Time of each load (read, validate, warm, calibrate).",
+                            MetricType::Histogram);
+    MetricFamily t = Family("feedrank_last_load_timestamp_seconds",
+                            "When the last successful load of each kind ended.",
+                            MetricType::Gauge);
+    for (int k = 0; k < kKinds; ++k) {
+      for (int o = 0; o < kOutcomes; ++o) {
+        ClientMetric s = Sample({{"kind", kKindNames[k]}, {"outcome", kOutcomeNames[o]}});
+        s.counter.value = double(loads_[k][o].load(kRelaxed));
+        f.metric.push_back(std::move(s));
+      }
+      ClientMetric h = Sample({{"kind", kKindNames[k]}});
+      h.histogram = load_seconds_[k].Snapshot();
+      d.metric.push_back(std::move(h));
+      ClientMetric g = Sample({{"kind", kKindNames[k]}});
+      g.gauge.value = double(last_load_unix_ms_[k].load(kRelaxed)) / 1000.0;
+      t.metric.push_back(std::move(g));
+    }
+    out.push_back(std::move(f));
+    out.push_back(std::move(d));
+    out.push_back(std::move(t));
+  }
+  std::function<double()> queue_depth;
+  {
+    MutexLock lock(&mu_);
+    MetricFamily b = Family("feedrank_bundle_info", "The bundle served (value 1).",
+                            MetricType::Gauge);
+    if (!bundle_version_.empty()) {
+      ClientMetric s = Sample({{"version", bundle_version_}, {"dir", bundle_dir_}});
+      s.gauge.value = 1;
+      b.metric.push_back(std::move(s));
+    }
+    out.push_back(std::move(b));
+    MetricFamily c = Family("feedrank_config_info", "The ranking config served (value 1).",
+                            MetricType::Gauge);
+    if (!bundle_version_.empty()) {
+      ClientMetric s = Sample({{"version", config_version_}});
+      s.gauge.value = 1;
+      c.metric.push_back(std::move(s));
+    }
+    out.push_back(std::move(c));
+    queue_depth = queue_depth_;
+  }
+  {
+    MetricFamily f = Family("feedrank_queue_depth", "Calls waiting for a ranking thread.",
+                            MetricType::Gauge);
+    ClientMetric s;
+    s.gauge.value = queue_depth ? queue_depth() : 0;
+    f.metric.push_back(std::move(s));
+    out.push_back(std::move(f));
+  }
+  {
+    MetricFamily f = Family("feedrank_start_timestamp_seconds", "When the server started.",
+                            MetricType::Gauge);
+    ClientMetric s;
+    s.gauge.value = double(start_unix_ms_) / 1000.0;
+    f.metric.push_back(std::move(s));
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace feedrank

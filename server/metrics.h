@@ -1,0 +1,116 @@
+// ServerMetrics: what the server counts and measures, exposed in the
+// Prometheus text format (prometheus-cpp's Exposer serves it on its own HTTP
+// address, --metrics-address).
+//
+// Recording is on the request path, so it is lock-free: every instrument is
+// a fixed array of relaxed atomic counters (a histogram is one per bucket
+// plus a sum), updated with one fetch_add each; nothing allocates. The
+// exposition reads them when scraped (Collect), converting to
+// prometheus-cpp's MetricFamily. The values that change only on loads (the
+// served versions) sit behind a mutex that requests never take.
+//
+// Thread-safety: all methods are thread-safe.
+#ifndef FEEDRANK_SERVER_METRICS_H_
+#define FEEDRANK_SERVER_METRICS_H_
+
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "base/mutex.h"
+#include "ranking/ranker.h"
+
+namespace feedrank {
+
+// A histogram of durations with fixed bounds (seconds), lock-free.
+class DurationHistogram {
+ public:
+  // Upper bounds: 50 us to 10 s, about 3 per decade; plus +Inf.
+  static constexpr std::array<double, 16> kBounds = {
+      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+      0.025,   0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   10.0};
+
+  void Observe(int64_t micros);
+  // Cumulative counts per bound (then +Inf), the count and the sum, as the
+  // exposition needs them.
+  prometheus::ClientMetric::Histogram Snapshot() const;
+  uint64_t count() const;
+
+ private:
+  std::array<std::atomic<uint64_t>, kBounds.size() + 1> buckets_{};
+  std::atomic<uint64_t> sum_micros_{0};
+};
+
+// The RPC methods measured (labels of the request metrics).
+enum class Method : uint8_t { kRankFeed = 0, kNumMethods = 1 };
+const char* MethodName(Method method);
+
+enum class LoadKind : uint8_t { kBundle = 0, kConfig = 1, kNumKinds = 2 };
+enum class LoadOutcome : uint8_t { kOk = 0, kRefused = 1, kNumOutcomes = 2 };
+
+class ServerMetrics : public prometheus::Collectable {
+ public:
+  ServerMetrics();
+
+  // One finished call: its gRPC code and duration from arrival to finish.
+  void RecordCall(Method method, int grpc_code, int64_t micros);
+  // What one ranking did (its stage times, candidate counts, causes).
+  void RecordRanking(const RankResult& result);
+  // A load of a bundle or a config, and how long it took.
+  void RecordLoad(LoadKind kind, LoadOutcome outcome, int64_t micros);
+  // The versions now served (info gauges).
+  void SetServing(const std::string& bundle_version, const std::string& bundle_dir,
+                  const std::string& config_version);
+  // Gauges read at scrape time (queue depth, calls in flight).
+  void SetQueueDepth(std::function<double()> read);
+  void AddInFlight(int delta) { in_flight_.fetch_add(delta, std::memory_order_relaxed); }
+
+  // Current values, for tests and reports.
+  uint64_t calls(Method method, int grpc_code) const;
+  uint64_t rankings() const;
+
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  static constexpr int kCodes = 17;
+  static constexpr int kMethods = static_cast<int>(Method::kNumMethods);
+  static constexpr int kStages = static_cast<int>(RankStage::kNumStages);
+  static constexpr int kCauses = static_cast<int>(DegradeCause::kNumCauses);
+  static constexpr int kSources = 3;  // ann, popular, fresh
+  static constexpr int kKinds = static_cast<int>(LoadKind::kNumKinds);
+  static constexpr int kOutcomes = static_cast<int>(LoadOutcome::kNumOutcomes);
+
+  std::array<std::array<std::atomic<uint64_t>, kCodes>, kMethods> calls_{};
+  std::array<DurationHistogram, kMethods> call_seconds_;
+  std::array<DurationHistogram, kStages> stage_seconds_;
+  std::atomic<uint64_t> rankings_{0};
+  std::array<std::atomic<uint64_t>, kCauses> degraded_{};
+  std::atomic<uint64_t> cold_start_{0};
+  std::atomic<uint64_t> exact_fallbacks_{0};
+  // [source][0 = retrieved, 1 = kept]
+  std::array<std::array<std::atomic<uint64_t>, 2>, kSources> candidates_{};
+  std::atomic<uint64_t> scored_{0};
+  std::atomic<uint64_t> creator_capped_{0};
+  std::atomic<int64_t> in_flight_{0};
+  std::array<std::array<std::atomic<uint64_t>, kOutcomes>, kKinds> loads_{};
+  std::array<DurationHistogram, kKinds> load_seconds_;
+  std::array<std::atomic<int64_t>, kKinds> last_load_unix_ms_{};
+
+  mutable Mutex mu_;
+  std::string bundle_version_ ABSL_GUARDED_BY(mu_);
+  std::string bundle_dir_ ABSL_GUARDED_BY(mu_);
+  std::string config_version_ ABSL_GUARDED_BY(mu_);
+  std::function<double()> queue_depth_ ABSL_GUARDED_BY(mu_);
+  const int64_t start_unix_ms_;
+};
+
+}  // namespace feedrank
+
+#endif  // FEEDRANK_SERVER_METRICS_H_
