@@ -94,19 +94,41 @@ run_ctest() {  # run_ctest NAME DIR
   if ((rc == 0)) && [[ -n "$line" ]]; then end "$1" ok; else end "$1" FAILED; fail "$1"; fi
 }
 
-configure_and_build() {  # NAME DIR TARGETS(space-separated, "" = all) CMAKE-ARGS...
-  local name=$1 dir=$2 targets=$3
-  shift 3
-  local t target_args=()
+cached() {  # cached DIR VARIABLE: its value in DIR's CMake cache
+  sed -n "s/^$2:[A-Z]*=//p" "$1/CMakeCache.txt" 2>/dev/null
+}
+
+# Configures DIR as a clang sanitizer build and builds TARGETS in it.
+configure_and_build() {  # NAME DIR TARGETS("" = all) SANITIZE CMAKE-ARGS...
+  local name=$1 dir=$2 targets=$3 sanitize=$4
+  shift 4
+  local t target_args=() cxx
   for t in $targets; do target_args+=(--target "$t"); done
   begin "$name"
   mkdir -p "$dir"
-  if cmake -S . -B "$dir" -G Ninja "$@" "${cmake_args[@]}" >"$dir/configure.log" 2>&1 &&
-    cmake --build "$dir" --parallel "$jobs" "${target_args[@]}"; then
-    end "$name" ok
-    return 0
+  cxx=$(command -v "$sanitizer_cxx")
+  if [[ -z "$cxx" ]]; then
+    echo "test.sh: compiler '$sanitizer_cxx' not found (FEEDRANK_SANITIZER_CXX)" >&2
+  else
+    # A build directory configured with another compiler: CMake would drop
+    # its cache and configure again *without* these -D flags, silently giving
+    # an unsanitised Release build. Start such a directory afresh.
+    if [[ -f "$dir/CMakeCache.txt" && "$(cached "$dir" CMAKE_CXX_COMPILER)" != "$cxx" ]]; then
+      echo "test.sh: $dir was configured with $(cached "$dir" CMAKE_CXX_COMPILER); configuring it afresh"
+      rm -rf "$dir/CMakeCache.txt" "$dir/CMakeFiles"
+    fi
+    if cmake -S . -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DFEEDRANK_SANITIZE="$sanitize" \
+      -DCMAKE_BUILD_TYPE=Sanitize "$@" "${cmake_args[@]}" >"$dir/configure.log" 2>&1; then
+      if [[ "$(cached "$dir" FEEDRANK_SANITIZE)" != "$sanitize" ]]; then
+        echo "test.sh: $dir is not a FEEDRANK_SANITIZE=$sanitize build after configuring" >&2
+      elif cmake --build "$dir" --parallel "$jobs" "${target_args[@]}"; then
+        end "$name" ok
+        return 0
+      fi
+    else
+      tail -50 "$dir/configure.log"
+    fi
   fi
-  tail -50 "$dir/configure.log"
   end "$name" FAILED
   fail "$name"
   return 1
@@ -132,8 +154,7 @@ step_release() {
 }
 
 step_asan() {
-  if configure_and_build "asan+ubsan build" "$asan_dir" "" \
-    -DCMAKE_CXX_COMPILER="$sanitizer_cxx" -DFEEDRANK_SANITIZE=address \
+  if configure_and_build "asan+ubsan build" "$asan_dir" "" address \
     -DFEEDRANK_BUILD_BENCHMARKS=OFF; then
     run_ctest "asan+ubsan ctest" "$asan_dir"
   fi
@@ -196,8 +217,7 @@ tsan_selftest() {
 step_tsan() {
   local list t path
   list=$(tr ' ,' ';;' <<<"$tsan_targets")
-  configure_and_build "tsan build (self-test)" "$tsan_dir" tsan_selftest \
-    -DCMAKE_CXX_COMPILER="$sanitizer_cxx" -DFEEDRANK_SANITIZE=thread \
+  configure_and_build "tsan build (self-test)" "$tsan_dir" tsan_selftest thread \
     -DFEEDRANK_BUILD_BENCHMARKS=OFF -DFEEDRANK_LIST_TARGETS="$list" || return
   tsan_selftest "$tsan_dir/tests/sanitizers/tsan_selftest"
   for t in $tsan_targets; do
@@ -208,7 +228,8 @@ step_tsan() {
       timings+=("$(printf '%-28s %6s    %s' "tsan $t" - skipped)")
       continue
     fi
-    configure_and_build "tsan build $t" "$tsan_dir" "$t" || continue
+    configure_and_build "tsan build $t" "$tsan_dir" "$t" thread \
+      -DFEEDRANK_BUILD_BENCHMARKS=OFF -DFEEDRANK_LIST_TARGETS="$list" || continue
     begin "tsan run $t"
     local out="$tsan_dir/tsan-$t.log" rc p f
     # shellcheck disable=SC2086
