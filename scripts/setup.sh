@@ -3,9 +3,11 @@
 # builds it in Release with Ninja into ./build.
 #
 #   scripts/setup.sh [cmake targets...]     default: everything
+#   scripts/setup.sh --install-only         the packages, no build
 #
 # Environment: FEEDRANK_BUILD_DIR (default build), FEEDRANK_CMAKE_ARGS (extra
-# configure flags, e.g. "-DFEEDRANK_ARCH=x86-64-v3").
+# configure flags, e.g. "-DFEEDRANK_ARCH=x86-64-v3"), FEEDRANK_JOBS (parallel
+# compile jobs; default: Ninja's, from the number of cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,9 @@ packages=(
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
   libfaiss-dev libeigen3-dev libabsl-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # scripts/test.sh: the sanitizer builds (clang with its sanitizer run-times,
+  # llvm-symbolizer for the reports' stacks) and the format check.
+  clang-14 libclang-rt-14-dev llvm-14 clang-format-14
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -30,9 +35,13 @@ if ((${#missing[@]})); then
     "${missing[@]}" >/dev/null
 fi
 
+if [[ "${1:-}" == "--install-only" ]]; then exit 0; fi
+
 build_dir=${FEEDRANK_BUILD_DIR:-build}
 # shellcheck disable=SC2086
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release ${FEEDRANK_CMAKE_ARGS:-} >/dev/null
 targets=()
 for t in "$@"; do targets+=(--target "$t"); done
-cmake --build "$build_dir" "${targets[@]}"
+jobs=()
+if [[ -n "${FEEDRANK_JOBS:-}" ]]; then jobs=(--parallel "$FEEDRANK_JOBS"); fi
+cmake --build "$build_dir" "${jobs[@]}" "${targets[@]}"
