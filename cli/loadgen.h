@@ -51,7 +51,10 @@ struct LoadgenReport {
   LoadgenOptions options;
 };
 
-// Runs the load; returns once it is done and every call has finished.
+// Runs the load; returns once it is done and gRPC holds no call or callback
+// of the run. Every gRPC object of the run (channel, stub, contexts) is
+// destroyed before it returns, the channel and stub on the calling thread.
+// Thread-safe; concurrent runs each use their own channel.
 // Errors: InvalidArgument for bad options; Unavailable when the target never
 // reports SERVING within 30 s.
 absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options);
