@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cmath>
 #include <memory>
 #include <random>
@@ -15,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "base/status_macros.h"
 #include "cli/client.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
 #include "server/feed_server.h"
@@ -200,7 +202,8 @@ class Driver : public std::enable_shared_from_this<Driver> {
   void RunOpenLoop() ABSL_LOCKS_EXCLUDED(mu_) {
     for (int64_t n = 0;; ++n) {
       const Clock::time_point scheduled = start_ + ToDuration(n / options_.qps);
-      std::this_thread::sleep_until(scheduled);
+      // A call due after the end stops the run (ReserveLocked): no waiting.
+      if (scheduled < end_) std::this_thread::sleep_until(scheduled);
       std::shared_ptr<CallHold> hold;
       {
         absl::MutexLock lock(&mu_);
@@ -265,21 +268,47 @@ class Driver : public std::enable_shared_from_this<Driver> {
   std::map<std::string, int64_t> errors_ ABSL_GUARDED_BY(mu_);
 };
 
+// Each bound on a number of seconds keeps every time point of a run far from
+// the clock's range; the qps floor keeps the gap between calls within it.
+absl::Status Validate(const LoadgenOptions& o) {
+  if (o.target.empty()) return absl::InvalidArgumentError("target is empty");
+  auto in_range = [](const char* field, auto value, auto lo, auto hi) {
+    // Written so that NaN fails.
+    if (value >= lo && value <= hi) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", value, " is outside [", lo, ", ", hi, "]"));
+  };
+  RETURN_IF_ERROR(in_range("concurrency", o.concurrency, 1, 100000));
+  if (o.qps != 0 && !(o.qps >= 0.001 && o.qps <= 1e6)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("qps: ", o.qps, " is neither 0 (closed loop) nor in [0.001, 1e6]"));
+  }
+  if (o.requests < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("requests: ", o.requests, " is negative"));
+  }
+  RETURN_IF_ERROR(in_range("duration_s", o.duration_s, 0.0, 1e6));
+  if (o.duration_s == 0 && o.requests == 0) {
+    return absl::InvalidArgumentError(
+        "duration_s and requests are both 0 (no limit): the run would never end");
+  }
+  RETURN_IF_ERROR(in_range("warmup_s", o.warmup_s, 0.0, 1e6));
+  RETURN_IF_ERROR(in_range("count", o.count, 0, 1000000));
+  RETURN_IF_ERROR(in_range("exclude", o.exclude, 0, 1000000));
+  RETURN_IF_ERROR(in_range("deadline_ms", o.deadline_ms, 1, 3600000));
+  RETURN_IF_ERROR(in_range("cold_fraction", o.cold_fraction, 0.0, 1.0));
+  if (!(o.serving_timeout_s > 0 && o.serving_timeout_s <= 1e6)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "serving_timeout_s: ", o.serving_timeout_s, " is outside (0, 1e6]"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
-  if (options.target.empty()) return absl::InvalidArgumentError("target is empty");
-  if (options.concurrency < 1 || options.concurrency > 100000) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("concurrency: ", options.concurrency, " is outside [1, 100000]"));
-  }
-  if (options.qps < 0) return absl::InvalidArgumentError("qps must be >= 0");
-  if (options.duration_s <= 0 && options.requests <= 0) {
-    return absl::InvalidArgumentError("need a positive duration or request count");
-  }
-  if (options.deadline_ms < 1) return absl::InvalidArgumentError("deadline_ms must be >= 1");
+  RETURN_IF_ERROR(Validate(options));
   LoadgenOptions o = options;
-  if (o.duration_s <= 0) o.duration_s = 1e9;
+  if (o.duration_s == 0) o.duration_s = 1e9;  // requests > 0 ends the run
   grpc::ChannelArguments args;
   // One connection per loadgen, like one backend client; avoid the channel
   // being shared with another test channel in-process.
@@ -287,7 +316,8 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
   // Declared before the Driver runs, so destroyed here after it: see LIFETIME.
   const std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(), args);
-  absl::Status ready = WaitForServing(channel, kRankerServiceName, absl::Seconds(30));
+  absl::Status ready =
+      WaitForServing(channel, kRankerServiceName, absl::Seconds(o.serving_timeout_s));
   if (!ready.ok()) return absl::UnavailableError(ready.message());
   const std::unique_ptr<v1::FeedRanker::Stub> stub = v1::FeedRanker::NewStub(channel);
   return std::make_shared<Driver>(o, stub.get())->Run();

@@ -1,13 +1,24 @@
 #include "cli/loadgen.h"
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <limits>
 
 #include "server/feed_server.h"
 #include "tests/test_util.h"
 
 namespace feedrank {
 namespace {
+
+using ::testing::HasSubstr;
 
 class LoadgenTest : public ::testing::Test {
  protected:
@@ -117,10 +128,104 @@ TEST_F(LoadgenTest, OpenLoopCountsErrorsByCode) {
   EXPECT_GT(report->errors.at("INVALID_ARGUMENT"), 50);
 }
 
+// A loopback port that refuses connections: bound, so that nothing else can
+// take it, but not listening.
+class RefusingPort {
+ public:
+  RefusingPort() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof(address);
+    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&address), size) != 0 ||
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
+      ADD_FAILURE() << "no loopback port: " << std::strerror(errno);
+    }
+    port_ = ntohs(address.sin_port);
+  }
+  ~RefusingPort() {
+    if (fd_ >= 0) close(fd_);
+  }
+  RefusingPort(const RefusingPort&) = delete;
+  RefusingPort& operator=(const RefusingPort&) = delete;
+
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
 TEST_F(LoadgenTest, RefusesBadOptionsAndUnreachableTargets) {
+  const double kNaN = std::numeric_limits<double>::quiet_NaN();
+  const struct {
+    const char* field;
+    std::function<void(LoadgenOptions*)> set;
+  } kBad[] = {
+      {"target", [](LoadgenOptions* o) { o->target = ""; }},
+      {"concurrency", [](LoadgenOptions* o) { o->concurrency = 0; }},
+      {"concurrency", [](LoadgenOptions* o) { o->concurrency = 100001; }},
+      {"qps", [](LoadgenOptions* o) { o->qps = -1; }},
+      {"qps", [&](LoadgenOptions* o) { o->qps = kNaN; }},
+      {"qps", [](LoadgenOptions* o) { o->qps = 1e-6; }},
+      {"qps", [](LoadgenOptions* o) { o->qps = 1e9; }},
+      {"requests", [](LoadgenOptions* o) { o->requests = -1; }},
+      {"duration_s", [](LoadgenOptions* o) { o->duration_s = -1; }},
+      {"duration_s", [&](LoadgenOptions* o) { o->duration_s = kNaN; }},
+      {"duration_s", [](LoadgenOptions* o) {
+         o->duration_s = std::numeric_limits<double>::infinity();
+       }},
+      {"duration_s", [](LoadgenOptions* o) {
+         o->duration_s = 0;
+         o->requests = 0;
+       }},
+      {"warmup_s", [](LoadgenOptions* o) { o->warmup_s = -0.5; }},
+      {"warmup_s", [&](LoadgenOptions* o) { o->warmup_s = kNaN; }},
+      {"warmup_s", [](LoadgenOptions* o) { o->warmup_s = 1e7; }},
+      {"count", [](LoadgenOptions* o) { o->count = -1; }},
+      {"count", [](LoadgenOptions* o) { o->count = 1000001; }},
+      {"exclude", [](LoadgenOptions* o) { o->exclude = -1; }},
+      {"exclude", [](LoadgenOptions* o) { o->exclude = 1000001; }},
+      {"deadline_ms", [](LoadgenOptions* o) { o->deadline_ms = 0; }},
+      {"deadline_ms", [](LoadgenOptions* o) { o->deadline_ms = 3600001; }},
+      {"cold_fraction", [](LoadgenOptions* o) { o->cold_fraction = -0.1; }},
+      {"cold_fraction", [](LoadgenOptions* o) { o->cold_fraction = 1.5; }},
+      {"cold_fraction", [&](LoadgenOptions* o) { o->cold_fraction = kNaN; }},
+      {"serving_timeout_s", [](LoadgenOptions* o) { o->serving_timeout_s = 0; }},
+      {"serving_timeout_s", [&](LoadgenOptions* o) { o->serving_timeout_s = kNaN; }},
+      {"serving_timeout_s", [](LoadgenOptions* o) { o->serving_timeout_s = 1e7; }},
+  };
+  for (const auto& bad : kBad) {
+    LoadgenOptions o = Options();
+    bad.set(&o);
+    const absl::Status status = RunLoadgen(o).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad.field << ": " << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(bad.field));
+  }
+
+  // The edges are fine: count 0 is sent (and refused by the server).
+  LoadgenOptions edges = Options();
+  edges.requests = 5;
+  edges.duration_s = 0;
+  edges.warmup_s = 0;
+  edges.count = 0;
+  edges.cold_fraction = 1;
+  auto report = RunLoadgen(edges);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->errors["INVALID_ARGUMENT"], 5);
+
+  // Nothing listens: Unavailable once serving_timeout_s has passed.
+  RefusingPort refusing;
   LoadgenOptions o = Options();
-  o.concurrency = 0;
-  EXPECT_EQ(RunLoadgen(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.target = absl::StrCat("127.0.0.1:", refusing.port());
+  o.serving_timeout_s = 0.3;
+  const absl::Time start = absl::Now();
+  const absl::Status status = RunLoadgen(o).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("not SERVING"));
+  EXPECT_GE(absl::Now() - start, absl::Seconds(0.3));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 
 }  // namespace
