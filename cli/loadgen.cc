@@ -28,10 +28,12 @@ using Clock = std::chrono::steady_clock;
 
 // The state of one run.
 //
-// LIFETIME. gRPC must never be the one to destroy the stub or the channel:
-// destroying a channel from inside one of its own completion callbacks frees
-// its callback completion queue while gRPC is still using it (a double free
-// in grpc_cq_internal_unref, heap corruption in release builds). So:
+// LIFETIME. gRPC must never be the one to destroy the stub or the channel. A
+// grpc::Channel holds a reference on the gRPC library: destroyed inside one
+// of gRPC's completion callbacks, it can drop the process's last one and shut
+// gRPC down from that thread while gRPC is still using it there (a double
+// free in grpc_cq_internal_unref under ASan, heap corruption in release
+// builds). So:
 //  - The stub and the channel belong to RunLoadgen's frame, never to the
 //    Driver, and die there after Run() returns.
 //  - Every call is owned by a CallHold, which the completion functor given
