@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <random>
 #include <thread>
@@ -24,7 +24,7 @@
 namespace feedrank {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 // The state of one run.
 //
@@ -55,14 +55,14 @@ class Driver : public std::enable_shared_from_this<Driver> {
 
   // Runs the load; returns when no call of the run is left. Call once.
   LoadgenReport Run() ABSL_LOCKS_EXCLUDED(mu_) {
-    start_ = Clock::now();
+    start_ = SteadyClock::now();
     measure_from_ = start_ + ToDuration(options_.warmup_s);
     end_ = measure_from_ + ToDuration(options_.duration_s);
     if (options_.qps > 0) {
       RunOpenLoop();
     } else {
       for (int i = 0; i < options_.concurrency; ++i) {
-        if (!Issue(Clock::now())) break;
+        if (!Issue(SteadyClock::now())) break;
       }
     }
     absl::MutexLock lock(&mu_);
@@ -78,7 +78,7 @@ class Driver : public std::enable_shared_from_this<Driver> {
     grpc::ClientContext context;
     v1::RankFeedRequest request;
     v1::RankFeedResponse response;
-    Clock::time_point scheduled;
+    SteadyClock::time_point scheduled;
   };
 
   // Owns one call from its reservation until gRPC lets go of its completion
@@ -103,18 +103,18 @@ class Driver : public std::enable_shared_from_this<Driver> {
     std::unique_ptr<Call> call_;
   };
 
-  static Clock::duration ToDuration(double seconds) {
-    return std::chrono::duration_cast<Clock::duration>(
+  static SteadyClock::duration ToDuration(double seconds) {
+    return std::chrono::duration_cast<SteadyClock::duration>(
         std::chrono::duration<double>(seconds));
   }
 
-  bool ShouldStop(Clock::time_point scheduled) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  bool ShouldStop(SteadyClock::time_point scheduled) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (scheduled >= end_) return true;
     return options_.requests > 0 && started_measured_ >= options_.requests;
   }
 
   // Reserves and starts one call; false when the run is over.
-  bool Issue(Clock::time_point scheduled) ABSL_LOCKS_EXCLUDED(mu_) {
+  bool Issue(SteadyClock::time_point scheduled) ABSL_LOCKS_EXCLUDED(mu_) {
     std::shared_ptr<CallHold> hold;
     {
       absl::MutexLock lock(&mu_);
@@ -128,7 +128,7 @@ class Driver : public std::enable_shared_from_this<Driver> {
   // Counts a call in flight, fills its request and takes its hold; null (and
   // the run marked stopped) when the run is over. The caller must release mu_
   // before it lets go of the hold.
-  std::shared_ptr<CallHold> ReserveLocked(Clock::time_point scheduled)
+  std::shared_ptr<CallHold> ReserveLocked(SteadyClock::time_point scheduled)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (stopped_ || ShouldStop(scheduled)) {
       stopped_ = true;
@@ -172,7 +172,7 @@ class Driver : public std::enable_shared_from_this<Driver> {
 
   // The completion of `call` (whose hold is still counted).
   void Done(const Call& call, const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
-    const Clock::time_point now = Clock::now();
+    const SteadyClock::time_point now = SteadyClock::now();
     std::shared_ptr<CallHold> next;
     {
       absl::MutexLock lock(&mu_);
@@ -187,7 +187,7 @@ class Driver : public std::enable_shared_from_this<Driver> {
       }
       --in_flight_;
       // Closed loop: the next call takes this one's slot.
-      if (options_.qps == 0) next = ReserveLocked(Clock::now());
+      if (options_.qps == 0) next = ReserveLocked(SteadyClock::now());
     }
     if (next != nullptr) Start(std::move(next));
   }
@@ -203,7 +203,7 @@ class Driver : public std::enable_shared_from_this<Driver> {
   // flight is not sent and counts as CLIENT_OVERFLOW.
   void RunOpenLoop() ABSL_LOCKS_EXCLUDED(mu_) {
     for (int64_t n = 0;; ++n) {
-      const Clock::time_point scheduled = start_ + ToDuration(n / options_.qps);
+      const SteadyClock::time_point scheduled = start_ + ToDuration(n / options_.qps);
       // A call due after the end stops the run (ReserveLocked): no waiting.
       if (scheduled < end_) std::this_thread::sleep_until(scheduled);
       std::shared_ptr<CallHold> hold;
@@ -229,7 +229,7 @@ class Driver : public std::enable_shared_from_this<Driver> {
     report.ok = static_cast<int64_t>(latencies_ms_.size());
     report.degraded = degraded_;
     report.errors = errors_;
-    const Clock::time_point stop = std::min(Clock::now(), end_);
+    const SteadyClock::time_point stop = std::min(SteadyClock::now(), end_);
     report.seconds = std::chrono::duration<double>(stop - measure_from_).count();
     report.qps = report.seconds > 0 ? report.ok / report.seconds : 0;
     std::vector<double> l = latencies_ms_;
@@ -254,7 +254,7 @@ class Driver : public std::enable_shared_from_this<Driver> {
   const LoadgenOptions options_;
   v1::FeedRanker::Stub* const stub_;  // not owned; see LIFETIME
   // Written by Run() before the first call starts; read-only after.
-  Clock::time_point start_, measure_from_, end_;
+  SteadyClock::time_point start_, measure_from_, end_;
 
   absl::Mutex mu_;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
@@ -286,7 +286,8 @@ absl::Status Validate(const LoadgenOptions& o) {
         absl::StrCat("qps: ", o.qps, " is neither 0 (closed loop) nor in [0.001, 1e6]"));
   }
   if (o.requests < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("requests: ", o.requests, " is negative"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("requests: ", o.requests, " is negative"));
   }
   RETURN_IF_ERROR(in_range("duration_s", o.duration_s, 0.0, 1e6));
   if (o.duration_s == 0 && o.requests == 0) {
@@ -299,8 +300,8 @@ absl::Status Validate(const LoadgenOptions& o) {
   RETURN_IF_ERROR(in_range("deadline_ms", o.deadline_ms, 1, 3600000));
   RETURN_IF_ERROR(in_range("cold_fraction", o.cold_fraction, 0.0, 1.0));
   if (!(o.serving_timeout_s > 0 && o.serving_timeout_s <= 1e6)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "serving_timeout_s: ", o.serving_timeout_s, " is outside (0, 1e6]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("serving_timeout_s: ", o.serving_timeout_s, " is outside (0, 1e6]"));
   }
   return absl::OkStatus();
 }

@@ -70,10 +70,12 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
   for (size_t layer = 0; layer < o.hidden.size(); ++layer) {
     // Units 2e and 2e+1 of every hidden layer carry planted effect e (see
     // the MLP below), so each layer needs a pair per effect.
-    if (o.hidden[layer] < kMinSynthHiddenWidth || o.hidden[layer] > kMaxSynthHiddenWidth) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "hidden: layer ", layer, " has ", o.hidden[layer], " units; every layer needs ",
-          kMinSynthHiddenWidth, " to ", kMaxSynthHiddenWidth, " (two per planted effect)"));
+    if (o.hidden[layer] < kMinSynthHiddenWidth ||
+        o.hidden[layer] > kMaxSynthHiddenWidth) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("hidden: layer ", layer, " has ", o.hidden[layer],
+                       " units; every layer needs ", kMinSynthHiddenWidth, " to ",
+                       kMaxSynthHiddenWidth, " (two per planted effect)"));
     }
   }
   const int d = o.dim;
@@ -253,8 +255,8 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
       effect_column[e] = static_cast<int>(
           std::find(columns.begin(), columns.end(), kEffects[e].group) - columns.begin());
       if (effect_column[e] >= width) {
-        return absl::InternalError(
-            absl::StrCat("planted effect '", kEffects[e].group, "' is not a feature column"));
+        return absl::InternalError(absl::StrCat("planted effect '", kEffects[e].group,
+                                                "' is not a feature column"));
       }
     }
   }

@@ -23,7 +23,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-
 #include "server/feed_server.h"
 #include "tests/test_util.h"
 
@@ -181,8 +180,8 @@ class LoadgenAloneTest : public ::testing::Test {
     while (!std::filesystem::exists(dir_.Sub("port")) && absl::Now() < give_up) {
       absl::SleepFor(absl::Milliseconds(20));
     }
-    ASSERT_TRUE(std::filesystem::exists(dir_.Sub("port")))
-        << "no server; its log:\n" << testing::ReadFile(log);
+    ASSERT_TRUE(std::filesystem::exists(dir_.Sub("port"))) << "no server; its log:\n"
+                                                           << testing::ReadFile(log);
     target_ = absl::StrCat("127.0.0.1:", testing::ReadFile(dir_.Sub("port")));
   }
 
@@ -281,10 +280,12 @@ TEST_F(LoadgenTest, RefusesBadOptionsAndUnreachableTargets) {
       {"requests", [](LoadgenOptions* o) { o->requests = -1; }},
       {"duration_s", [](LoadgenOptions* o) { o->duration_s = -1; }},
       {"duration_s", [&](LoadgenOptions* o) { o->duration_s = kNaN; }},
-      {"duration_s", [](LoadgenOptions* o) {
+      {"duration_s",
+       [](LoadgenOptions* o) {
          o->duration_s = std::numeric_limits<double>::infinity();
        }},
-      {"duration_s", [](LoadgenOptions* o) {
+      {"duration_s",
+       [](LoadgenOptions* o) {
          o->duration_s = 0;
          o->requests = 0;
        }},
@@ -308,7 +309,8 @@ TEST_F(LoadgenTest, RefusesBadOptionsAndUnreachableTargets) {
     LoadgenOptions o = Options();
     bad.set(&o);
     const absl::Status status = RunLoadgen(o).status();
-    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad.field << ": " << status;
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument)
+        << bad.field << ": " << status;
     EXPECT_THAT(std::string(status.message()), HasSubstr(bad.field));
   }
 
