@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -178,6 +179,11 @@ class LoadgenAloneTest : public ::testing::Test {
 
     const absl::Time give_up = absl::Now() + absl::Seconds(30);
     while (!std::filesystem::exists(dir_.Sub("port")) && absl::Now() < give_up) {
+      int status;
+      if (waitpid(child_, &status, WNOHANG) == child_) {
+        child_ = 0;
+        FAIL() << "server exited; its log:\n" << testing::ReadFile(log);
+      }
       absl::SleepFor(absl::Milliseconds(20));
     }
     ASSERT_TRUE(std::filesystem::exists(dir_.Sub("port"))) << "no server; its log:\n"
@@ -187,12 +193,20 @@ class LoadgenAloneTest : public ::testing::Test {
 
   void TearDown() override {
     if (stdin_ >= 0) close(stdin_);  // the child's cue to stop
-    if (child_ > 0) {
-      int status = 0;
-      EXPECT_EQ(waitpid(child_, &status, 0), child_);
-      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-          << "server: " << testing::ReadFile(dir_.Sub("server.log"));
+    if (child_ <= 0) return;
+    int status = 0;
+    const absl::Time give_up = absl::Now() + absl::Seconds(30);
+    while (waitpid(child_, &status, WNOHANG) == 0) {
+      if (absl::Now() > give_up) {
+        ADD_FAILURE() << "server did not stop; killing it";
+        kill(child_, SIGKILL);
+        waitpid(child_, &status, 0);
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
     }
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "server: " << testing::ReadFile(dir_.Sub("server.log"));
   }
 
   testing::TempDir dir_;
