@@ -5,14 +5,18 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <memory>
 #include <random>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "base/status_macros.h"
 #include "cli/client.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
 #include "server/feed_server.h"
@@ -22,29 +26,50 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// Shared with every call's completion callback, which keeps it alive.
+// The state of one run.
+//
+// LIFETIME. gRPC must never be the one to destroy the stub or the channel. A
+// grpc::Channel holds a reference on the gRPC library: destroyed inside one
+// of gRPC's completion callbacks, it can drop the process's last one and shut
+// gRPC down from that thread while gRPC is still using it there (a double
+// free in grpc_cq_internal_unref under ASan, heap corruption in release
+// builds). So:
+//  - The stub and the channel belong to RunLoadgen's frame, never to the
+//    Driver, and die there after Run() returns.
+//  - Every call is owned by a CallHold, which the completion functor given
+//    to gRPC owns. gRPC destroys the functor's last copy after the callback
+//    has returned and after its own last use of the call; only then does the
+//    hold (after destroying the call's context) count itself out.
+//  - A hold is only ever taken by Run()'s thread before it starts waiting, or
+//    by a completion whose own hold is still counted. So once Run() sees no
+//    hold left, no call of the run exists and none can start: gRPC holds no
+//    callback of ours, and the stub and channel may go.
+//  - The Driver itself is shared by Run()'s thread and every hold, so it
+//    (with its mutex) dies with the last of them, after every thread has left
+//    the mutex. It owns no gRPC object, so that may be a gRPC thread.
 class Driver : public std::enable_shared_from_this<Driver> {
  public:
-  Driver(const LoadgenOptions& options, std::shared_ptr<grpc::Channel> channel)
-      : options_(options),
-        stub_(v1::FeedRanker::NewStub(channel)),
-        rng_(options.seed) {}
+  // REQUIRES: `stub` outlives Run().
+  Driver(const LoadgenOptions& options, v1::FeedRanker::Stub* stub)
+      : options_(options), stub_(stub), rng_(options.seed) {}
 
-  LoadgenReport Run() {
+  // Runs the load; returns when no call of the run is left. Call once.
+  LoadgenReport Run() ABSL_LOCKS_EXCLUDED(mu_) {
     start_ = SteadyClock::now();
     measure_from_ = start_ + ToDuration(options_.warmup_s);
     end_ = measure_from_ + ToDuration(options_.duration_s);
     if (options_.qps > 0) {
       RunOpenLoop();
     } else {
-      for (int i = 0; i < options_.concurrency; ++i) Issue(SteadyClock::now());
+      for (int i = 0; i < options_.concurrency; ++i) {
+        if (!Issue(SteadyClock::now())) break;
+      }
     }
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
-        +[](Driver* d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(d->mu_) {
-          return d->in_flight_ == 0 && (d->stopped_ || d->options_.qps > 0);
-        },
+        +[](Driver* d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(d->mu_) { return d->holds_ == 0; },
         this));
+    stopped_ = true;  // no hold is left to reserve another call; say so
     return Summarize();
   }
 
@@ -56,34 +81,56 @@ class Driver : public std::enable_shared_from_this<Driver> {
     SteadyClock::time_point scheduled;
   };
 
+  // Owns one call from its reservation until gRPC lets go of its completion
+  // functor; counted in holds_ (by ReserveLocked) for exactly that long.
+  // Never destroyed with mu_ held: its destructor takes it.
+  class CallHold {
+   public:
+    CallHold(std::shared_ptr<Driver> driver, std::unique_ptr<Call> call)
+        : driver_(std::move(driver)), call_(std::move(call)) {}
+    CallHold(const CallHold&) = delete;
+    CallHold& operator=(const CallHold&) = delete;
+    ~CallHold() {
+      call_.reset();  // the context first: no call outlives its hold
+      driver_->Release();
+    }  // driver_ last: the Driver outlives Release()'s unlock
+
+    Call& call() { return *call_; }
+    Driver& driver() { return *driver_; }
+
+   private:
+    const std::shared_ptr<Driver> driver_;
+    std::unique_ptr<Call> call_;
+  };
+
   static SteadyClock::duration ToDuration(double seconds) {
     return std::chrono::duration_cast<SteadyClock::duration>(
         std::chrono::duration<double>(seconds));
   }
 
-  bool ShouldStop(SteadyClock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (now >= end_) return true;
+  bool ShouldStop(SteadyClock::time_point scheduled) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (scheduled >= end_) return true;
     return options_.requests > 0 && started_measured_ >= options_.requests;
   }
 
-  // Starts one call; returns false when the run is over.
-  bool Issue(SteadyClock::time_point scheduled) {
-    std::unique_ptr<Call> call;
+  // Reserves and starts one call; false when the run is over.
+  bool Issue(SteadyClock::time_point scheduled) ABSL_LOCKS_EXCLUDED(mu_) {
+    std::shared_ptr<CallHold> hold;
     {
       absl::MutexLock lock(&mu_);
-      call = ReserveLocked(scheduled);
+      hold = ReserveLocked(scheduled);
     }
-    if (call == nullptr) return false;
-    Start(std::move(call));
+    if (hold == nullptr) return false;
+    Start(std::move(hold));
     return true;
   }
 
-  // Counts a call in flight and fills its request; null (and the run marked
-  // stopped) when the run is over. While a reserved call is in flight, Run()
-  // cannot return, so the Driver outlives Start().
-  std::unique_ptr<Call> ReserveLocked(SteadyClock::time_point scheduled)
+  // Counts a call in flight, fills its request and takes its hold; null (and
+  // the run marked stopped) when the run is over. The caller must release mu_
+  // before it lets go of the hold.
+  std::shared_ptr<CallHold> ReserveLocked(SteadyClock::time_point scheduled)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (stopped_ || ShouldStop(SteadyClock::now())) {
+    if (stopped_ || ShouldStop(scheduled)) {
       stopped_ = true;
       return nullptr;
     }
@@ -92,16 +139,19 @@ class Driver : public std::enable_shared_from_this<Driver> {
     if (scheduled >= measure_from_) ++started_measured_;
     FillRequest(&call->request);
     call->scheduled = scheduled;
-    return call;
+    ++holds_;  // given back by ~CallHold
+    return std::make_shared<CallHold>(shared_from_this(), std::move(call));
   }
 
-  void Start(std::unique_ptr<Call> call) {
-    call->context.set_deadline(std::chrono::system_clock::now() +
-                               std::chrono::milliseconds(options_.deadline_ms));
-    Call* raw = call.release();
-    stub_->async()->RankFeed(&raw->context, &raw->request, &raw->response,
-                             [self = shared_from_this(), raw](grpc::Status status) {
-                               self->Done(raw, status);
+  // Hands the call to gRPC. The functor owns the hold; std::function copies
+  // share it, so it dies with the copy gRPC destroys last.
+  void Start(std::shared_ptr<CallHold> hold) ABSL_LOCKS_EXCLUDED(mu_) {
+    Call& call = hold->call();
+    call.context.set_deadline(std::chrono::system_clock::now() +
+                              std::chrono::milliseconds(options_.deadline_ms));
+    stub_->async()->RankFeed(&call.context, &call.request, &call.response,
+                             [hold = std::move(hold)](grpc::Status status) {
+                               hold->driver().Done(hold->call(), status);
                              });
   }
 
@@ -120,54 +170,56 @@ class Driver : public std::enable_shared_from_this<Driver> {
     }
   }
 
-  void Done(Call* call, const grpc::Status& status) {
+  // The completion of `call` (whose hold is still counted).
+  void Done(const Call& call, const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
     const SteadyClock::time_point now = SteadyClock::now();
-    const bool open_loop = options_.qps > 0;
-    std::unique_ptr<Call> next;
+    std::shared_ptr<CallHold> next;
     {
       absl::MutexLock lock(&mu_);
-      if (call->scheduled >= measure_from_) {
+      if (call.scheduled >= measure_from_) {
         if (status.ok()) {
           latencies_ms_.push_back(
-              std::chrono::duration<double, std::milli>(now - call->scheduled).count());
-          if (call->response.degraded()) ++degraded_;
+              std::chrono::duration<double, std::milli>(now - call.scheduled).count());
+          if (call.response.degraded()) ++degraded_;
         } else {
           ++errors_[CodeName(status.error_code())];
         }
       }
-      // Closed loop: the next call takes this one's slot before the count
-      // can reach zero.
-      if (!open_loop) next = ReserveLocked(SteadyClock::now());
       --in_flight_;
+      // Closed loop: the next call takes this one's slot.
+      if (options_.qps == 0) next = ReserveLocked(SteadyClock::now());
     }
-    // Once the lock is released with nothing in flight, Run() may return and
-    // destroy this Driver: only `next` (which keeps it alive) may use it.
-    delete call;
     if (next != nullptr) Start(std::move(next));
   }
 
-  void RunOpenLoop() {
-    const SteadyClock::duration interval = ToDuration(1.0 / options_.qps);
-    SteadyClock::time_point next = start_;
-    while (true) {
-      std::this_thread::sleep_until(next);
+  // The last use of the Driver by a hold, whose count it gives back.
+  void Release() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    --holds_;
+  }
+
+  // Call n is scheduled at start + n / qps (no drift from rounding the
+  // interval); a call whose time comes while `concurrency` calls are in
+  // flight is not sent and counts as CLIENT_OVERFLOW.
+  void RunOpenLoop() ABSL_LOCKS_EXCLUDED(mu_) {
+    for (int64_t n = 0;; ++n) {
+      const SteadyClock::time_point scheduled = start_ + ToDuration(n / options_.qps);
+      // A call due after the end stops the run (ReserveLocked): no waiting.
+      if (scheduled < end_) std::this_thread::sleep_until(scheduled);
+      std::shared_ptr<CallHold> hold;
       {
         absl::MutexLock lock(&mu_);
-        if (ShouldStop(next)) {
-          stopped_ = true;
-          break;
-        }
-        if (in_flight_ >= options_.concurrency) {
-          if (next >= measure_from_) {
+        if (in_flight_ >= options_.concurrency && !ShouldStop(scheduled)) {
+          if (scheduled >= measure_from_) {
             ++started_measured_;
             ++errors_["CLIENT_OVERFLOW"];
           }
-          next += interval;
           continue;
         }
+        hold = ReserveLocked(scheduled);
       }
-      if (!Issue(next)) break;
-      next += interval;
+      if (hold == nullptr) return;
+      Start(std::move(hold));
     }
   }
 
@@ -200,12 +252,16 @@ class Driver : public std::enable_shared_from_this<Driver> {
   }
 
   const LoadgenOptions options_;
-  std::unique_ptr<v1::FeedRanker::Stub> stub_;
+  v1::FeedRanker::Stub* const stub_;  // not owned; see LIFETIME
+  // Written by Run() before the first call starts; read-only after.
   SteadyClock::time_point start_, measure_from_, end_;
 
   absl::Mutex mu_;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  // Calls sent and not yet completed (the open-loop cap).
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // Live CallHolds: calls gRPC may still hold a callback of. >= in_flight_.
+  int holds_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   // Calls started (or dropped, open loop) after the warm-up.
   int64_t started_measured_ ABSL_GUARDED_BY(mu_) = 0;
@@ -214,31 +270,60 @@ class Driver : public std::enable_shared_from_this<Driver> {
   std::map<std::string, int64_t> errors_ ABSL_GUARDED_BY(mu_);
 };
 
+// Each bound on a number of seconds keeps every time point of a run far from
+// the clock's range; the qps floor keeps the gap between calls within it.
+absl::Status Validate(const LoadgenOptions& o) {
+  if (o.target.empty()) return absl::InvalidArgumentError("target is empty");
+  auto in_range = [](const char* field, auto value, auto lo, auto hi) {
+    // Written so that NaN fails.
+    if (value >= lo && value <= hi) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", value, " is outside [", lo, ", ", hi, "]"));
+  };
+  RETURN_IF_ERROR(in_range("concurrency", o.concurrency, 1, 100000));
+  if (o.qps != 0 && !(o.qps >= 0.001 && o.qps <= 1e6)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("qps: ", o.qps, " is neither 0 (closed loop) nor in [0.001, 1e6]"));
+  }
+  if (o.requests < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("requests: ", o.requests, " is negative"));
+  }
+  RETURN_IF_ERROR(in_range("duration_s", o.duration_s, 0.0, 1e6));
+  if (o.duration_s == 0 && o.requests == 0) {
+    return absl::InvalidArgumentError(
+        "duration_s and requests are both 0 (no limit): the run would never end");
+  }
+  RETURN_IF_ERROR(in_range("warmup_s", o.warmup_s, 0.0, 1e6));
+  RETURN_IF_ERROR(in_range("count", o.count, 0, 1000000));
+  RETURN_IF_ERROR(in_range("exclude", o.exclude, 0, 1000000));
+  RETURN_IF_ERROR(in_range("deadline_ms", o.deadline_ms, 1, 3600000));
+  RETURN_IF_ERROR(in_range("cold_fraction", o.cold_fraction, 0.0, 1.0));
+  if (!(o.serving_timeout_s > 0 && o.serving_timeout_s <= 1e6)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("serving_timeout_s: ", o.serving_timeout_s, " is outside (0, 1e6]"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
-  if (options.target.empty()) return absl::InvalidArgumentError("target is empty");
-  if (options.concurrency < 1 || options.concurrency > 100000) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("concurrency: ", options.concurrency, " is outside [1, 100000]"));
-  }
-  if (options.qps < 0) return absl::InvalidArgumentError("qps must be >= 0");
-  if (options.duration_s <= 0 && options.requests <= 0) {
-    return absl::InvalidArgumentError("need a positive duration or request count");
-  }
-  if (options.deadline_ms < 1) return absl::InvalidArgumentError("deadline_ms must be >= 1");
+  RETURN_IF_ERROR(Validate(options));
   LoadgenOptions o = options;
-  if (o.duration_s <= 0) o.duration_s = 1e9;
+  if (o.duration_s == 0) o.duration_s = 1e9;  // requests > 0 ends the run
   grpc::ChannelArguments args;
   // One connection per loadgen, like one backend client; avoid the channel
   // being shared with another test channel in-process.
   args.SetInt("grpc.use_local_subchannel_pool", 1);
-  auto channel = grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(),
-                                           args);
-  absl::Status ready = WaitForServing(channel, kRankerServiceName, absl::Seconds(30));
+  // Declared before the Driver runs, so destroyed here after it: see LIFETIME.
+  const std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(), args);
+  absl::Status ready =
+      WaitForServing(channel, kRankerServiceName, absl::Seconds(o.serving_timeout_s));
   if (!ready.ok()) return absl::UnavailableError(ready.message());
-  auto driver = std::make_shared<Driver>(o, channel);
-  return driver->Run();
+  const std::unique_ptr<v1::FeedRanker::Stub> stub = v1::FeedRanker::NewStub(channel);
+  return std::make_shared<Driver>(o, stub.get())->Run();
 }
 
 std::string FormatReport(const LoadgenReport& r) {

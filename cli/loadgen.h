@@ -14,30 +14,40 @@
 
 namespace feedrank {
 
+// Every field is checked by RunLoadgen (InvalidArgument naming the field).
 struct LoadgenOptions {
-  std::string target;
+  std::string target;  // host:port; must not be empty
   // Calls in flight (closed loop), or the cap on calls in flight (open loop;
   // beyond it a scheduled call is counted as "client overflow").
+  // In [1, 100000].
   int concurrency = 16;
-  // Open-loop rate; 0 = closed loop.
+  // Open-loop rate; 0 = closed loop. 0 or in [0.001, 1e6].
   double qps = 0;
-  // Stop after this many measured calls (0 = no limit) or this many seconds,
-  // whichever comes first.
+  // Stop after this many measured calls (0 = no limit) or this many seconds
+  // (0 = no limit), whichever comes first; at least one of them must be set.
+  // requests >= 0; duration_s in [0, 1e6].
   int64_t requests = 0;
   double duration_s = 10;
-  // Calls before this many seconds are not measured.
+  // Calls scheduled before this many seconds are not measured. In [0, 1e6].
   double warmup_s = 1;
+  // Page size asked for. In [0, 1000000]: 0, or more than the server's
+  // max_count, measures how fast the server refuses calls.
   int count = 20;
-  int exclude = 0;  // random exclude ids per request
+  // Random exclude ids per request. In [0, 1000000].
+  int exclude = 0;
+  // Per-call deadline. In [1, 3600000].
   int deadline_ms = 1000;
   // Users to ask for (e.g. from a bundle's user_ids.npy); empty = random ids
   // (all cold start).
   std::vector<uint64_t> users;
   // Videos to draw exclude ids from; empty = random ids.
   std::vector<uint64_t> videos;
-  // Share of requests for unknown users.
+  // Share of requests for unknown users. In [0, 1].
   double cold_fraction = 0;
   uint64_t seed = 1;
+  // How long to wait for the target to report SERVING before the run starts.
+  // In (0, 1e6].
+  double serving_timeout_s = 30;
 };
 
 struct LoadgenReport {
@@ -51,9 +61,13 @@ struct LoadgenReport {
   LoadgenOptions options;
 };
 
-// Runs the load; returns once it is done and every call has finished.
-// Errors: InvalidArgument for bad options; Unavailable when the target never
-// reports SERVING within 30 s.
+// Runs the load; returns once it is done and gRPC holds no call or callback
+// of the run. Every gRPC object of the run (channel, stub, contexts) is
+// destroyed before it returns, the channel and stub on the calling thread.
+// Thread-safe; concurrent runs each use their own channel.
+// Errors: InvalidArgument for bad options (the message names the field);
+// Unavailable when the target does not report SERVING within
+// options.serving_timeout_s.
 absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options);
 
 // Human-readable report (several lines) and a one-line JSON object.

@@ -31,6 +31,8 @@ constexpr Effect kEffects[] = {
     {"log_creator_popularity", {0.1f, 0.1f, 0.2f, 0.4f, 0.1f, 0.1f}},
 };
 constexpr float kBaseLogit[6] = {-0.8f, -1.3f, -2.5f, -4.5f, -4.0f, -4.8f};
+static_assert(2 * std::size(kEffects) == kMinSynthHiddenWidth,
+              "a hidden layer carries each planted effect as a ReLU pair");
 
 void Normalize(float* v, int d, float norm) {
   double sq = 0;
@@ -62,10 +64,19 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
   if (!(o.videos_per_creator >= 1)) {
     return absl::InvalidArgumentError("videos_per_creator must be >= 1");
   }
-  if (o.hidden.empty() || o.hidden[0] < 2 * std::size(kEffects) ||
-      o.hidden.back() < 2 * std::size(kEffects)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "hidden: every layer needs at least ", 2 * std::size(kEffects), " units"));
+  if (o.hidden.empty()) {
+    return absl::InvalidArgumentError("hidden: needs at least one layer");
+  }
+  for (size_t layer = 0; layer < o.hidden.size(); ++layer) {
+    // Units 2e and 2e+1 of every hidden layer carry planted effect e (see
+    // the MLP below), so each layer needs a pair per effect.
+    if (o.hidden[layer] < kMinSynthHiddenWidth ||
+        o.hidden[layer] > kMaxSynthHiddenWidth) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("hidden: layer ", layer, " has ", o.hidden[layer],
+                       " units; every layer needs ", kMinSynthHiddenWidth, " to ",
+                       kMaxSynthHiddenWidth, " (two per planted effect)"));
+    }
   }
   const int d = o.dim;
   const int64_t n = o.videos;
@@ -243,6 +254,10 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
     for (int e = 0; e < effects; ++e) {
       effect_column[e] = static_cast<int>(
           std::find(columns.begin(), columns.end(), kEffects[e].group) - columns.begin());
+      if (effect_column[e] >= width) {
+        return absl::InternalError(absl::StrCat("planted effect '", kEffects[e].group,
+                                                "' is not a feature column"));
+      }
     }
   }
   const int heads = static_cast<int>(SynthObjectives().size());

@@ -15,6 +15,11 @@
 
 namespace feedrank {
 
+// Bounds on each hidden layer width of a synthetic model (see
+// SynthOptions::hidden).
+inline constexpr uint32_t kMinSynthHiddenWidth = 10;
+inline constexpr uint32_t kMaxSynthHiddenWidth = 16384;
+
 struct SynthOptions {
   int64_t videos = 100000;
   int64_t users = 10000;
@@ -26,6 +31,10 @@ struct SynthOptions {
   // "Now" of the synthetic world; uploads are up to a year before it.
   // Default 2026-11-01T00:00:00Z.
   int64_t reference_time_ms = 1793491200000;
+  // Hidden layer widths, each in [kMinSynthHiddenWidth, kMaxSynthHiddenWidth]:
+  // every hidden layer passes each planted effect (5 of them) through to the
+  // heads as a pair of ReLU units, so every layer, not only the first and
+  // the last, needs two units per effect.
   std::vector<uint32_t> hidden = {128, 64};
   // Index to build; unset fields get AnnIndex::Build defaults.
   IndexSpec index;

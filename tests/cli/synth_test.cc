@@ -137,10 +137,36 @@ TEST(SynthTest, RefusesBadOptions) {
   options = testing::SmallSynth();
   options.hidden = {4};
   EXPECT_THAT(std::string(Synthesize(options).status().message()), HasSubstr("hidden"));
+  options = testing::SmallSynth();
+  options.hidden = {};
+  EXPECT_THAT(std::string(Synthesize(options).status().message()), HasSubstr("hidden"));
   testing::TempDir dir;
   testing::WriteSmallBundle(testing::SmallSynth(500, 10), dir.Sub("b"));
   absl::Status again = WriteSynthBundle(testing::SmallSynth(500, 10), dir.Sub("b"));
   EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST(SynthTest, EveryHiddenLayerNeedsAPairPerPlantedEffect) {
+  // Every hidden layer carries the planted effects, not only the first and
+  // the last: a narrow middle layer was once written past its end.
+  SynthOptions options = testing::SmallSynth(300, 20);
+  options.dim = 8;
+  options.hidden = {16, 2, 16};
+  absl::Status status = Synthesize(options).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("hidden: layer 1 has 2 units"));
+  options.hidden = {16, kMinSynthHiddenWidth - 1, 16};
+  EXPECT_THAT(std::string(Synthesize(options).status().message()),
+              HasSubstr("hidden: layer 1 has 9 units"));
+  options.hidden = {16, 16, kMaxSynthHiddenWidth + 1};
+  EXPECT_THAT(std::string(Synthesize(options).status().message()),
+              HasSubstr("hidden: layer 2 has"));
+  options.hidden = {kMinSynthHiddenWidth, kMinSynthHiddenWidth, kMinSynthHiddenWidth};
+  auto data = Synthesize(options);
+  ASSERT_TRUE(data.ok()) << data.status();
+  ASSERT_EQ(data->model.weights.size(), 4u);
+  EXPECT_EQ(data->model.weights[1].rows(), kMinSynthHiddenWidth);
+  EXPECT_EQ(data->model.weights[1].cols(), kMinSynthHiddenWidth);
 }
 
 }  // namespace
