@@ -112,13 +112,13 @@ class PosixFileSystem : public FileSystem {
     }
     if (!S_ISREG(st.st_mode)) {
       ::close(fd);
-      return absl::FailedPreconditionError(absl::StrCat(
-          path, ": not a regular file (",
-          S_ISDIR(st.st_mode)    ? "a directory"
-          : S_ISFIFO(st.st_mode) ? "a FIFO"
-          : S_ISSOCK(st.st_mode) ? "a socket"
-                                 : "a device",
-          ")"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": not a regular file (",
+                       S_ISDIR(st.st_mode)    ? "a directory"
+                       : S_ISFIFO(st.st_mode) ? "a FIFO"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "a device",
+                       ")"));
     }
     const int flags = ::fcntl(fd, F_GETFL);
     if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);

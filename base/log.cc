@@ -27,8 +27,7 @@ void LogLine(LogLevel level, absl::string_view message) {
                                                  : 'E';
   std::string line = absl::StrCat(
       std::string(1, tag),
-      absl::FormatTime(" %Y-%m-%dT%H:%M:%E3SZ ", absl::Now(),
-                       absl::UTCTimeZone()),
+      absl::FormatTime(" %Y-%m-%dT%H:%M:%E3SZ ", absl::Now(), absl::UTCTimeZone()),
       message, "\n");
   // One write(2) per line keeps concurrent lines whole.
   ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());

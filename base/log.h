@@ -3,9 +3,8 @@
 #ifndef FEEDRANK_BASE_LOG_H_
 #define FEEDRANK_BASE_LOG_H_
 
-#include "absl/strings/string_view.h"
-
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 
 namespace feedrank {
 

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 
 #include "absl/base/thread_annotations.h"
@@ -40,7 +41,9 @@ class ABSL_LOCKABLE Mutex {
 // Holds a Mutex for its scope.
 class ABSL_SCOPED_LOCKABLE MutexLock {
  public:
-  explicit MutexLock(Mutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) { mu_->Lock(); }
+  explicit MutexLock(Mutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) {
+    mu_->Lock();
+  }
   ~MutexLock() ABSL_UNLOCK_FUNCTION() { mu_->Unlock(); }
   MutexLock(const MutexLock&) = delete;
   MutexLock& operator=(const MutexLock&) = delete;
@@ -75,6 +78,41 @@ class CondVar {
 
  private:
   std::condition_variable cv_;
+};
+
+// A shared_ptr that threads load and replace concurrently: the current
+// snapshot, the current catalogue view. Load() is a copy under a mutex held
+// for the few nanoseconds of a reference-count increment; Store() swaps
+// under it and drops the old value after releasing it, so the last reader of
+// an old value frees it without holding anything.
+//
+// Why not std::atomic<std::shared_ptr<T>>: libstdc++ 12's load() releases
+// its internal lock bit with memory_order_relaxed, so a load followed by a
+// store is formally a data race on the stored pointer, and ThreadSanitizer
+// reports it (harmless on x86, but a report fails the TSan build).
+template <typename T>
+class SharedPtrCell {
+ public:
+  SharedPtrCell() = default;
+  explicit SharedPtrCell(std::shared_ptr<T> value) : value_(std::move(value)) {}
+  SharedPtrCell(const SharedPtrCell&) = delete;
+  SharedPtrCell& operator=(const SharedPtrCell&) = delete;
+
+  std::shared_ptr<T> Load() const {
+    MutexLock lock(&mu_);
+    return value_;
+  }
+  void Store(std::shared_ptr<T> value) {
+    {
+      MutexLock lock(&mu_);
+      value_.swap(value);
+    }
+    // `value` (the old one) is released here, outside the lock.
+  }
+
+ private:
+  mutable Mutex mu_;
+  std::shared_ptr<T> value_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace feedrank

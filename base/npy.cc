@@ -25,8 +25,7 @@ absl::Status Bad(const std::string& path, absl::string_view what) {
 
 // Extracts the value text of `key` from the header dict, e.g. for 'descr'
 // returns "'<f4'".
-absl::StatusOr<std::string> DictValue(const std::string& path,
-                                      absl::string_view dict,
+absl::StatusOr<std::string> DictValue(const std::string& path, absl::string_view dict,
                                       absl::string_view key) {
   const std::string quoted = absl::StrCat("'", key, "'");
   size_t pos = dict.find(quoted);
@@ -60,7 +59,8 @@ struct Header {
 };
 
 // Reads exactly `n` bytes; InvalidArgument `what` when the file ends first.
-absl::Status ReadExactly(ReadableFile& file, void* buf, size_t n, absl::string_view what) {
+absl::Status ReadExactly(ReadableFile& file, void* buf, size_t n,
+                         absl::string_view what) {
   auto got = file.Read(buf, n);
   if (!got.ok()) return got.status();
   if (*got != n) return Bad(file.path(), what);
@@ -72,7 +72,8 @@ absl::StatusOr<Header> ParseHeader(ReadableFile& in) {
   const uint64_t file_size = in.size();
   char prefix[10];
   if (file_size < 10) return Bad(path, "not an .npy file (too short for the npy header)");
-  absl::Status read = ReadExactly(in, prefix, 10, "not an .npy file (too short for the npy header)");
+  absl::Status read =
+      ReadExactly(in, prefix, 10, "not an .npy file (too short for the npy header)");
   if (!read.ok()) return read;
   if (std::memcmp(prefix, kMagic, kMagicLen) != 0) {
     return Bad(path, "not an .npy file (bad magic string)");
@@ -109,8 +110,9 @@ absl::StatusOr<Header> ParseHeader(ReadableFile& in) {
   auto fortran = DictValue(path, dict, "fortran_order");
   if (!fortran.ok()) return fortran.status();
   if (*fortran != "False") {
-    return Bad(path, "Fortran-ordered arrays are not supported; save a "
-                     "C-ordered array (np.ascontiguousarray)");
+    return Bad(path,
+               "Fortran-ordered arrays are not supported; save a "
+               "C-ordered array (np.ascontiguousarray)");
   }
   auto shape = DictValue(path, dict, "shape");
   if (!shape.ok()) return shape.status();
@@ -130,12 +132,30 @@ constexpr bool kIsFloat = std::is_floating_point_v<T>;
 
 }  // namespace
 
-template <> const char* NpyDescr<float>() { return "<f4"; }
-template <> const char* NpyDescr<double>() { return "<f8"; }
-template <> const char* NpyDescr<int32_t>() { return "<i4"; }
-template <> const char* NpyDescr<int64_t>() { return "<i8"; }
-template <> const char* NpyDescr<uint64_t>() { return "<u8"; }
-template <> const char* NpyDescr<uint8_t>() { return "|u1"; }
+template <>
+const char* NpyDescr<float>() {
+  return "<f4";
+}
+template <>
+const char* NpyDescr<double>() {
+  return "<f8";
+}
+template <>
+const char* NpyDescr<int32_t>() {
+  return "<i4";
+}
+template <>
+const char* NpyDescr<int64_t>() {
+  return "<i8";
+}
+template <>
+const char* NpyDescr<uint64_t>() {
+  return "<u8";
+}
+template <>
+const char* NpyDescr<uint8_t>() {
+  return "|u1";
+}
 
 template <typename T>
 absl::StatusOr<NpyArray<T>> ReadNpy(FileSystem& fs, const std::string& path, int rank) {
@@ -151,24 +171,22 @@ absl::StatusOr<NpyArray<T>> ReadNpy(FileSystem& fs, const std::string& path, int
   bool signed_as_unsigned = false;
   if (got != want) {
     if (!got.empty() && got[0] == '>') {
-      return Bad(path, absl::StrCat("big-endian dtype '", got,
-                                    "' is not supported; expected '", want,
-                                    "' (little-endian)"));
+      return Bad(path,
+                 absl::StrCat("big-endian dtype '", got, "' is not supported; expected '",
+                              want, "' (little-endian)"));
     }
     if (std::is_same_v<T, uint64_t> && got == "<i8") {
       signed_as_unsigned = true;
     } else if (std::is_same_v<T, int64_t> && got == "<u8") {
       signed_as_unsigned = true;
     } else {
-      return Bad(path, absl::StrCat("dtype is '", got, "', expected '", want,
-                                    "'"));
+      return Bad(path, absl::StrCat("dtype is '", got, "', expected '", want, "'"));
     }
   }
   if (rank >= 0 && static_cast<int>(header->shape.size()) != rank) {
-    return Bad(path, absl::StrCat("array has ", header->shape.size(),
-                                  " dimensions (shape (",
-                                  absl::StrJoin(header->shape, ", "),
-                                  ")), expected ", rank));
+    return Bad(path,
+               absl::StrCat("array has ", header->shape.size(), " dimensions (shape (",
+                            absl::StrJoin(header->shape, ", "), ")), expected ", rank));
   }
   uint64_t count = 1;
   uint64_t bytes = 0;
@@ -183,14 +201,14 @@ absl::StatusOr<NpyArray<T>> ReadNpy(FileSystem& fs, const std::string& path, int
   }
   const uint64_t available = file_size - header->data_offset;
   if (available < bytes) {
-    return Bad(path, absl::StrCat("truncated: shape (",
-                                  absl::StrJoin(header->shape, ", "), ") needs ",
-                                  bytes, " bytes of data, file has ", available));
+    return Bad(path,
+               absl::StrCat("truncated: shape (", absl::StrJoin(header->shape, ", "),
+                            ") needs ", bytes, " bytes of data, file has ", available));
   }
   if (available > bytes) {
-    return Bad(path, absl::StrCat("has ", available - bytes,
-                                  " bytes after the data for shape (",
-                                  absl::StrJoin(header->shape, ", "), ")"));
+    return Bad(
+        path, absl::StrCat("has ", available - bytes, " bytes after the data for shape (",
+                           absl::StrJoin(header->shape, ", "), ")"));
   }
   NpyArray<T> array;
   array.shape = header->shape;
@@ -203,17 +221,16 @@ absl::StatusOr<NpyArray<T>> ReadNpy(FileSystem& fs, const std::string& path, int
     for (uint64_t i = 0; i < count; ++i) {
       if (!std::isfinite(array.data[i])) {
         return Bad(path, absl::StrCat("element ", i, " (row ",
-                                      i / std::max<int64_t>(1, array.cols()),
-                                      ") is ", array.data[i],
-                                      "; NaN and Inf are not allowed"));
+                                      i / std::max<int64_t>(1, array.cols()), ") is ",
+                                      array.data[i], "; NaN and Inf are not allowed"));
       }
     }
   }
   if (signed_as_unsigned) {
     for (uint64_t i = 0; i < count; ++i) {
       if (static_cast<int64_t>(array.data[i]) < 0) {
-        return Bad(path, absl::StrCat("dtype '", got, "': element ", i,
-                                      " does not fit '", want, "'"));
+        return Bad(path, absl::StrCat("dtype '", got, "': element ", i, " does not fit '",
+                                      want, "'"));
       }
     }
   }
@@ -227,14 +244,14 @@ absl::Status WriteNpy(FileSystem& fs, const std::string& path, absl::Span<const 
   for (int64_t dim : shape) count *= static_cast<uint64_t>(dim);
   if (count != data.size()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": shape (", absl::StrJoin(shape, ", "),
-                     ") does not match ", data.size(), " elements"));
+        absl::StrCat(path, ": shape (", absl::StrJoin(shape, ", "), ") does not match ",
+                     data.size(), " elements"));
   }
   std::string shape_text = absl::StrJoin(shape, ", ");
   if (shape.size() == 1) shape_text += ",";
-  std::string dict = absl::StrCat("{'descr': '", NpyDescr<T>(),
-                                  "', 'fortran_order': False, 'shape': (",
-                                  shape_text, "), }");
+  std::string dict =
+      absl::StrCat("{'descr': '", NpyDescr<T>(), "', 'fortran_order': False, 'shape': (",
+                   shape_text, "), }");
   // Pad with spaces so that magic + header is a multiple of 64 bytes.
   const size_t unpadded = 10 + dict.size() + 1;
   dict.append((64 - unpadded % 64) % 64, ' ');
@@ -253,10 +270,10 @@ absl::Status WriteNpy(FileSystem& fs, const std::string& path, absl::Span<const 
   return WriteFileAtomically(fs, path, {head, body});
 }
 
-#define FEEDRANK_NPY_INSTANTIATE(T)                                          \
+#define FEEDRANK_NPY_INSTANTIATE(T)                                                      \
   template absl::StatusOr<NpyArray<T>> ReadNpy<T>(FileSystem&, const std::string&, int); \
-  template absl::Status WriteNpy<T>(FileSystem&, const std::string&, absl::Span<const T>, \
-                                    const std::vector<int64_t>&);
+  template absl::Status WriteNpy<T>(FileSystem&, const std::string&,                     \
+                                    absl::Span<const T>, const std::vector<int64_t>&);
 FEEDRANK_NPY_INSTANTIATE(float)
 FEEDRANK_NPY_INSTANTIATE(double)
 FEEDRANK_NPY_INSTANTIATE(int32_t)

@@ -30,23 +30,20 @@ inline float DotScalar(const float* a, const float* b, size_t d) {
   return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
-__attribute__((target("avx2,fma"))) inline float DotAvx2(const float* a,
-                                                           const float* b,
-                                                           size_t d) {
+__attribute__((target("avx2,fma"))) inline float DotAvx2(const float* a, const float* b,
+                                                         size_t d) {
   __m256 acc0 = _mm256_setzero_ps();
   __m256 acc1 = _mm256_setzero_ps();
   size_t i = 0;
   for (; i + 16 <= d; i += 16) {
     acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8),
-                           acc1);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
   }
   for (; i + 8 <= d; i += 8) {
     acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
   }
   acc0 = _mm256_add_ps(acc0, acc1);
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc0),
-                        _mm256_extractf128_ps(acc0, 1));
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   float sum = _mm_cvtss_f32(s);
@@ -54,16 +51,15 @@ __attribute__((target("avx2,fma"))) inline float DotAvx2(const float* a,
   return sum;
 }
 
-__attribute__((target("avx512f"))) inline float DotAvx512(const float* a,
-                                                           const float* b,
-                                                           size_t d) {
+__attribute__((target("avx512f"))) inline float DotAvx512(const float* a, const float* b,
+                                                          size_t d) {
   __m512 acc0 = _mm512_setzero_ps();
   __m512 acc1 = _mm512_setzero_ps();
   size_t i = 0;
   for (; i + 32 <= d; i += 32) {
     acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16),
-                           _mm512_loadu_ps(b + i + 16), acc1);
+    acc1 =
+        _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
   }
   for (; i + 16 <= d; i += 16) {
     acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
@@ -93,15 +89,14 @@ inline float Dot(const float* a, const float* b, size_t d) {
 }
 
 // out[i] = Dot(q, rows + i * d, d) for i < n. `rows`: size n * d.
-inline void DotRows(const float* q, const float* rows, size_t n, size_t d,
-                    float* out) {
+inline void DotRows(const float* q, const float* rows, size_t n, size_t d, float* out) {
   for (size_t i = 0; i < n; ++i) out[i] = Dot(q, rows + i * d, d);
 }
 
 // out[i] = Dot(q, base + ids[i] * d, d) for i < n, prefetching the rows a
 // few ids ahead (the rows are scattered in memory).
-inline void DotGather(const float* q, const float* base, const int32_t* ids,
-                      size_t n, size_t d, float* out) {
+inline void DotGather(const float* q, const float* base, const int32_t* ids, size_t n,
+                      size_t d, float* out) {
   constexpr size_t kAhead = 4;
   for (size_t i = 0; i < n && i < kAhead; ++i) {
     __builtin_prefetch(base + static_cast<size_t>(ids[i]) * d);

@@ -10,10 +10,10 @@
 
 // Evaluates `expr` (an absl::Status); returns it from the enclosing function
 // when it is not OK.
-#define RETURN_IF_ERROR(expr)                                 \
-  do {                                                        \
-    ::absl::Status feedrank_status_ = (expr);                 \
-    if (!feedrank_status_.ok()) return feedrank_status_;      \
+#define RETURN_IF_ERROR(expr)                            \
+  do {                                                   \
+    ::absl::Status feedrank_status_ = (expr);            \
+    if (!feedrank_status_.ok()) return feedrank_status_; \
   } while (0)
 
 #define FEEDRANK_CONCAT_INNER_(a, b) a##b
@@ -22,9 +22,8 @@
 // `ASSIGN_OR_RETURN(lhs, rexpr)`: evaluates `rexpr` (an absl::StatusOr<T>);
 // on error returns its status, else moves the value into `lhs`, which may be
 // a declaration (`auto x`) or an existing variable.
-#define ASSIGN_OR_RETURN(lhs, rexpr)                                         \
-  FEEDRANK_ASSIGN_OR_RETURN_IMPL_(FEEDRANK_CONCAT_(feedrank_sor_, __LINE__), \
-                                  lhs, rexpr)
+#define ASSIGN_OR_RETURN(lhs, rexpr) \
+  FEEDRANK_ASSIGN_OR_RETURN_IMPL_(FEEDRANK_CONCAT_(feedrank_sor_, __LINE__), lhs, rexpr)
 #define FEEDRANK_ASSIGN_OR_RETURN_IMPL_(sor, lhs, rexpr) \
   auto sor = (rexpr);                                    \
   if (!sor.ok()) return std::move(sor).status();         \

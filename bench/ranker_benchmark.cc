@@ -69,8 +69,8 @@ std::vector<std::vector<uint64_t>> MakeExcludes(const Catalog& catalog,
   std::vector<Hit> hits;
   std::vector<std::vector<uint64_t>> lists;
   for (int32_t user_row : user_rows) {
-    catalog.index().Search(catalog.user_embedding(user_row), options, RowPredicate(), &scratch,
-                           &hits);
+    catalog.index().Search(catalog.user_embedding(user_row), options, RowPredicate(),
+                           &scratch, &hits);
     std::vector<uint64_t>& ids = lists.emplace_back();
     for (size_t i = 0; i < hits.size() && int(ids.size()) < size / 2; i += 2) {
       ids.push_back(catalog.video_id(hits[i].row));
@@ -165,11 +165,10 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext(
       "ranker_options",
       absl::StrCat(config_path.empty() ? "defaults" : config_path, ": count ", fb::kCount,
-                   ", ann_candidates ",
-                   options->ann_candidates, ", popular ", options->popular_candidates,
-                   ", fresh ", options->fresh_candidates, ", creator_cap ",
-                   options->creator_cap, ", exclude_pushdown_threshold ",
-                   options->exclude_pushdown_threshold));
+                   ", ann_candidates ", options->ann_candidates, ", popular ",
+                   options->popular_candidates, ", fresh ", options->fresh_candidates,
+                   ", creator_cap ", options->creator_cap,
+                   ", exclude_pushdown_threshold ", options->exclude_pushdown_threshold));
   benchmark::AddCustomContext(
       "calibrated_costs", absl::StrFormat("ann %.0f us, scoring %.0f ns/row (medians x2)",
                                           costs.ann_micros, costs.score_ns_per_row));

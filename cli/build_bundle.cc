@@ -45,11 +45,10 @@ absl::Status BuildBundle(const BuildOptions& options) {
   LogInfo("build: %d videos x %d dims, %s index", videos.ids.size(), manifest.dim(),
           spec.type());
   ProgressLog progress("build: index");
-  ASSIGN_OR_RETURN(auto index,
-                   AnnIndex::Build(videos.embeddings.data(),
-                                   static_cast<int64_t>(videos.ids.size()),
-                                   static_cast<int>(manifest.dim()), &spec,
-                                   std::ref(progress), options.threads));
+  ASSIGN_OR_RETURN(auto index, AnnIndex::Build(videos.embeddings.data(),
+                                               static_cast<int64_t>(videos.ids.size()),
+                                               static_cast<int>(manifest.dim()), &spec,
+                                               std::ref(progress), options.threads));
   *manifest.mutable_index() = spec;
   RETURN_IF_ERROR(
       WriteBundle(options.out, manifest, videos, users, model->tensors(), *index));

@@ -6,8 +6,8 @@
 #define FEEDRANK_CLI_CLIENT_H_
 
 #include <grpcpp/generic/generic_stub.h>
-#include <grpcpp/impl/codegen/proto_utils.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
 
 #include <future>
 #include <memory>

@@ -348,7 +348,8 @@ std::string FormatReport(const LoadgenReport& r) {
 
 std::string ReportJson(const LoadgenReport& r) {
   std::vector<std::string> codes;
-  for (const auto& [code, n] : r.errors) codes.push_back(absl::StrFormat("\"%s\":%d", code, n));
+  for (const auto& [code, n] : r.errors)
+    codes.push_back(absl::StrFormat("\"%s\":%d", code, n));
   return absl::StrFormat(
       "{\"target\":\"%s\",\"mode\":\"%s\",\"target_qps\":%.1f,\"concurrency\":%d,"
       "\"ok\":%d,\"degraded\":%d,\"errors\":{%s},\"seconds\":%.3f,\"qps\":%.1f,"

@@ -5,9 +5,9 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
-#include <thread>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -158,7 +158,8 @@ absl::StatusOr<std::vector<uint64_t>> ReadIds(const std::string& dir, const char
 int main(int argc, char** argv) {
   using namespace feedrank;
   CLI::App app{
-      "feedrank: short-video feed ranking (ANN retrieval + multi-task scoring) over gRPC"};
+      "feedrank: short-video feed ranking (ANN retrieval + multi-task scoring) over "
+      "gRPC"};
   app.require_subcommand(1);
 
   // synth
@@ -196,10 +197,12 @@ int main(int argc, char** argv) {
   bool train_no_eval = false;
   auto* train_cmd = app.add_subcommand(
       "train", "Train a bundle from an interaction log (CSV/TSV + column mapping)");
-  train_cmd->add_option("--log", train.log_path, "Interaction log (CSV or TSV with a header)")
+  train_cmd
+      ->add_option("--log", train.log_path, "Interaction log (CSV or TSV with a header)")
       ->required();
-  train_cmd->add_option("--mapping", train_mapping,
-                        "Column mapping, textproto feedrank.v1.LogMapping")
+  train_cmd
+      ->add_option("--mapping", train_mapping,
+                   "Column mapping, textproto feedrank.v1.LogMapping")
       ->required();
   train_cmd->add_option("--out", train.out, "Output bundle directory (must not exist)")
       ->required();
@@ -208,41 +211,51 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--report", train_report, "Write the quality report (markdown)");
   train_cmd->add_option("--holdout-days", train.holdout_days, "Last days held out")
       ->capture_default_str();
-  train_cmd->add_option("--embedding", train.embeddings.method, "Retrieval embeddings: bpr or als")
+  train_cmd
+      ->add_option("--embedding", train.embeddings.method,
+                   "Retrieval embeddings: bpr or als")
       ->check(CLI::IsMember({"als", "bpr"}))
       ->capture_default_str();
   train_cmd->add_option("--dim", train.embeddings.dim, "Embedding dimension")
       ->capture_default_str();
-  train_cmd->add_option("--embedding-epochs", train.embeddings.epochs,
-                        "ALS/BPR epochs (0 = ALS 15, BPR 100)")
+  train_cmd
+      ->add_option("--embedding-epochs", train.embeddings.epochs,
+                   "ALS/BPR epochs (0 = ALS 15, BPR 100)")
       ->capture_default_str();
   train_cmd->add_option("--reg", train.embeddings.reg,
                         "Embedding L2 regularisation (default ALS 0.1, BPR 0.01)");
   train_cmd->add_option("--alpha", train.embeddings.alpha, "ALS confidence weight")
       ->capture_default_str();
-  train_cmd->add_option("--bpr-learning-rate", train.embeddings.learning_rate, "BPR SGD step")
+  train_cmd
+      ->add_option("--bpr-learning-rate", train.embeddings.learning_rate, "BPR SGD step")
       ->capture_default_str();
-  train_cmd->add_option("--epochs", train.mlp.epochs, "Model epochs")->capture_default_str();
+  train_cmd->add_option("--epochs", train.mlp.epochs, "Model epochs")
+      ->capture_default_str();
   train_cmd->add_option("--hidden", train_hidden, "Model hidden widths, comma-separated")
       ->capture_default_str();
   train_cmd->add_option("--batch-size", train.mlp.batch_size, "Model minibatch")
       ->capture_default_str();
   train_cmd->add_option("--learning-rate", train.mlp.learning_rate, "Adam step")
       ->capture_default_str();
-  train_cmd->add_option("--folds", train.folds, "Cross-fitting folds for the model's rows")
+  train_cmd
+      ->add_option("--folds", train.folds, "Cross-fitting folds for the model's rows")
       ->capture_default_str();
-  train_cmd->add_option("--negatives", train.negatives_per_row,
-                        "Sampled non-interacted items per training row")
+  train_cmd
+      ->add_option("--negatives", train.negatives_per_row,
+                   "Sampled non-interacted items per training row")
       ->capture_default_str();
-  train_cmd->add_option("--engage-objective", train.engage_objective,
-                        "Extra head trained on logged vs sampled rows (\"\" = sampled rows "
-                        "are negatives of every binary objective instead)")
+  train_cmd
+      ->add_option("--engage-objective", train.engage_objective,
+                   "Extra head trained on logged vs sampled rows (\"\" = sampled rows "
+                   "are negatives of every binary objective instead)")
       ->capture_default_str();
-  train_cmd->add_option("--utc-offset-minutes", train.utc_offset_minutes,
-                        "The log's users' offset from UTC (local-hour feature)")
+  train_cmd
+      ->add_option("--utc-offset-minutes", train.utc_offset_minutes,
+                   "The log's users' offset from UTC (local-hour feature)")
       ->capture_default_str();
-  train_cmd->add_option("--index", train.index_type,
-                        "Index type: auto (flat below 100k items, else hnsw), hnsw, ivf, flat")
+  train_cmd
+      ->add_option("--index", train.index_type,
+                   "Index type: auto (flat below 100k items, else hnsw), hnsw, ivf, flat")
       ->check(CLI::IsMember({"auto", "hnsw", "ivf", "flat"}))
       ->capture_default_str();
   train_cmd->add_option("--version", train.version, "Bundle version string");
@@ -264,37 +277,46 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--config", serve.config_path,
                         "Ranking config (textproto RankingConfig); default: built-in "
                         "defaults");
-  serve_cmd->add_option("--max-request-bytes", serve.max_request_bytes,
-                        "Larger requests get RESOURCE_EXHAUSTED")
+  serve_cmd
+      ->add_option("--max-request-bytes", serve.max_request_bytes,
+                   "Larger requests get RESOURCE_EXHAUSTED")
       ->capture_default_str();
-  serve_cmd->add_option("--workers", serve.workers,
-                        "Ranking threads (0 = one per hardware thread)")
+  serve_cmd
+      ->add_option("--workers", serve.workers,
+                   "Ranking threads (0 = one per hardware thread)")
       ->capture_default_str();
-  serve_cmd->add_option("--max-queue", serve.max_queue,
-                        "Calls that may wait for a ranking thread before UNAVAILABLE "
-                        "(0 = 64 per thread)")
+  serve_cmd
+      ->add_option("--max-queue", serve.max_queue,
+                   "Calls that may wait for a ranking thread before UNAVAILABLE "
+                   "(0 = 64 per thread)")
       ->capture_default_str();
-  serve_cmd->add_option("--drain-grace", drain_grace_s,
-                        "Seconds NOT_SERVING before refusing calls on shutdown")
+  serve_cmd
+      ->add_option("--drain-grace", drain_grace_s,
+                   "Seconds NOT_SERVING before refusing calls on shutdown")
       ->capture_default_str();
-  serve_cmd->add_option("--drain-timeout", drain_timeout_s,
-                        "Seconds in-flight calls get to finish on shutdown")
+  serve_cmd
+      ->add_option("--drain-timeout", drain_timeout_s,
+                   "Seconds in-flight calls get to finish on shutdown")
       ->capture_default_str();
 
   // query
   QueryFlags query;
-  auto* query_cmd = app.add_subcommand("query", "Call RankFeed and print the ranked feeds");
-  query_cmd->add_option("--target", query.target, "Server host:port")->capture_default_str();
+  auto* query_cmd =
+      app.add_subcommand("query", "Call RankFeed and print the ranked feeds");
+  query_cmd->add_option("--target", query.target, "Server host:port")
+      ->capture_default_str();
   query_cmd->add_option("--user", query.users, "User id (repeatable)");
   query_cmd->add_option("--bundle", query.bundle, "Bundle to sample user ids from");
-  query_cmd->add_option("--sample-users", query.sample_users,
-                        "Also ask for this many users of --bundle (evenly spaced)")
+  query_cmd
+      ->add_option("--sample-users", query.sample_users,
+                   "Also ask for this many users of --bundle (evenly spaced)")
       ->needs("--bundle");
   query_cmd->add_option("--client-time-ms", query.client_time_ms,
                         "context.client_time_ms to send (0 = the server's clock)");
-  query_cmd->add_flag("--bundle-time", query.bundle_time,
-                      "Send the bundle's data time (manifest data_time_ms) as the client "
-                      "clock, to look at a bundle of old data as of its own day")
+  query_cmd
+      ->add_flag("--bundle-time", query.bundle_time,
+                 "Send the bundle's data time (manifest data_time_ms) as the client "
+                 "clock, to look at a bundle of old data as of its own day")
       ->needs("--bundle");
   query_cmd->add_option("--count", query.count, "Page size")->capture_default_str();
   query_cmd->add_option("--exclude", query.exclude, "Video ids to exclude (repeatable)");
@@ -313,8 +335,9 @@ int main(int argc, char** argv) {
   load_cmd->add_option("--bundle", load_bundle,
                        "Bundle to draw user and video ids from (else random ids: all "
                        "cold start)");
-  load_cmd->add_option("--concurrency", load.concurrency,
-                       "Calls in flight (closed loop) or their cap (open loop)")
+  load_cmd
+      ->add_option("--concurrency", load.concurrency,
+                   "Calls in flight (closed loop) or their cap (open loop)")
       ->capture_default_str();
   load_cmd->add_option("--qps", load.qps, "Open-loop target rate (0 = closed loop)")
       ->capture_default_str();
@@ -329,8 +352,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   load_cmd->add_option("--deadline-ms", load.deadline_ms, "Per-call deadline")
       ->capture_default_str();
-  load_cmd->add_option("--cold-fraction", load.cold_fraction,
-                       "Share of requests for unknown users")
+  load_cmd
+      ->add_option("--cold-fraction", load.cold_fraction,
+                   "Share of requests for unknown users")
       ->capture_default_str();
   load_cmd->add_option("--seed", load.seed, "Random seed")->capture_default_str();
   load_cmd->add_flag("--json", load_json, "Also print the report as one JSON line");
@@ -397,7 +421,8 @@ int main(int argc, char** argv) {
       query.client_time_ms = manifest->data_time_ms();
     }
     if (query.users.empty()) {
-      return Fail(absl::InvalidArgumentError("give --user or --bundle with --sample-users"));
+      return Fail(
+          absl::InvalidArgumentError("give --user or --bundle with --sample-users"));
     }
     return RunQuery(query);
   }

@@ -59,7 +59,8 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
         absl::StrCat("users: ", o.users, " is outside [0, 2^31-1]"));
   }
   if (o.dim < 2 || o.dim > 4096) {
-    return absl::InvalidArgumentError(absl::StrCat("dim: ", o.dim, " is outside [2, 4096]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("dim: ", o.dim, " is outside [2, 4096]"));
   }
   if (!(o.videos_per_creator >= 1)) {
     return absl::InvalidArgumentError("videos_per_creator must be >= 1");
@@ -173,7 +174,8 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
   m.set_num_users(o.users);
   *m.mutable_index() = o.index;
   if (m.index().type().empty()) m.mutable_index()->set_type("hnsw");
-  for (const std::string& name : SynthObjectives()) m.mutable_model()->add_objectives(name);
+  for (const std::string& name : SynthObjectives())
+    m.mutable_model()->add_objectives(name);
   for (const std::string& group : FeatureSet::AllGroups()) {
     m.mutable_model()->add_features(group);
   }
@@ -315,13 +317,12 @@ absl::Status WriteSynthBundle(const SynthOptions& options, const std::string& ou
           data.manifest.index().type());
   IndexSpec spec = data.manifest.index();
   ProgressLog progress("synth: index");
-  ASSIGN_OR_RETURN(auto index,
-                   AnnIndex::Build(data.videos.embeddings.data(), options.videos,
-                                   options.dim, &spec, std::ref(progress),
-                                   options.threads));
+  ASSIGN_OR_RETURN(auto index, AnnIndex::Build(data.videos.embeddings.data(),
+                                               options.videos, options.dim, &spec,
+                                               std::ref(progress), options.threads));
   *data.manifest.mutable_index() = spec;
-  RETURN_IF_ERROR(WriteBundle(out, data.manifest, data.videos, data.users, data.model,
-                              *index));
+  RETURN_IF_ERROR(
+      WriteBundle(out, data.manifest, data.videos, data.users, data.model, *index));
   LogInfo("synth: wrote %s in %s", out,
           absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1))));
   return absl::OkStatus();

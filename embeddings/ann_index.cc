@@ -78,8 +78,8 @@ absl::StatusOr<AnnIndex::Type> ParseType(const std::string& name) {
   if (name == "hnsw") return AnnIndex::Type::kHnsw;
   if (name == "ivf") return AnnIndex::Type::kIvf;
   if (name == "flat") return AnnIndex::Type::kFlat;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "index type '", name, "' is not one of hnsw, ivf, flat"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("index type '", name, "' is not one of hnsw, ivf, flat"));
 }
 
 // Runs `fn`, turning exceptions into a Status by cause: out of memory ->
@@ -178,8 +178,8 @@ size_t RowPredicate::min_rejected() const {
   return most;
 }
 
-AnnIndex::AnnIndex(std::unique_ptr<faiss::Index> index, Type type, int d,
-                   int64_t n, const IndexSpec& spec)
+AnnIndex::AnnIndex(std::unique_ptr<faiss::Index> index, Type type, int d, int64_t n,
+                   const IndexSpec& spec)
     : index_(std::move(index)),
       type_(type),
       d_(d),
@@ -208,9 +208,10 @@ AnnIndex::AnnIndex(std::unique_ptr<faiss::Index> index, Type type, int d,
 
 AnnIndex::~AnnIndex() = default;
 
-absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(
-    const float* x, int64_t n, int d, IndexSpec* spec, const Progress& progress,
-    int threads) {
+absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(const float* x, int64_t n,
+                                                          int d, IndexSpec* spec,
+                                                          const Progress& progress,
+                                                          int threads) {
   auto type = ParseType(spec->type());
   if (!type.ok()) return type.status();
   if (n <= 0 || d <= 0) {
@@ -224,9 +225,10 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(
   for (int64_t i = 0; i < n; ++i) {
     const float* v = x + i * d;
     if (simd::Dot(v, v, d) == 0.f) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "embedding of row ", i, " is all zeros; every video needs a non-zero "
-          "embedding (a zero vector scores 0 against every user)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("embedding of row ", i,
+                       " is all zeros; every video needs a non-zero "
+                       "embedding (a zero vector scores 0 against every user)"));
     }
   }
   // Defaults and parameter checks, all before FAISS runs.
@@ -245,8 +247,8 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(
         spec->set_ivf_nprobe(std::max<uint32_t>(1, spec->ivf_nlist() / 16));
       }
       if (spec->ivf_nlist() > n) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "ivf_nlist ", spec->ivf_nlist(), " exceeds the ", n, " vectors"));
+        return absl::InvalidArgumentError(absl::StrCat("ivf_nlist ", spec->ivf_nlist(),
+                                                       " exceeds the ", n, " vectors"));
       }
       break;
     case Type::kFlat:
@@ -308,14 +310,12 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(
     }
   });
   if (!status.ok()) return status;
-  return std::unique_ptr<AnnIndex>(
-      new AnnIndex(std::move(index), *type, d, n, *spec));
+  return std::unique_ptr<AnnIndex>(new AnnIndex(std::move(index), *type, d, n, *spec));
 }
 
 absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Load(const std::string& path,
-                                                         const IndexSpec& spec,
-                                                         int d, int64_t n,
-                                                         FileSystem& fs) {
+                                                         const IndexSpec& spec, int d,
+                                                         int64_t n, FileSystem& fs) {
   auto type = ParseType(spec.type());
   if (!type.ok()) {
     return absl::InvalidArgumentError(
@@ -324,9 +324,8 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Load(const std::string& path
   ASSIGN_OR_RETURN(std::unique_ptr<ReadableFile> file, fs.OpenForRead(path));
   std::unique_ptr<faiss::Index> index;
   FileReader reader(file.get());
-  absl::Status status = CatchFaiss(path, absl::StatusCode::kInvalidArgument, [&] {
-    index.reset(faiss::read_index(&reader));
-  });
+  absl::Status status = CatchFaiss(path, absl::StatusCode::kInvalidArgument,
+                                   [&] { index.reset(faiss::read_index(&reader)); });
   if (!status.ok()) return status;
   auto bad = [&](auto&&... parts) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", parts...));
@@ -335,14 +334,14 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Load(const std::string& path
   switch (*type) {
     case Type::kHnsw: {
       auto* hnsw = dynamic_cast<faiss::IndexHNSW*>(index.get());
-      type_ok = hnsw != nullptr &&
-                dynamic_cast<faiss::IndexFlat*>(hnsw->storage) != nullptr;
+      type_ok =
+          hnsw != nullptr && dynamic_cast<faiss::IndexFlat*>(hnsw->storage) != nullptr;
       break;
     }
     case Type::kIvf: {
       auto* ivf = dynamic_cast<faiss::IndexIVFFlat*>(index.get());
-      type_ok = ivf != nullptr &&
-                dynamic_cast<faiss::IndexFlat*>(ivf->quantizer) != nullptr;
+      type_ok =
+          ivf != nullptr && dynamic_cast<faiss::IndexFlat*>(ivf->quantizer) != nullptr;
       break;
     }
     case Type::kFlat:
@@ -351,8 +350,8 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Load(const std::string& path
       break;
   }
   if (!type_ok) {
-    return bad("holds a different kind of FAISS index than the manifest's '",
-               spec.type(), "' (expected ",
+    return bad("holds a different kind of FAISS index than the manifest's '", spec.type(),
+               "' (expected ",
                *type == Type::kHnsw  ? "IndexHNSWFlat"
                : *type == Type::kIvf ? "IndexIVFFlat"
                                      : "IndexFlatIP",
@@ -365,8 +364,7 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Load(const std::string& path
     return bad("dimension ", index->d, " differs from the manifest's ", d);
   }
   if (index->ntotal != n) {
-    return bad("holds ", index->ntotal, " vectors but the bundle has ", n,
-               " videos");
+    return bad("holds ", index->ntotal, " vectors but the bundle has ", n, " videos");
   }
   std::unique_ptr<AnnIndex> ann(new AnnIndex(std::move(index), *type, d, n, spec));
   absl::Status structure = ann->ValidateStructure(path);
@@ -449,8 +447,7 @@ absl::Status AnnIndex::ValidateStructure(const std::string& path) const {
         const faiss::Index::idx_t* ids = ivf_->invlists->get_ids(l);
         for (size_t j = 0; j < size; ++j) {
           if (ids[j] < 0 || ids[j] >= n_) {
-            return bad("IVF list ", l, " holds id ", ids[j], ", outside [0, ",
-                       n_, ")");
+            return bad("IVF list ", l, " holds id ", ids[j], ", outside [0, ", n_, ")");
           }
           if (seen[ids[j]]++) {
             return bad("IVF id ", ids[j], " appears in more than one place");
@@ -471,9 +468,8 @@ absl::Status AnnIndex::Write(const std::string& path, FileSystem& fs) const {
   const std::string tmp = path + ".tmp";
   ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, fs.OpenForWrite(tmp));
   FileWriter writer(file.get());
-  absl::Status status = CatchFaiss(path, absl::StatusCode::kInternal, [&] {
-    faiss::write_index(index_.get(), &writer);
-  });
+  absl::Status status = CatchFaiss(path, absl::StatusCode::kInternal,
+                                   [&] { faiss::write_index(index_.get(), &writer); });
   if (status.ok()) status = file->Sync();
   absl::Status closed = file->Close();
   if (status.ok()) status = closed;
@@ -485,10 +481,10 @@ absl::Status AnnIndex::Write(const std::string& path, FileSystem& fs) const {
 absl::Status AnnIndex::VerifyVectors(const float* x) const {
   const size_t row_bytes = size_t(d_) * sizeof(float);
   auto mismatch = [&](int64_t row) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "index vector of row ", row,
-        " differs from the embedding table: the index was built from other "
-        "embeddings"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("index vector of row ", row,
+                     " differs from the embedding table: the index was built from other "
+                     "embeddings"));
   };
   if (vectors_ != nullptr) {
     if (std::memcmp(vectors_, x, row_bytes * n_) != 0) {
@@ -661,8 +657,9 @@ void AnnIndex::SearchIvf(const float* q, int k, int nprobe, const RowPredicate& 
 // through the upper levels, then a beam of `beam_width` at level 0. As in
 // FAISS, every visited node competes for the k results (so a predicate never
 // blocks navigation), while only the beam steers the walk.
-void AnnIndex::SearchHnsw(const float* q, int k, int beam_width, const RowPredicate& accept,
-                          SearchScratch* scratch, std::vector<Hit>* out) const {
+void AnnIndex::SearchHnsw(const float* q, int k, int beam_width,
+                          const RowPredicate& accept, SearchScratch* scratch,
+                          std::vector<Hit>* out) const {
   const faiss::HNSW& g = hnsw_->hnsw;
   const int32_t* links = g.neighbors.data();
   const size_t d = d_;

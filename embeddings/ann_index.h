@@ -32,8 +32,6 @@ struct IndexFlat;
 
 namespace feedrank {
 
-
-
 // One search result: a row of the video table and its inner product with the
 // query.
 struct Hit {
@@ -215,10 +213,9 @@ class AnnIndex {
   // PermissionDenied, FailedPrecondition for a non-regular file, Cancelled
   // by an InterruptibleFileSystem), ResourceExhausted when memory runs out,
   // InvalidArgument for content that is not such an index.
-  static absl::StatusOr<std::unique_ptr<AnnIndex>> Load(const std::string& path,
-                                                        const IndexSpec& spec,
-                                                        int d, int64_t n,
-                                                        FileSystem& fs = *FileSystem::Real());
+  static absl::StatusOr<std::unique_ptr<AnnIndex>> Load(
+      const std::string& path, const IndexSpec& spec, int d, int64_t n,
+      FileSystem& fs = *FileSystem::Real());
 
   ~AnnIndex();
   AnnIndex(const AnnIndex&) = delete;

@@ -19,8 +19,8 @@ absl::Status Bad(absl::string_view file, absl::string_view what) {
 absl::Status CheckLength(absl::string_view file, size_t got, size_t want,
                          absl::string_view what) {
   if (got != want) {
-    return Bad(file, absl::StrCat("has ", got, " entries, expected ", want, " (",
-                                  what, ")"));
+    return Bad(file,
+               absl::StrCat("has ", got, " entries, expected ", want, " (", what, ")"));
   }
   return absl::OkStatus();
 }
@@ -40,8 +40,8 @@ template <typename T>
 absl::Status CheckNonNegative(absl::string_view file, const std::vector<T>& v) {
   for (size_t i = 0; i < v.size(); ++i) {
     if (!(v[i] >= 0)) {
-      return Bad(file, absl::StrCat("row ", i, " holds ", v[i],
-                                    ", expected a value >= 0"));
+      return Bad(file,
+                 absl::StrCat("row ", i, " holds ", v[i], ", expected a value >= 0"));
     }
   }
   return absl::OkStatus();
@@ -54,9 +54,8 @@ absl::Status IndexIds(absl::string_view file, const std::vector<uint64_t>& ids,
   for (size_t i = 0; i < ids.size(); ++i) {
     auto [it, inserted] = rows->try_emplace(ids[i], static_cast<int32_t>(i));
     if (!inserted) {
-      return Bad(file, absl::StrCat("id ", ids[i], " appears at rows ",
-                                    it->second, " and ", i,
-                                    "; ids must be unique"));
+      return Bad(file, absl::StrCat("id ", ids[i], " appears at rows ", it->second,
+                                    " and ", i, "; ids must be unique"));
     }
   }
   return absl::OkStatus();
@@ -69,8 +68,8 @@ absl::StatusOr<std::vector<T>> ReadColumn(FileSystem& fs, const std::string& dir
   const std::string path = BundlePath(dir, file);
   ASSIGN_OR_RETURN(NpyArray<T> array, ReadNpy<T>(fs, path, cols > 0 ? 2 : 1));
   if (cols > 0 && array.shape[1] != cols) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": has ", array.shape[1], " columns, expected dim ", cols));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": has ", array.shape[1], " columns, expected dim ", cols));
   }
   return std::move(array.data);
 }
@@ -129,10 +128,10 @@ namespace {
 absl::Status ValidateStats(const CatalogStats& stats, int dim) {
   const size_t c = stats.creator_ids.size();
   if (stats.creator_videos.size() != c || stats.creator_popularity.size() != c) {
-    return Bad(kCatalogStatsDir, absl::StrCat("creator tables have ", c, ", ",
-                                              stats.creator_videos.size(), " and ",
-                                              stats.creator_popularity.size(),
-                                              " entries; they must match"));
+    return Bad(kCatalogStatsDir,
+               absl::StrCat("creator tables have ", c, ", ", stats.creator_videos.size(),
+                            " and ", stats.creator_popularity.size(),
+                            " entries; they must match"));
   }
   if (stats.mean_user_embedding.size() != size_t(dim)) {
     return Bad(kCatalogStatsDir,
@@ -142,46 +141,48 @@ absl::Status ValidateStats(const CatalogStats& stats, int dim) {
   for (size_t i = 0; i < c; ++i) {
     if (!(stats.creator_videos[i] >= 1) || !(stats.creator_popularity[i] >= 0) ||
         !std::isfinite(stats.creator_popularity[i])) {
-      return Bad(kCatalogStatsDir,
-                 absl::StrCat("creator ", stats.creator_ids[i], " has ",
-                              stats.creator_videos[i], " videos and popularity ",
-                              stats.creator_popularity[i],
-                              "; expected >= 1 video and a finite popularity >= 0"));
+      return Bad(
+          kCatalogStatsDir,
+          absl::StrCat("creator ", stats.creator_ids[i], " has ", stats.creator_videos[i],
+                       " videos and popularity ", stats.creator_popularity[i],
+                       "; expected >= 1 video and a finite popularity >= 0"));
     }
   }
   for (float x : stats.mean_user_embedding) {
-    if (!std::isfinite(x)) return Bad(kCatalogStatsDir, "mean user embedding is not finite");
+    if (!std::isfinite(x))
+      return Bad(kCatalogStatsDir, "mean user embedding is not finite");
   }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(
-    const BundleManifest& manifest, VideoColumns videos, UserColumns users,
-    std::unique_ptr<AnnIndex> index, const CatalogStats* stats) {
+absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const BundleManifest& manifest,
+                                                         VideoColumns videos,
+                                                         UserColumns users,
+                                                         std::unique_ptr<AnnIndex> index,
+                                                         const CatalogStats* stats) {
   const size_t dim = manifest.dim();
   const size_t n = manifest.num_videos();
   const size_t u = manifest.num_users();
   if (dim == 0) return absl::InvalidArgumentError("manifest dim is 0");
-  RETURN_IF_ERROR(CheckLength(kVideoIdsFile, videos.ids.size(), n,
-                              "manifest num_videos"));
-  RETURN_IF_ERROR(CheckLength(kVideoEmbeddingsFile, videos.embeddings.size(),
-                              n * dim, "num_videos x dim"));
-  RETURN_IF_ERROR(CheckLength(kVideoCreatorIdsFile, videos.creator_ids.size(), n,
+  RETURN_IF_ERROR(
+      CheckLength(kVideoIdsFile, videos.ids.size(), n, "manifest num_videos"));
+  RETURN_IF_ERROR(CheckLength(kVideoEmbeddingsFile, videos.embeddings.size(), n * dim,
+                              "num_videos x dim"));
+  RETURN_IF_ERROR(
+      CheckLength(kVideoCreatorIdsFile, videos.creator_ids.size(), n, "one per video"));
+  RETURN_IF_ERROR(
+      CheckLength(kVideoDurationFile, videos.duration_ms.size(), n, "one per video"));
+  RETURN_IF_ERROR(CheckLength(kVideoUploadTimeFile, videos.upload_time_ms.size(), n,
                               "one per video"));
-  RETURN_IF_ERROR(CheckLength(kVideoDurationFile, videos.duration_ms.size(), n,
-                              "one per video"));
-  RETURN_IF_ERROR(CheckLength(kVideoUploadTimeFile, videos.upload_time_ms.size(),
-                              n, "one per video"));
-  RETURN_IF_ERROR(CheckLength(kVideoPopularityFile, videos.popularity.size(), n,
-                              "one per video"));
-  RETURN_IF_ERROR(CheckLength(kUserIdsFile, users.ids.size(), u,
-                              "manifest num_users"));
-  RETURN_IF_ERROR(CheckLength(kUserEmbeddingsFile, users.embeddings.size(),
-                              u * dim, "num_users x dim"));
-  RETURN_IF_ERROR(CheckLength(kUserActivityFile, users.activity.size(), u,
-                              "one per user"));
+  RETURN_IF_ERROR(
+      CheckLength(kVideoPopularityFile, videos.popularity.size(), n, "one per video"));
+  RETURN_IF_ERROR(CheckLength(kUserIdsFile, users.ids.size(), u, "manifest num_users"));
+  RETURN_IF_ERROR(CheckLength(kUserEmbeddingsFile, users.embeddings.size(), u * dim,
+                              "num_users x dim"));
+  RETURN_IF_ERROR(
+      CheckLength(kUserActivityFile, users.activity.size(), u, "one per user"));
   RETURN_IF_ERROR(CheckFinite(kVideoEmbeddingsFile, videos.embeddings, dim));
   RETURN_IF_ERROR(CheckFinite(kUserEmbeddingsFile, users.embeddings, dim));
   RETURN_IF_ERROR(CheckFinite(kVideoPopularityFile, videos.popularity, 1));
@@ -197,9 +198,8 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(
   RETURN_IF_ERROR(IndexIds(kUserIdsFile, users.ids, &catalog->user_rows_));
   if (index != nullptr) {
     if (index->size() != int64_t(n) || index->dim() != int(dim)) {
-      return Bad(kIndexFile, absl::StrCat("holds ", index->size(), " x ",
-                                          index->dim(), " vectors, expected ", n,
-                                          " x ", dim));
+      return Bad(kIndexFile, absl::StrCat("holds ", index->size(), " x ", index->dim(),
+                                          " vectors, expected ", n, " x ", dim));
     }
     absl::Status same = index->VerifyVectors(videos.embeddings.data());
     if (!same.ok()) return Bad(kIndexFile, same.message());
@@ -231,9 +231,9 @@ absl::Status Catalog::Derive(const CatalogStats* stats) {
   for (int32_t row = 0; row < n; ++row) {
     auto it = creator_rows_.find(videos_.creator_ids[row]);
     if (it == creator_rows_.end()) {
-      return Bad(kCatalogStatsDir, absl::StrCat("has no entry for creator ",
-                                                videos_.creator_ids[row], " of video ",
-                                                videos_.ids[row]));
+      return Bad(kCatalogStatsDir,
+                 absl::StrCat("has no entry for creator ", videos_.creator_ids[row],
+                              " of video ", videos_.ids[row]));
     }
     creator_index_[row] = it->second;
   }
@@ -242,11 +242,10 @@ absl::Status Catalog::Derive(const CatalogStats* stats) {
     std::vector<int32_t> rows(n);
     std::iota(rows.begin(), rows.end(), 0);
     const int32_t keep = std::min<int32_t>(n, kListLength);
-    std::partial_sort(rows.begin(), rows.begin() + keep, rows.end(),
-                      [&](int32_t a, int32_t b) {
-                        return better(a, b) ||
-                               (!better(b, a) && videos_.ids[a] < videos_.ids[b]);
-                      });
+    std::partial_sort(
+        rows.begin(), rows.begin() + keep, rows.end(), [&](int32_t a, int32_t b) {
+          return better(a, b) || (!better(b, a) && videos_.ids[a] < videos_.ids[b]);
+        });
     rows.resize(keep);
     return rows;
   };
@@ -259,8 +258,7 @@ absl::Status Catalog::Derive(const CatalogStats* stats) {
   return absl::OkStatus();
 }
 
-absl::Status Catalog::ReadColumns(const std::string& dir,
-                                  const BundleManifest& manifest,
+absl::Status Catalog::ReadColumns(const std::string& dir, const BundleManifest& manifest,
                                   VideoColumns* videos, UserColumns* users,
                                   FileSystem& fs) {
   const int64_t dim = manifest.dim();
@@ -303,10 +301,10 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Load(const std::string& dir,
     ASSIGN_OR_RETURN(stats->mean_user_embedding,
                      ReadColumn<float>(fs, stats_dir, kMeanUserEmbeddingFile, 0));
   }
-  ASSIGN_OR_RETURN(auto index,
-                   AnnIndex::Load(BundlePath(dir, kIndexFile), manifest.index(),
-                                  static_cast<int>(dim),
-                                  static_cast<int64_t>(manifest.num_videos()), fs));
+  ASSIGN_OR_RETURN(
+      auto index,
+      AnnIndex::Load(BundlePath(dir, kIndexFile), manifest.index(), static_cast<int>(dim),
+                     static_cast<int64_t>(manifest.num_videos()), fs));
   auto catalog = Create(manifest, std::move(videos), std::move(users), std::move(index),
                         stats ? &*stats : nullptr);
   if (!catalog.ok()) {
@@ -317,9 +315,8 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Load(const std::string& dir,
 }
 
 absl::Status Catalog::WriteColumns(const std::string& dir, int dim,
-                                   const VideoColumns& videos,
-                                   const UserColumns& users, const CatalogStats* stats,
-                                   FileSystem& fs) {
+                                   const VideoColumns& videos, const UserColumns& users,
+                                   const CatalogStats* stats, FileSystem& fs) {
   const int64_t n = static_cast<int64_t>(videos.ids.size());
   const int64_t u = static_cast<int64_t>(users.ids.size());
   auto path = [&](const char* file) { return BundlePath(dir, file); };
@@ -332,7 +329,8 @@ absl::Status Catalog::WriteColumns(const std::string& dir, int dim,
       WriteNpy<int64_t>(fs, path(kVideoDurationFile), videos.duration_ms, {n}));
   RETURN_IF_ERROR(
       WriteNpy<int64_t>(fs, path(kVideoUploadTimeFile), videos.upload_time_ms, {n}));
-  RETURN_IF_ERROR(WriteNpy<float>(fs, path(kVideoPopularityFile), videos.popularity, {n}));
+  RETURN_IF_ERROR(
+      WriteNpy<float>(fs, path(kVideoPopularityFile), videos.popularity, {n}));
   RETURN_IF_ERROR(WriteNpy<uint64_t>(fs, path(kUserIdsFile), users.ids, {u}));
   RETURN_IF_ERROR(
       WriteNpy<float>(fs, path(kUserEmbeddingsFile), users.embeddings, {u, dim}));
@@ -371,7 +369,8 @@ void Catalog::TouchMemory() const {
                  TouchPages(videos_.upload_time_ms) + TouchPages(videos_.popularity) +
                  TouchPages(users_.ids) + TouchPages(users_.embeddings) +
                  TouchPages(users_.activity) + TouchPages(creator_index_) +
-                 TouchPages(stats_.creator_videos) + TouchPages(stats_.creator_popularity);
+                 TouchPages(stats_.creator_videos) +
+                 TouchPages(stats_.creator_popularity);
   if (index_ != nullptr) sum += index_->TouchMemory();
   // The id maps are probed at random by requests; walking them touches them.
   for (const auto& [id, row] : video_rows_) sum += row;

@@ -100,16 +100,14 @@ class Catalog {
 
   // Reads the video and user columns of the bundle in `dir` (no checks
   // beyond each file's own: dtype, rank, dim columns, NaN/Inf).
-  static absl::Status ReadColumns(const std::string& dir,
-                                  const BundleManifest& manifest,
+  static absl::Status ReadColumns(const std::string& dir, const BundleManifest& manifest,
                                   VideoColumns* videos, UserColumns* users,
                                   FileSystem& fs = *FileSystem::Real());
 
   // Writes the video and user columns to `dir` as .npy files, and `stats`
   // to `dir`/catalog_stats/ when not null.
   static absl::Status WriteColumns(const std::string& dir, int dim,
-                                   const VideoColumns& videos,
-                                   const UserColumns& users,
+                                   const VideoColumns& videos, const UserColumns& users,
                                    const CatalogStats* stats = nullptr,
                                    FileSystem& fs = *FileSystem::Real());
 

@@ -66,9 +66,10 @@ absl::StatusOr<std::shared_ptr<const CatalogDelta>> CatalogDelta::Create(
     });
     return rows;
   };
-  delta->popular_ = sorted([&](int32_t a, int32_t b) { return v.popularity[a] > v.popularity[b]; });
-  delta->fresh_ =
-      sorted([&](int32_t a, int32_t b) { return v.upload_time_ms[a] > v.upload_time_ms[b]; });
+  delta->popular_ =
+      sorted([&](int32_t a, int32_t b) { return v.popularity[a] > v.popularity[b]; });
+  delta->fresh_ = sorted(
+      [&](int32_t a, int32_t b) { return v.upload_time_ms[a] > v.upload_time_ms[b]; });
   return std::shared_ptr<const CatalogDelta>(std::move(delta));
 }
 
@@ -99,9 +100,9 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::Create(
     std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
     std::shared_ptr<const RowBitmap> tombstones, uint64_t version) {
   if (tombstones != nullptr && tombstones->size() > size_t(base->num_videos())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tombstones cover ", tombstones->size(), " rows, the base has ",
-        base->num_videos()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tombstones cover ", tombstones->size(), " rows, the base has ",
+                     base->num_videos()));
   }
   if (delta != nullptr) {
     if (int64_t(base->num_videos()) + delta->size() > INT32_MAX) {
@@ -121,13 +122,15 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::Create(
   view->owned_base_ = std::move(base);
   view->delta_rows_ = delta == nullptr ? 0 : delta->size();
   view->delta_ = std::move(delta);
-  if (tombstones != nullptr && tombstones->count() > 0) view->tombstones_ = std::move(tombstones);
+  if (tombstones != nullptr && tombstones->count() > 0)
+    view->tombstones_ = std::move(tombstones);
   view->version_ = version;
   return std::shared_ptr<const CatalogView>(std::move(view));
 }
 
 int32_t CatalogView::num_live_videos() const {
-  return base_rows_ - static_cast<int32_t>(tombstones_ == nullptr ? 0 : tombstones_->count()) +
+  return base_rows_ -
+         static_cast<int32_t>(tombstones_ == nullptr ? 0 : tombstones_->count()) +
          delta_rows_;
 }
 

@@ -90,18 +90,22 @@ class CatalogView {
   int32_t num_rows() const { return base_rows_ + delta_rows_; }
   // Videos that can be served.
   int32_t num_live_videos() const;
-  bool live(int32_t row) const { return tombstones_ == nullptr || !tombstones_->Contains(row); }
+  bool live(int32_t row) const {
+    return tombstones_ == nullptr || !tombstones_->Contains(row);
+  }
   bool in_delta(int32_t row) const { return row >= base_rows_; }
   // Live row of a video id; nullopt when absent or deleted.
   std::optional<int32_t> VideoRow(uint64_t id) const;
 
   // Video columns by view row. REQUIRES: 0 <= row < num_rows().
   uint64_t video_id(int32_t row) const {
-    return row < base_rows_ ? base_->video_id(row) : delta_->videos().ids[row - base_rows_];
+    return row < base_rows_ ? base_->video_id(row)
+                            : delta_->videos().ids[row - base_rows_];
   }
   const float* video_embedding(int32_t row) const {
-    return row < base_rows_ ? base_->video_embedding(row)
-                            : &delta_->videos().embeddings[size_t(row - base_rows_) * dim()];
+    return row < base_rows_
+               ? base_->video_embedding(row)
+               : &delta_->videos().embeddings[size_t(row - base_rows_) * dim()];
   }
   uint64_t creator_id(int32_t row) const {
     return row < base_rows_ ? base_->creator_id(row)
@@ -170,9 +174,9 @@ void CatalogView::ForEachListed(List list, Visit&& visit) const {
   absl::Span<const int32_t> base =
       list == List::kPopular ? base_->popular_rows() : base_->fresh_rows();
   const std::vector<int32_t>* delta_list =
-      delta_ == nullptr ? nullptr
-                        : (list == List::kPopular ? &delta_->popular_rows()
-                                                  : &delta_->fresh_rows());
+      delta_ == nullptr
+          ? nullptr
+          : (list == List::kPopular ? &delta_->popular_rows() : &delta_->fresh_rows());
   const size_t delta_size = delta_list == nullptr ? 0 : delta_list->size();
   size_t i = 0, j = 0;
   while (i < base.size() || j < delta_size) {

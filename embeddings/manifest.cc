@@ -62,8 +62,9 @@ absl::Status ValidateIndexSpec(const IndexSpec& spec) {
   auto range = [](const char* field, uint32_t value, uint32_t lo,
                   uint32_t hi) -> absl::Status {
     if (value != 0 && (value < lo || value > hi)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "index.", field, ": ", value, " is outside [", lo, ", ", hi, "] (0 = default)"));
+      return absl::InvalidArgumentError(absl::StrCat("index.", field, ": ", value,
+                                                     " is outside [", lo, ", ", hi,
+                                                     "] (0 = default)"));
     }
     return absl::OkStatus();
   };
@@ -89,8 +90,7 @@ absl::StatusOr<BundleManifest> ReadManifest(const std::string& dir, FileSystem& 
   BundleManifest manifest;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
-  auto status =
-      google::protobuf::util::JsonStringToMessage(*text, &manifest, options);
+  auto status = google::protobuf::util::JsonStringToMessage(*text, &manifest, options);
   if (!status.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": not a valid manifest: ", status.message().as_string()));

@@ -24,21 +24,20 @@ absl::StatusOr<std::shared_ptr<const Bundle>> LoadBundle(const std::string& dir,
   ASSIGN_OR_RETURN(bundle->manifest, ReadManifest(dir, fs));
   auto features = FeaturesOf(bundle->manifest);
   if (!features.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        dir, "/", kManifestFile, ": ", features.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, "/", kManifestFile, ": ", features.status().message()));
   }
   bundle->features = *std::move(features);
   ASSIGN_OR_RETURN(bundle->catalog, Catalog::Load(dir, bundle->manifest, fs));
   bundle->view = CatalogView::Of(bundle->catalog);
-  ASSIGN_OR_RETURN(bundle->model,
-                   ScoringModel::Load(dir, bundle->manifest.model(),
-                                      bundle->features.width(), fs));
+  ASSIGN_OR_RETURN(bundle->model, ScoringModel::Load(dir, bundle->manifest.model(),
+                                                     bundle->features.width(), fs));
   return std::shared_ptr<const Bundle>(std::move(bundle));
 }
 
-absl::StatusOr<std::shared_ptr<const Bundle>> MakeBundle(
-    const BundleManifest& manifest, std::unique_ptr<Catalog> catalog,
-    ModelTensors model) {
+absl::StatusOr<std::shared_ptr<const Bundle>> MakeBundle(const BundleManifest& manifest,
+                                                         std::unique_ptr<Catalog> catalog,
+                                                         ModelTensors model) {
   RETURN_IF_ERROR(ValidateManifest(manifest));
   auto bundle = std::make_shared<Bundle>();
   bundle->manifest = manifest;
@@ -49,9 +48,8 @@ absl::StatusOr<std::shared_ptr<const Bundle>> MakeBundle(
   }
   bundle->catalog = std::move(catalog);
   bundle->view = CatalogView::Of(bundle->catalog);
-  ASSIGN_OR_RETURN(bundle->model,
-                   ScoringModel::Create(std::move(model), manifest.model(),
-                                        bundle->features.width()));
+  ASSIGN_OR_RETURN(bundle->model, ScoringModel::Create(std::move(model), manifest.model(),
+                                                       bundle->features.width()));
   return std::shared_ptr<const Bundle>(std::move(bundle));
 }
 
@@ -59,8 +57,9 @@ absl::Status CheckBundleDirFree(const std::string& dir, FileSystem& fs) {
   ASSIGN_OR_RETURN(const bool exists, fs.Exists(dir));
   if (exists) {
     return absl::AlreadyExistsError(
-        absl::StrCat(dir, ": already exists; bundles are immutable, write a new "
-                          "directory"));
+        absl::StrCat(dir,
+                     ": already exists; bundles are immutable, write a new "
+                     "directory"));
   }
   return absl::OkStatus();
 }
@@ -73,8 +72,8 @@ absl::Status WriteBundle(const std::string& dir, const BundleManifest& manifest,
   ASSIGN_OR_RETURN(FeatureSet features, FeaturesOf(manifest));
   std::vector<uint32_t> hidden(manifest.model().hidden().begin(),
                                manifest.model().hidden().end());
-  RETURN_IF_ERROR(model.Validate(features.width(), hidden,
-                                 manifest.model().objectives_size()));
+  RETURN_IF_ERROR(
+      model.Validate(features.width(), hidden, manifest.model().objectives_size()));
   RETURN_IF_ERROR(CheckBundleDirFree(dir, fs));
   std::string target = dir;
   while (target.size() > 1 && target.back() == '/') target.pop_back();

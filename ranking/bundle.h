@@ -37,9 +37,9 @@ absl::StatusOr<std::shared_ptr<const Bundle>> LoadBundle(
     const std::string& dir, FileSystem& fs = *FileSystem::Real());
 
 // Assembles a bundle from parts already in memory (validated the same way).
-absl::StatusOr<std::shared_ptr<const Bundle>> MakeBundle(
-    const BundleManifest& manifest, std::unique_ptr<Catalog> catalog,
-    ModelTensors model);
+absl::StatusOr<std::shared_ptr<const Bundle>> MakeBundle(const BundleManifest& manifest,
+                                                         std::unique_ptr<Catalog> catalog,
+                                                         ModelTensors model);
 
 // Writes a complete bundle into `dir`, which must not exist yet: the files go
 // to a temporary sibling directory that is renamed to `dir` at the end, so a
@@ -56,7 +56,8 @@ absl::Status WriteBundle(const std::string& dir, const BundleManifest& manifest,
 
 // AlreadyExists when something is at `dir` (a bundle is never overwritten);
 // callers check this before long work.
-absl::Status CheckBundleDirFree(const std::string& dir, FileSystem& fs = *FileSystem::Real());
+absl::Status CheckBundleDirFree(const std::string& dir,
+                                FileSystem& fs = *FileSystem::Real());
 
 }  // namespace feedrank
 

@@ -73,8 +73,8 @@ std::vector<std::string> FeatureSet::AllGroups() {
   return names;
 }
 
-absl::StatusOr<FeatureSet> FeatureSet::Create(
-    const std::vector<std::string>& groups, int dim) {
+absl::StatusOr<FeatureSet> FeatureSet::Create(const std::vector<std::string>& groups,
+                                              int dim) {
   FeatureSet set;
   set.dim_ = dim;
   absl::flat_hash_set<std::string> seen;
@@ -84,9 +84,9 @@ absl::StatusOr<FeatureSet> FeatureSet::Create(
       if (name == kGroups[i].name) index = i;
     }
     if (index < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model.features: unknown feature group '", name, "'; this build knows ",
-          absl::StrJoin(AllGroups(), ", ")));
+      return absl::InvalidArgumentError(
+          absl::StrCat("model.features: unknown feature group '", name,
+                       "'; this build knows ", absl::StrJoin(AllGroups(), ", ")));
     }
     if (!seen.insert(name).second) {
       return absl::InvalidArgumentError(
@@ -118,15 +118,14 @@ std::vector<std::string> FeatureSet::ColumnNames() const {
 }
 
 void FeatureSet::Build(const CatalogView& catalog, const UserQuery& user,
-                       const FeatureContext& context,
-                       absl::Span<const int32_t> rows, float* out) const {
+                       const FeatureContext& context, absl::Span<const int32_t> rows,
+                       float* out) const {
   const size_t d = dim_;
   const float user_norm = std::sqrt(simd::Dot(user.embedding, user.embedding, d));
   // Local hour, as a point on the unit circle so 23:00 is near 00:00.
   const int64_t local_minutes =
       context.now_ms / 60000 + int64_t{context.utc_offset_minutes};
-  const double day_fraction =
-      double(((local_minutes % 1440) + 1440) % 1440) / 1440.0;
+  const double day_fraction = double(((local_minutes % 1440) + 1440) % 1440) / 1440.0;
   const float hour_sin = static_cast<float>(std::sin(2 * kPi * day_fraction));
   const float hour_cos = static_cast<float>(std::cos(2 * kPi * day_fraction));
 

@@ -85,9 +85,8 @@ class FeatureSet {
              const FeatureContext& context, absl::Span<const int32_t> rows,
              float* out) const;
   // The same over a catalogue alone (offline tools).
-  void Build(const Catalog& catalog, const UserQuery& user,
-             const FeatureContext& context, absl::Span<const int32_t> rows,
-             float* out) const {
+  void Build(const Catalog& catalog, const UserQuery& user, const FeatureContext& context,
+             absl::Span<const int32_t> rows, float* out) const {
     Build(CatalogView::Borrow(catalog), user, context, rows, out);
   }
 

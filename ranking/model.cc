@@ -18,8 +18,9 @@ std::string TensorName(size_t layer, size_t layers, const char* kind) {
 absl::Status CheckFinite(const std::string& name, const float* v, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     if (!std::isfinite(v[i])) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model/", name, ": element ", i, " is ", v[i], "; NaN and Inf are not allowed"));
+      return absl::InvalidArgumentError(absl::StrCat("model/", name, ": element ", i,
+                                                     " is ", v[i],
+                                                     "; NaN and Inf are not allowed"));
     }
   }
   return absl::OkStatus();
@@ -27,34 +28,32 @@ absl::Status CheckFinite(const std::string& name, const float* v, size_t n) {
 
 }  // namespace
 
-absl::Status ModelTensors::Validate(int input_width,
-                                    const std::vector<uint32_t>& hidden,
+absl::Status ModelTensors::Validate(int input_width, const std::vector<uint32_t>& hidden,
                                     int heads) const {
   auto bad = [](const std::string& name, auto&&... parts) {
     return absl::InvalidArgumentError(absl::StrCat("model/", name, ": ", parts...));
   };
   if (input_mean.size() != input_width) {
-    return bad("input_mean.npy", "has ", input_mean.size(),
-               " entries, the features are ", input_width, " wide");
+    return bad("input_mean.npy", "has ", input_mean.size(), " entries, the features are ",
+               input_width, " wide");
   }
   if (input_std.size() != input_width) {
-    return bad("input_std.npy", "has ", input_std.size(),
-               " entries, the features are ", input_width, " wide");
+    return bad("input_std.npy", "has ", input_std.size(), " entries, the features are ",
+               input_width, " wide");
   }
   RETURN_IF_ERROR(CheckFinite("input_mean.npy", input_mean.data(), input_width));
   RETURN_IF_ERROR(CheckFinite("input_std.npy", input_std.data(), input_width));
   for (int i = 0; i < input_width; ++i) {
     if (!(input_std[i] > 0)) {
-      return bad("input_std.npy", "entry ", i, " is ", input_std[i],
-                 ", expected > 0");
+      return bad("input_std.npy", "entry ", i, " is ", input_std[i], ", expected > 0");
     }
   }
   const size_t layers = hidden.size() + 1;
   if (weights.size() != layers || biases.size() != layers) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model/: has ", weights.size(), " weight and ", biases.size(),
-        " bias tensors, the manifest's ", hidden.size(),
-        " hidden layers need ", layers, " of each"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model/: has ", weights.size(), " weight and ", biases.size(),
+                     " bias tensors, the manifest's ", hidden.size(),
+                     " hidden layers need ", layers, " of each"));
   }
   int in = input_width;
   for (size_t i = 0; i < layers; ++i) {
@@ -75,8 +74,9 @@ absl::Status ModelTensors::Validate(int input_width,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<ScoringModel>> ScoringModel::Create(
-    ModelTensors tensors, const ModelSpec& spec, int input_width) {
+absl::StatusOr<std::unique_ptr<ScoringModel>> ScoringModel::Create(ModelTensors tensors,
+                                                                   const ModelSpec& spec,
+                                                                   int input_width) {
   std::vector<uint32_t> hidden(spec.hidden().begin(), spec.hidden().end());
   RETURN_IF_ERROR(tensors.Validate(input_width, hidden, spec.objectives_size()));
   std::unique_ptr<ScoringModel> model(new ScoringModel());
@@ -90,8 +90,10 @@ absl::StatusOr<std::unique_ptr<ScoringModel>> ScoringModel::Create(
   return model;
 }
 
-absl::StatusOr<std::unique_ptr<ScoringModel>> ScoringModel::Load(
-    const std::string& dir, const ModelSpec& spec, int input_width, FileSystem& fs) {
+absl::StatusOr<std::unique_ptr<ScoringModel>> ScoringModel::Load(const std::string& dir,
+                                                                 const ModelSpec& spec,
+                                                                 int input_width,
+                                                                 FileSystem& fs) {
   const std::string model_dir = BundlePath(dir, kModelDir);
   auto path = [&](const std::string& name) { return BundlePath(model_dir, name); };
   ModelTensors tensors;
@@ -120,21 +122,21 @@ absl::StatusOr<std::unique_ptr<ScoringModel>> ScoringModel::Load(
 absl::Status ScoringModel::Write(const std::string& dir, const ModelTensors& tensors,
                                  FileSystem& fs) {
   const std::string model_dir = BundlePath(dir, kModelDir);
-  if (absl::Status made = fs.CreateDir(model_dir); !made.ok() && !absl::IsAlreadyExists(made)) {
+  if (absl::Status made = fs.CreateDir(model_dir);
+      !made.ok() && !absl::IsAlreadyExists(made)) {
     return made;
   }
   auto path = [&](const std::string& name) { return BundlePath(model_dir, name); };
   const int64_t in = tensors.input_mean.size();
-  RETURN_IF_ERROR(WriteNpy<float>(
-      fs, path("input_mean.npy"), {tensors.input_mean.data(), size_t(in)}, {in}));
-  RETURN_IF_ERROR(WriteNpy<float>(
-      fs, path("input_std.npy"), {tensors.input_std.data(), size_t(in)}, {in}));
+  RETURN_IF_ERROR(WriteNpy<float>(fs, path("input_mean.npy"),
+                                  {tensors.input_mean.data(), size_t(in)}, {in}));
+  RETURN_IF_ERROR(WriteNpy<float>(fs, path("input_std.npy"),
+                                  {tensors.input_std.data(), size_t(in)}, {in}));
   const size_t layers = tensors.weights.size();
   for (size_t i = 0; i < layers; ++i) {
     const RowMatrix& w = tensors.weights[i];
     RETURN_IF_ERROR(WriteNpy<float>(fs, path(TensorName(i, layers, "weight")),
-                                    {w.data(), size_t(w.size())},
-                                    {w.rows(), w.cols()}));
+                                    {w.data(), size_t(w.size())}, {w.rows(), w.cols()}));
     const Eigen::VectorXf& b = tensors.biases[i];
     RETURN_IF_ERROR(WriteNpy<float>(fs, path(TensorName(i, layers, "bias")),
                                     {b.data(), size_t(b.size())}, {b.size()}));

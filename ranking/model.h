@@ -15,11 +15,10 @@
 #ifndef FEEDRANK_RANKING_MODEL_H_
 #define FEEDRANK_RANKING_MODEL_H_
 
+#include <Eigen/Core>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -61,8 +60,9 @@ struct ModelScratch {
 class ScoringModel {
  public:
   // Takes validated tensors (see ModelTensors::Validate).
-  static absl::StatusOr<std::unique_ptr<ScoringModel>> Create(
-      ModelTensors tensors, const ModelSpec& spec, int input_width);
+  static absl::StatusOr<std::unique_ptr<ScoringModel>> Create(ModelTensors tensors,
+                                                              const ModelSpec& spec,
+                                                              int input_width);
 
   // Loads `dir`/model/*.npy and validates them against `spec` (hidden
   // widths, objectives) and the feature width. Errors: those of ReadNpy,

@@ -28,8 +28,8 @@ class ErrorCollector : public google::protobuf::io::ErrorCollector {
 
 absl::Status Range(const char* field, int64_t value, int64_t lo, int64_t hi) {
   if (value < lo || value > hi) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "params.", field, ": ", value, " is outside [", lo, ", ", hi, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("params.", field, ": ", value, " is outside [", lo, ", ", hi, "]"));
   }
   return absl::OkStatus();
 }
@@ -41,11 +41,11 @@ absl::StatusOr<RankingOptions> ResolveOptions(
   const RankingParams& p = config.params();
   RankingOptions o;
   o.config_version = config.version();
-#define FEEDRANK_TAKE(field, lo, hi)                                    \
-  if (p.has_##field()) {                                                \
-    absl::Status s = Range(#field, p.field(), lo, hi);                  \
-    if (!s.ok()) return s;                                              \
-    o.field = static_cast<int>(p.field());                              \
+#define FEEDRANK_TAKE(field, lo, hi)                   \
+  if (p.has_##field()) {                               \
+    absl::Status s = Range(#field, p.field(), lo, hi); \
+    if (!s.ok()) return s;                             \
+    o.field = static_cast<int>(p.field());             \
   }
   FEEDRANK_TAKE(max_count, 1, 1000)
   FEEDRANK_TAKE(default_count, 1, o.max_count)
@@ -61,8 +61,7 @@ absl::StatusOr<RankingOptions> ResolveOptions(
 #undef FEEDRANK_TAKE
   if (o.default_count > o.max_count) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "params.default_count: ", o.default_count, " exceeds max_count ",
-        o.max_count));
+        "params.default_count: ", o.default_count, " exceeds max_count ", o.max_count));
   }
   if (o.ann_candidates + o.popular_candidates + o.fresh_candidates == 0) {
     return absl::InvalidArgumentError(
@@ -93,13 +92,12 @@ absl::StatusOr<RankingOptions> ResolveOptions(
       auto it = std::find(objectives.begin(), objectives.end(), name);
       if (it == objectives.end()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "params.objective_weights: '", name,
-            "' is not an objective of the model (", absl::StrJoin(objectives, ", "),
-            ")"));
+            "params.objective_weights: '", name, "' is not an objective of the model (",
+            absl::StrJoin(objectives, ", "), ")"));
       }
       if (!std::isfinite(weight)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "params.objective_weights['", name, "']: ", weight, " is not finite"));
+        return absl::InvalidArgumentError(absl::StrCat("params.objective_weights['", name,
+                                                       "']: ", weight, " is not finite"));
       }
       o.objective_weights[it - objectives.begin()] = weight;
     }
@@ -113,9 +111,8 @@ absl::StatusOr<RankingConfig> ParseConfig(const std::string& text) {
   ErrorCollector errors;
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(text, &config)) {
-    return absl::InvalidArgumentError(errors.error().empty()
-                                          ? std::string("cannot parse config")
-                                          : errors.error());
+    return absl::InvalidArgumentError(
+        errors.error().empty() ? std::string("cannot parse config") : errors.error());
   }
   return config;
 }

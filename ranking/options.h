@@ -39,8 +39,8 @@ struct RankingOptions {
 // Applies defaults and checks ranges; `objectives` are the model's objective
 // names. Errors: InvalidArgument naming the field, e.g.
 // "params.max_count: 5000 is outside [1, 1000]".
-absl::StatusOr<RankingOptions> ResolveOptions(
-    const RankingConfig& config, const std::vector<std::string>& objectives);
+absl::StatusOr<RankingOptions> ResolveOptions(const RankingConfig& config,
+                                              const std::vector<std::string>& objectives);
 
 // Parses a textproto RankingConfig. Errors name the line and column.
 absl::StatusOr<RankingConfig> ParseConfig(const std::string& text);

@@ -33,7 +33,8 @@ class CreatorCounter {
   // Items of `creator` on the page so far (a reference to update).
   uint16_t& Count(uint64_t creator) {
     size_t slot = (creator * 0x9E3779B97F4A7C15ull) >> 32 & mask_;
-    while (tags_[slot] == generation_ && keys_[slot] != creator) slot = (slot + 1) & mask_;
+    while (tags_[slot] == generation_ && keys_[slot] != creator)
+      slot = (slot + 1) & mask_;
     if (tags_[slot] != generation_) {
       tags_[slot] = generation_;
       keys_[slot] = creator;
@@ -137,8 +138,8 @@ void CandidateBatch::Clear() {
   degraded_reason.clear();
 }
 
-absl::StatusOr<std::unique_ptr<Ranker>> Ranker::Create(std::shared_ptr<const Bundle> bundle,
-                                                       RankerOptions options) {
+absl::StatusOr<std::unique_ptr<Ranker>> Ranker::Create(
+    std::shared_ptr<const Bundle> bundle, RankerOptions options) {
   if (bundle == nullptr || bundle->model == nullptr || bundle->catalog == nullptr) {
     return absl::InvalidArgumentError("ranker: no bundle");
   }
@@ -155,9 +156,9 @@ absl::StatusOr<std::unique_ptr<Ranker>> Ranker::Create(std::shared_ptr<const Bun
         "ranker: ann_candidates > 0 but the bundle's catalogue has no index");
   }
   if (o.default_count < 1 || o.default_count > o.max_count) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "ranker: default_count ", o.default_count, " outside [1, max_count ", o.max_count,
-        "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("ranker: default_count ", o.default_count, " outside [1, max_count ",
+                     o.max_count, "]"));
   }
   return std::unique_ptr<Ranker>(new Ranker(std::move(bundle), std::move(options)));
 }
@@ -171,17 +172,17 @@ absl::Status Ranker::Validate(const CatalogView& view, const RankRequest& reques
         absl::StrCat("count: ", count, " is outside [1, ", o.max_count, "]"));
   }
   if (request.exclude_ids.size() > size_t(o.max_exclude_ids)) {
-    return absl::InvalidArgumentError(absl::StrCat("exclude_ids: ", request.exclude_ids.size(),
-                                                   " ids, at most ", o.max_exclude_ids,
-                                                   " are allowed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("exclude_ids: ", request.exclude_ids.size(), " ids, at most ",
+                     o.max_exclude_ids, " are allowed"));
   }
   if (now >= request.deadline) {
     return absl::DeadlineExceededError("deadline passed before ranking started");
   }
   if (view.dim() != static_cast<int>(bundle_->manifest.dim())) {
     return absl::FailedPreconditionError(
-        absl::StrCat("catalogue view of dimension ", view.dim(), " for a model of dimension ",
-                     bundle_->manifest.dim()));
+        absl::StrCat("catalogue view of dimension ", view.dim(),
+                     " for a model of dimension ", bundle_->manifest.dim()));
   }
   return absl::OkStatus();
 }
@@ -289,7 +290,8 @@ void Ranker::Score(const CatalogView& view, const RankRequest& request,
   // Rerank as many candidates as the time left allows, in retrieval order.
   size_t rerank = candidates.size();
   {
-    const double left = MicrosUntil(request.deadline, clock.last()) - costs.reserve_micros;
+    const double left =
+        MicrosUntil(request.deadline, clock.last()) - costs.reserve_micros;
     const double fits = costs.score_ns_per_row > 0
                             ? std::max(0.0, left) * 1000.0 / costs.score_ns_per_row
                             : 1e18;
@@ -316,11 +318,13 @@ void Ranker::Score(const CatalogView& view, const RankRequest& request,
     for (size_t i = 0; i < rerank; ++i) rows[i] = candidates[i].row;
     const size_t width = bundle_->features.width();
     if (batch->features.size() < rerank * width) batch->features.resize(rerank * width);
-    bundle_->features.Build(view, batch->user, request.context, rows, batch->features.data());
+    bundle_->features.Build(view, batch->user, request.context, rows,
+                            batch->features.data());
     clock.Lap(RankStage::kFeatures);
-    if (batch->predictions.size() < rerank * heads) batch->predictions.resize(rerank * heads);
-    model.Predict(batch->features.data(), static_cast<int>(rerank), batch->predictions.data(),
-                  &batch->model);
+    if (batch->predictions.size() < rerank * heads)
+      batch->predictions.resize(rerank * heads);
+    model.Predict(batch->features.data(), static_cast<int>(rerank),
+                  batch->predictions.data(), &batch->model);
     const float* weights = o.objective_weights.data();
     for (size_t i = 0; i < rerank; ++i) {
       const float* p = &batch->predictions[i * heads];
@@ -337,7 +341,8 @@ void Ranker::Score(const CatalogView& view, const RankRequest& request,
     const double per_hour = 1.0 / o.freshness_half_life_hours;
     for (Candidate& c : candidates) {
       const double age_hours =
-          std::max<int64_t>(0, request.context.now_ms - view.upload_time_ms(c.row)) / 3.6e6;
+          std::max<int64_t>(0, request.context.now_ms - view.upload_time_ms(c.row)) /
+          3.6e6;
       c.score += o.freshness_boost * static_cast<float>(std::exp2(-age_hours * per_hour));
     }
   }

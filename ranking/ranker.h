@@ -44,7 +44,12 @@
 
 namespace feedrank {
 
-enum class CandidateSource : uint8_t { kAnn = 1, kPopular = 2, kFresh = 3, kColdStart = 4 };
+enum class CandidateSource : uint8_t {
+  kAnn = 1,
+  kPopular = 2,
+  kFresh = 3,
+  kColdStart = 4
+};
 
 // Why a page was ranked with less work; a bit set in RankResult.
 enum class DegradeCause : uint8_t {
@@ -242,8 +247,8 @@ class Ranker {
              CandidateBatch* batch) const;
   // Orders the candidates, applies the creator cap and writes the page.
   // `view` (null at a root) resolves the ids of candidates with a row.
-  void Assemble(const CatalogView* view, const RankRequest& request, CandidateBatch* batch,
-                RankResult* result) const;
+  void Assemble(const CatalogView* view, const RankRequest& request,
+                CandidateBatch* batch, RankResult* result) const;
 
   // Touches the bundle's memory, then measures the costs of this bundle and
   // options on this machine by running a few rankings on `clock` (which

@@ -51,27 +51,29 @@ v1::Source ToProto(CandidateSource source) {
 absl::Status RankRequestFromProto(const v1::RankFeedRequest& proto, const Clock& clock,
                                   RankRequest* out) {
   if (proto.request_id().size() > kMaxRequestIdBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("request_id: ", proto.request_id().size(),
-                                                   " bytes, at most ", kMaxRequestIdBytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id: ", proto.request_id().size(), " bytes, at most ",
+                     kMaxRequestIdBytes));
   }
   const v1::RequestContext& ctx = proto.context();
   if (ctx.client_time_ms() < 0 || ctx.client_time_ms() > kMaxClientTimeMs) {
-    return absl::InvalidArgumentError(absl::StrCat("context.client_time_ms: ",
-                                                   ctx.client_time_ms(), " is outside [0, ",
-                                                   kMaxClientTimeMs, "] (0 = now)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("context.client_time_ms: ", ctx.client_time_ms(), " is outside [0, ",
+                     kMaxClientTimeMs, "] (0 = now)"));
   }
   if (ctx.utc_offset_minutes() < -kMaxUtcOffsetMinutes ||
       ctx.utc_offset_minutes() > kMaxUtcOffsetMinutes) {
-    return absl::InvalidArgumentError(absl::StrCat("context.utc_offset_minutes: ",
-                                                   ctx.utc_offset_minutes(),
-                                                   " is outside [-840, 840]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("context.utc_offset_minutes: ", ctx.utc_offset_minutes(),
+                     " is outside [-840, 840]"));
   }
   out->user_id = proto.user_id();
   out->count.reset();
   if (proto.has_count()) out->count = int64_t{proto.count()};
   out->exclude_ids =
       absl::MakeConstSpan(proto.exclude_ids().data(), proto.exclude_ids().size());
-  out->context.now_ms = ctx.client_time_ms() > 0 ? ctx.client_time_ms() : clock.UnixMillis();
+  out->context.now_ms =
+      ctx.client_time_ms() > 0 ? ctx.client_time_ms() : clock.UnixMillis();
   out->context.utc_offset_minutes = ctx.utc_offset_minutes();
   out->context.device = FromProto(ctx.device());
   return absl::OkStatus();
@@ -79,10 +81,12 @@ absl::Status RankRequestFromProto(const v1::RankFeedRequest& proto, const Clock&
 
 void RankResultToProto(const v1::RankFeedRequest& request, const RankResult& result,
                        const ResponseInfo& info, v1::RankFeedResponse* response) {
-  const int heads = info.objectives == nullptr ? 0 : static_cast<int>(info.objectives->size());
+  const int heads =
+      info.objectives == nullptr ? 0 : static_cast<int>(info.objectives->size());
   if (info.objectives != nullptr) {
     response->mutable_objectives()->Reserve(heads);
-    for (const std::string& objective : *info.objectives) response->add_objectives(objective);
+    for (const std::string& objective : *info.objectives)
+      response->add_objectives(objective);
   }
   response->mutable_items()->Reserve(static_cast<int>(result.items.size()));
   const bool predictions = !result.predictions.empty() && heads > 0;

@@ -17,12 +17,10 @@ if [[ -z "${FEEDRANK_SYMBOLIZER:-}" ]]; then
 fi
 _feedrank_symbolizer=${FEEDRANK_SYMBOLIZER:+:external_symbolizer_path=$FEEDRANK_SYMBOLIZER}
 
-# detect_leaks: LeakSanitizer at exit. allocator_may_return_null: an allocation
-# too large to serve throws std::bad_alloc, as it does without ASan (a test
-# checks that an index file claiming a terabyte is ResourceExhausted). detect_stack_use_after_return and the
+# detect_leaks: LeakSanitizer at exit. detect_stack_use_after_return and the
 # init-order checks are off by default in the runtime; the suite runs clean
 # with them. detect_odr_violation=2 (the default) flags globals defined twice.
-export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:allocator_may_return_null=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:detect_odr_violation=2:strict_string_checks=1${_feedrank_symbolizer}${FEEDRANK_ASAN_OPTIONS:+:$FEEDRANK_ASAN_OPTIONS}"
+export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:detect_odr_violation=2:strict_string_checks=1${_feedrank_symbolizer}${FEEDRANK_ASAN_OPTIONS:+:$FEEDRANK_ASAN_OPTIONS}"
 # One suppression, for FAISS's leak on read_index's error path (see the file).
 export LSAN_OPTIONS="suppressions=$_feedrank_root/tests/sanitizers/lsan.supp:print_suppressions=1${FEEDRANK_LSAN_OPTIONS:+:$FEEDRANK_LSAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${_feedrank_symbolizer}${FEEDRANK_UBSAN_OPTIONS:+:$FEEDRANK_UBSAN_OPTIONS}"

@@ -47,9 +47,9 @@ void RateLimitedProtobufLog(google::protobuf::LogLevel level, const char* filena
     return;
   }
   const int64_t skipped = dropped.exchange(0, std::memory_order_relaxed);
-  const std::string text =
-      absl::StrCat("protobuf: ", message,
-                   skipped > 0 ? absl::StrCat(" (", skipped, " similar lines dropped)") : "");
+  const std::string text = absl::StrCat(
+      "protobuf: ", message,
+      skipped > 0 ? absl::StrCat(" (", skipped, " similar lines dropped)") : "");
   LogLine(level >= google::protobuf::LOGLEVEL_ERROR     ? LogLevel::kError
           : level >= google::protobuf::LOGLEVEL_WARNING ? LogLevel::kWarning
                                                         : LogLevel::kInfo,
@@ -66,8 +66,10 @@ int64_t CountExcludeIds(grpc::ByteBuffer* buffer) {
   input.SetTotalBytesLimit(INT32_MAX);
   int64_t count = 0;
   while (const uint32_t tag = input.ReadTag()) {
-    if (WireFormatLite::GetTagFieldNumber(tag) == v1::RankFeedRequest::kExcludeIdsFieldNumber) {
-      if (WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+    if (WireFormatLite::GetTagFieldNumber(tag) ==
+        v1::RankFeedRequest::kExcludeIdsFieldNumber) {
+      if (WireFormatLite::GetTagWireType(tag) ==
+          WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
         uint32_t length;
         if (!input.ReadVarint32(&length)) return -1;
         // Every varint ends in one byte with the top bit clear.
@@ -99,14 +101,15 @@ char* ThreadArenaBlock() {
 
 }  // namespace
 
-grpc::ServerUnaryReactor* FeedRankerService::RankFeed(grpc::CallbackServerContext* context,
-                                                      const grpc::ByteBuffer* request,
-                                                      grpc::ByteBuffer* response) {
+grpc::ServerUnaryReactor* FeedRankerService::RankFeed(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   // Checked here, not when a worker takes the call: calls accepted before
   // draining began still get ranked.
   if (draining_.load(std::memory_order_acquire)) {
-    Finish(reactor, grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    Finish(reactor,
+           grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
     return reactor;
   }
   // The deadline on the server's clock, taken at arrival: time spent queued
@@ -131,15 +134,18 @@ grpc::ServerUnaryReactor* FeedRankerService::RankFeed(grpc::CallbackServerContex
   return reactor;
 }
 
-void FeedRankerService::Finish(grpc::ServerUnaryReactor* reactor, const grpc::Status& status) {
+void FeedRankerService::Finish(grpc::ServerUnaryReactor* reactor,
+                               const grpc::Status& status) {
   const int code = static_cast<int>(status.error_code());
-  if (code >= 0 && code < 17) counters_.by_code[code].fetch_add(1, std::memory_order_relaxed);
+  if (code >= 0 && code < 17)
+    counters_.by_code[code].fetch_add(1, std::memory_order_relaxed);
   reactor->Finish(status);
 }
 
 grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
                                        const grpc::ByteBuffer& request_bytes,
-                                       SteadyTime deadline, grpc::ByteBuffer* response_bytes) {
+                                       SteadyTime deadline,
+                                       grpc::ByteBuffer* response_bytes) {
   if (context->IsCancelled()) {
     counters_.cancelled_in_queue.fetch_add(1, std::memory_order_relaxed);
     return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while queued");
@@ -150,17 +156,18 @@ grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
   }
   const size_t size = request_bytes.Length();
   if (size > size_t(options_->max_request_bytes)) {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("request of ", size, " bytes exceeds the limit of ",
-                                     options_->max_request_bytes, " (--max-request-bytes)"));
+    return grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("request of ", size, " bytes exceeds the limit of ",
+                     options_->max_request_bytes, " (--max-request-bytes)"));
   }
   // The reader only reads the buffer; its API takes a non-const pointer.
   grpc::ByteBuffer* bytes = const_cast<grpc::ByteBuffer*>(&request_bytes);
   const int max_exclude = snapshot->ranker->options().max_exclude_ids;
   if (const int64_t excluded = CountExcludeIds(bytes); excluded > max_exclude) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("exclude_ids: ", excluded, " ids, at most ", max_exclude,
-                                     " are allowed"));
+                        absl::StrCat("exclude_ids: ", excluded, " ids, at most ",
+                                     max_exclude, " are allowed"));
   }
 
   google::protobuf::ArenaOptions arena_options;
@@ -202,8 +209,8 @@ grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
 
 absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions options) {
   if (options.max_request_bytes < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_request_bytes: ", options.max_request_bytes, " must be >= 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_request_bytes: ", options.max_request_bytes, " must be >= 1"));
   }
   if (options.env.clock == nullptr || options.env.fs == nullptr) {
     return absl::InvalidArgumentError("server: env needs a clock and a file system");
@@ -235,9 +242,10 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
   health->SetServingStatus(false);
   health->SetServingStatus(kRankerServiceName, false);
-  LogInfo("listening on %s (port %d), %d ranking threads; not serving until a bundle "
-          "is loaded",
-          o.address, server->port_, server->workers_->threads());
+  LogInfo(
+      "listening on %s (port %d), %d ranking threads; not serving until a bundle "
+      "is loaded",
+      o.address, server->port_, server->workers_->threads());
   return server;
 }
 

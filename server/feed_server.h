@@ -86,8 +86,9 @@ class FeedRankerService final
   const ServiceCounters& counters() const { return counters_; }
 
  private:
-  grpc::Status Handle(grpc::CallbackServerContext* context, const grpc::ByteBuffer& request,
-                      SteadyTime deadline, grpc::ByteBuffer* response);
+  grpc::Status Handle(grpc::CallbackServerContext* context,
+                      const grpc::ByteBuffer& request, SteadyTime deadline,
+                      grpc::ByteBuffer* response);
   void Finish(grpc::ServerUnaryReactor* reactor, const grpc::Status& status);
 
   const SnapshotManager* snapshots_;

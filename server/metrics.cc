@@ -14,12 +14,23 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-const char* const kCodeNames[17] = {
-    "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
-    "UNAUTHENTICATED"};
+const char* const kCodeNames[17] = {"OK",
+                                    "CANCELLED",
+                                    "UNKNOWN",
+                                    "INVALID_ARGUMENT",
+                                    "DEADLINE_EXCEEDED",
+                                    "NOT_FOUND",
+                                    "ALREADY_EXISTS",
+                                    "PERMISSION_DENIED",
+                                    "RESOURCE_EXHAUSTED",
+                                    "FAILED_PRECONDITION",
+                                    "ABORTED",
+                                    "OUT_OF_RANGE",
+                                    "UNIMPLEMENTED",
+                                    "INTERNAL",
+                                    "UNAVAILABLE",
+                                    "DATA_LOSS",
+                                    "UNAUTHENTICATED"};
 const char* const kSourceNames[3] = {"ann", "popular", "fresh"};
 const char* const kKindNames[2] = {"bundle", "config"};
 const char* const kOutcomeNames[2] = {"ok", "refused"};
@@ -100,11 +111,13 @@ void ServerMetrics::RecordRanking(const RankResult& result) {
   rankings_.fetch_add(1, kRelaxed);
   for (int i = 0; i < kStages; ++i) stage_seconds_[i].Observe(s.stage_micros[i]);
   for (int c = 0; c < kCauses; ++c) {
-    if (result.has_cause(static_cast<DegradeCause>(c))) degraded_[c].fetch_add(1, kRelaxed);
+    if (result.has_cause(static_cast<DegradeCause>(c)))
+      degraded_[c].fetch_add(1, kRelaxed);
   }
   if (result.cold_start) cold_start_.fetch_add(1, kRelaxed);
   if (s.search.exact_fallback) exact_fallbacks_.fetch_add(1, kRelaxed);
-  const int32_t retrieved[kSources] = {s.ann_retrieved, s.popular_retrieved, s.fresh_retrieved};
+  const int32_t retrieved[kSources] = {s.ann_retrieved, s.popular_retrieved,
+                                       s.fresh_retrieved};
   const int32_t kept[kSources] = {s.ann_kept, s.popular_kept, s.fresh_kept};
   for (int i = 0; i < kSources; ++i) {
     candidates_[i][0].fetch_add(static_cast<uint64_t>(retrieved[i]), kRelaxed);
@@ -121,7 +134,8 @@ void ServerMetrics::RecordLoad(LoadKind kind, LoadOutcome outcome, int64_t micro
   if (outcome == LoadOutcome::kOk) last_load_unix_ms_[k].store(NowUnixMs(), kRelaxed);
 }
 
-void ServerMetrics::SetServing(const std::string& bundle_version, const std::string& bundle_dir,
+void ServerMetrics::SetServing(const std::string& bundle_version,
+                               const std::string& bundle_dir,
                                const std::string& config_version) {
   MutexLock lock(&mu_);
   bundle_version_ = bundle_version;
@@ -143,15 +157,16 @@ uint64_t ServerMetrics::rankings() const { return rankings_.load(kRelaxed); }
 std::vector<MetricFamily> ServerMetrics::Collect() const {
   std::vector<MetricFamily> out;
   {
-    MetricFamily f = Family("feedrank_requests_total",
-                            "Calls finished, by method and gRPC status code.",
-                            MetricType::Counter);
+    MetricFamily f =
+        Family("feedrank_requests_total",
+               "Calls finished, by method and gRPC status code.", MetricType::Counter);
     for (int m = 0; m < kMethods; ++m) {
       for (int c = 0; c < kCodes; ++c) {
         const uint64_t n = calls_[m][c].load(kRelaxed);
         // OK always, other codes once seen: a stable, short exposition.
         if (n == 0 && c != 0) continue;
-        ClientMetric s = Sample({{"method", MethodName(Method(m))}, {"code", kCodeNames[c]}});
+        ClientMetric s =
+            Sample({{"method", MethodName(Method(m))}, {"code", kCodeNames[c]}});
         s.counter.value = double(n);
         f.metric.push_back(std::move(s));
       }
@@ -170,8 +185,9 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
     out.push_back(std::move(f));
   }
   {
-    MetricFamily f = Family("feedrank_stage_duration_seconds",
-                            "Time of each ranking stage, per ranked call.", MetricType::Histogram);
+    MetricFamily f =
+        Family("feedrank_stage_duration_seconds",
+               "Time of each ranking stage, per ranked call.", MetricType::Histogram);
     for (int i = 0; i < kStages; ++i) {
       ClientMetric s = Sample({{"stage", RankStageName(RankStage(i))}});
       s.histogram = stage_seconds_[i].Snapshot();
@@ -189,9 +205,9 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
   counter("feedrank_rankings_total", "Calls that were ranked (answered OK).",
           rankings_.load(kRelaxed));
   {
-    MetricFamily f = Family("feedrank_degraded_total",
-                            "Ranked calls answered with less work, by cause.",
-                            MetricType::Counter);
+    MetricFamily f =
+        Family("feedrank_degraded_total",
+               "Ranked calls answered with less work, by cause.", MetricType::Counter);
     for (int c = 0; c < kCauses; ++c) {
       ClientMetric s = Sample({{"cause", DegradeCauseName(DegradeCause(c))}});
       s.counter.value = double(degraded_[c].load(kRelaxed));
@@ -205,14 +221,15 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
           "ANN searches that fell back to an exact scan (very selective exclude lists).",
           exact_fallbacks_.load(kRelaxed));
   {
-    MetricFamily f = Family("feedrank_candidates_total",
-                            "Candidates per source: returned by the source (retrieved) and "
-                            "left after dedup and the exclude list (kept).",
-                            MetricType::Counter);
+    MetricFamily f =
+        Family("feedrank_candidates_total",
+               "Candidates per source: returned by the source (retrieved) and "
+               "left after dedup and the exclude list (kept).",
+               MetricType::Counter);
     for (int i = 0; i < kSources; ++i) {
       for (int k = 0; k < 2; ++k) {
-        ClientMetric s =
-            Sample({{"source", kSourceNames[i]}, {"phase", k == 0 ? "retrieved" : "kept"}});
+        ClientMetric s = Sample(
+            {{"source", kSourceNames[i]}, {"phase", k == 0 ? "retrieved" : "kept"}});
         s.counter.value = double(candidates_[i][k].load(kRelaxed));
         f.metric.push_back(std::move(s));
       }
@@ -224,23 +241,23 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
   counter("feedrank_creator_capped_total", "Items left off pages by the per-creator cap.",
           creator_capped_.load(kRelaxed));
   {
-    MetricFamily f =
-        Family("feedrank_in_flight_calls", "Calls received and not yet answered.",
-               MetricType::Gauge);
+    MetricFamily f = Family("feedrank_in_flight_calls",
+                            "Calls received and not yet answered.", MetricType::Gauge);
     ClientMetric s;
     s.gauge.value = double(in_flight_.load(kRelaxed));
     f.metric.push_back(std::move(s));
     out.push_back(std::move(f));
   }
   {
-    MetricFamily f = Family("feedrank_loads_total",
-                            "Loads of bundles and configs, by outcome.", MetricType::Counter);
+    MetricFamily f =
+        Family("feedrank_loads_total", "Loads of bundles and configs, by outcome.",
+               MetricType::Counter);
     MetricFamily d = Family("feedrank_load_duration_seconds",
                             "Time of each load (read, validate, warm, calibrate).",
                             MetricType::Histogram);
-    MetricFamily t = Family("feedrank_last_load_timestamp_seconds",
-                            "When the last successful load of each kind ended.",
-                            MetricType::Gauge);
+    MetricFamily t =
+        Family("feedrank_last_load_timestamp_seconds",
+               "When the last successful load of each kind ended.", MetricType::Gauge);
     for (int k = 0; k < kKinds; ++k) {
       for (int o = 0; o < kOutcomes; ++o) {
         ClientMetric s = Sample({{"kind", kKindNames[k]}, {"outcome", kOutcomeNames[o]}});
@@ -261,16 +278,16 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
   std::function<double()> queue_depth;
   {
     MutexLock lock(&mu_);
-    MetricFamily b = Family("feedrank_bundle_info", "The bundle served (value 1).",
-                            MetricType::Gauge);
+    MetricFamily b =
+        Family("feedrank_bundle_info", "The bundle served (value 1).", MetricType::Gauge);
     if (!bundle_version_.empty()) {
       ClientMetric s = Sample({{"version", bundle_version_}, {"dir", bundle_dir_}});
       s.gauge.value = 1;
       b.metric.push_back(std::move(s));
     }
     out.push_back(std::move(b));
-    MetricFamily c = Family("feedrank_config_info", "The ranking config served (value 1).",
-                            MetricType::Gauge);
+    MetricFamily c = Family("feedrank_config_info",
+                            "The ranking config served (value 1).", MetricType::Gauge);
     if (!bundle_version_.empty()) {
       ClientMetric s = Sample({{"version", config_version_}});
       s.gauge.value = 1;
@@ -288,8 +305,8 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
     out.push_back(std::move(f));
   }
   {
-    MetricFamily f = Family("feedrank_start_timestamp_seconds", "When the server started.",
-                            MetricType::Gauge);
+    MetricFamily f = Family("feedrank_start_timestamp_seconds",
+                            "When the server started.", MetricType::Gauge);
     ClientMetric s;
     s.gauge.value = double(start_unix_ms_) / 1000.0;
     f.metric.push_back(std::move(s));

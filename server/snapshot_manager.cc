@@ -21,14 +21,16 @@ absl::Status SnapshotManager::InstallLocked(std::shared_ptr<const Bundle> bundle
   snapshot->bundle = bundle;
   snapshot->view = bundle->view;
   snapshot->config = config;
-  ASSIGN_OR_RETURN(snapshot->ranker,
-                   Ranker::Create(bundle, RankerOptions{std::move(options), costs, env_.clock}));
-  current_.store(std::move(snapshot), std::memory_order_release);
-  LogInfo("serving bundle %s (%s, %d videos, %d users) with config '%s'; "
-          "measured ANN %.0fus, scoring %.0fns per candidate",
-          bundle->manifest.version(), bundle->dir, bundle->catalog->num_videos(),
-          bundle->catalog->num_users(), config.version(), costs.ann_micros,
-          costs.score_ns_per_row);
+  ASSIGN_OR_RETURN(
+      snapshot->ranker,
+      Ranker::Create(bundle, RankerOptions{std::move(options), costs, env_.clock}));
+  current_.Store(std::move(snapshot));
+  LogInfo(
+      "serving bundle %s (%s, %d videos, %d users) with config '%s'; "
+      "measured ANN %.0fus, scoring %.0fns per candidate",
+      bundle->manifest.version(), bundle->dir, bundle->catalog->num_videos(),
+      bundle->catalog->num_users(), config.version(), costs.ann_micros,
+      costs.score_ns_per_row);
   return absl::OkStatus();
 }
 

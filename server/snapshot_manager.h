@@ -1,6 +1,7 @@
 // SnapshotManager: holds what a request sees — (bundle, catalogue view,
-// config, ranker) — as one immutable Snapshot behind an atomic shared
-// pointer.
+// config, ranker) — as one immutable Snapshot behind a shared pointer that
+// requests copy (SharedPtrCell: a reference-count increment under a lock no
+// load holds for longer than a pointer swap).
 //
 // A load happens off the request path: the config file and the bundle are
 // read and validated, the config resolved against the bundle's model, the
@@ -44,9 +45,7 @@ class SnapshotManager {
   explicit SnapshotManager(const Env& env = Env::Default()) : env_(env) {}
 
   // The snapshot to use for one request; null before the first load.
-  std::shared_ptr<const Snapshot> Current() const {
-    return current_.load(std::memory_order_acquire);
-  }
+  std::shared_ptr<const Snapshot> Current() const { return current_.Load(); }
 
   // Reads the config file `config_path` (empty = all defaults) and the
   // bundle in `bundle_dir` through `fs` (null = the env's), and makes them
@@ -60,11 +59,12 @@ class SnapshotManager {
 
  private:
   absl::Status InstallLocked(std::shared_ptr<const Bundle> bundle,
-                             const RankingConfig& config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(load_mu_);
+                             const RankingConfig& config)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(load_mu_);
 
   const Env env_;
   Mutex load_mu_;  // serialises loads; never taken by requests
-  std::atomic<std::shared_ptr<const Snapshot>> current_;
+  SharedPtrCell<const Snapshot> current_;
 };
 
 }  // namespace feedrank

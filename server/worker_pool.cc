@@ -12,24 +12,27 @@ int WorkerPool::DefaultThreads() {
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
-absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(int threads, int max_queue) {
+absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(int threads,
+                                                               int max_queue) {
   if (threads < 0 || threads > kMaxThreads) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("workers: ", threads, " is outside [0, ", kMaxThreads, "] (0 = one per core)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "workers: ", threads, " is outside [0, ", kMaxThreads, "] (0 = one per core)"));
   }
   if (max_queue < 0 || max_queue > kMaxQueue) {
-    return absl::InvalidArgumentError(absl::StrCat("max_queue: ", max_queue, " is outside [0, ",
-                                                   kMaxQueue, "] (0 = 64 per worker)"));
+    return absl::InvalidArgumentError(absl::StrCat("max_queue: ", max_queue,
+                                                   " is outside [0, ", kMaxQueue,
+                                                   "] (0 = 64 per worker)"));
   }
   const int n = threads > 0 ? threads : DefaultThreads();
   std::unique_ptr<WorkerPool> pool(new WorkerPool(max_queue > 0 ? max_queue : 64 * n));
   try {
-    for (int i = 0; i < n; ++i) pool->workers_.emplace_back([p = pool.get()] { p->Run(); });
+    for (int i = 0; i < n; ++i)
+      pool->workers_.emplace_back([p = pool.get()] { p->Run(); });
   } catch (const std::system_error& e) {
     const size_t started = pool->workers_.size();
     pool.reset();  // joins the threads that started
-    return absl::ResourceExhaustedError(absl::StrCat("cannot start ", n, " worker threads (",
-                                                     started, " started): ", e.what()));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cannot start ", n, " worker threads (", started, " started): ", e.what()));
   }
   return pool;
 }
@@ -49,8 +52,8 @@ void WorkerPool::Stop() {
 bool WorkerPool::TrySubmit(InlineTask task) {
   {
     MutexLock lock(&mu_);
-    if (stopping_ || size_ == ring_.size()) return false;
-    ring_[(head_ + size_) % ring_.size()] = task;
+    if (stopping_ || size_ == capacity_) return false;
+    ring_[(head_ + size_) % capacity_] = task;
     ++size_;
   }
   work_.Signal();
@@ -74,7 +77,7 @@ void WorkerPool::Run() {
       });
       if (size_ == 0) return;  // stopping, and everything ran
       task = ring_[head_];
-      head_ = (head_ + 1) % ring_.size();
+      head_ = (head_ + 1) % capacity_;
       --size_;
     }
     task();

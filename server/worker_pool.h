@@ -33,7 +33,8 @@ class InlineTask {
   static constexpr size_t kBytes = 56;
 
   InlineTask() = default;
-  template <typename F, typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, InlineTask>>>
+  template <typename F,
+            typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, InlineTask>>>
   InlineTask(F f) {  // NOLINT: implicit, like std::function
     static_assert(sizeof(F) <= kBytes, "task captures too much");
     static_assert(std::is_trivially_copyable_v<F> && std::is_trivially_destructible_v<F>,
@@ -72,7 +73,7 @@ class WorkerPool {
   [[nodiscard]] bool TrySubmit(InlineTask task);
 
   int threads() const { return static_cast<int>(workers_.size()); }
-  int max_queue() const { return static_cast<int>(ring_.size()); }
+  int max_queue() const { return static_cast<int>(capacity_); }
   // Tasks waiting (not running), for reports.
   int queued() const;
 
@@ -80,10 +81,11 @@ class WorkerPool {
   static int DefaultThreads();
 
  private:
-  explicit WorkerPool(int max_queue) : ring_(max_queue) {}
+  explicit WorkerPool(int max_queue) : capacity_(max_queue), ring_(max_queue) {}
   void Run();
   void Stop();
 
+  const size_t capacity_;
   mutable Mutex mu_;
   CondVar work_;
   // Ring buffer: `size_` tasks from `head_`.

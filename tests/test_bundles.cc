@@ -1,7 +1,7 @@
 // The synthetic-bundle half of tests/test_util.h (links the generator).
-#include <gtest/gtest.h>
-
 #include "tests/test_bundles.h"
+
+#include <gtest/gtest.h>
 
 namespace feedrank::testing {
 

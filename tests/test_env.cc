@@ -35,7 +35,8 @@ class FaultyWritableFile : public WritableFile {
     if (budget >= 0) {
       if (int64_t(data.size()) > budget) {
         fs_->write_budget_bytes.store(0);
-        return absl::ResourceExhaustedError(absl::StrCat(path(), ": no space left on device"));
+        return absl::ResourceExhaustedError(
+            absl::StrCat(path(), ": no space left on device"));
       }
       fs_->write_budget_bytes.fetch_sub(data.size());
     }
@@ -60,7 +61,8 @@ absl::StatusOr<std::unique_ptr<ReadableFile>> FaultFileSystem::OpenForRead(
   opens_for_read.fetch_add(1);
   if (on_open_for_read) on_open_for_read(path);
   if (!fail_substring.empty() && path.find(fail_substring) != std::string::npos) {
-    return absl::Status(fail_status.code(), absl::StrCat(path, ": ", fail_status.message()));
+    return absl::Status(fail_status.code(),
+                        absl::StrCat(path, ": ", fail_status.message()));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<ReadableFile> file, target()->OpenForRead(path));
   return std::unique_ptr<ReadableFile>(new HookedFile(std::move(file), this));
@@ -69,7 +71,8 @@ absl::StatusOr<std::unique_ptr<ReadableFile>> FaultFileSystem::OpenForRead(
 absl::StatusOr<std::unique_ptr<WritableFile>> FaultFileSystem::OpenForWrite(
     const std::string& path) {
   if (!fail_substring.empty() && path.find(fail_substring) != std::string::npos) {
-    return absl::Status(fail_status.code(), absl::StrCat(path, ": ", fail_status.message()));
+    return absl::Status(fail_status.code(),
+                        absl::StrCat(path, ": ", fail_status.message()));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, target()->OpenForWrite(path));
   return std::unique_ptr<WritableFile>(new FaultyWritableFile(std::move(file), this));

@@ -32,7 +32,9 @@ class FakeClock : public Clock {
     unix_ms_.fetch_add(std::chrono::duration_cast<std::chrono::milliseconds>(by).count());
   }
   // Every Now() returns the current time, then moves it by `step` (0 = off).
-  void SetAutoAdvance(std::chrono::nanoseconds step) { auto_advance_ns_.store(step.count()); }
+  void SetAutoAdvance(std::chrono::nanoseconds step) {
+    auto_advance_ns_.store(step.count());
+  }
   void SetUnixMillis(int64_t ms) { unix_ms_.store(ms); }
 
  private:
@@ -65,8 +67,10 @@ class FaultFileSystem : public FileSystemWrapper {
   std::function<void(const std::string&)> after_read;
   std::atomic<int> opens_for_read{0};
 
-  absl::StatusOr<std::unique_ptr<ReadableFile>> OpenForRead(const std::string& path) override;
-  absl::StatusOr<std::unique_ptr<WritableFile>> OpenForWrite(const std::string& path) override;
+  absl::StatusOr<std::unique_ptr<ReadableFile>> OpenForRead(
+      const std::string& path) override;
+  absl::StatusOr<std::unique_ptr<WritableFile>> OpenForWrite(
+      const std::string& path) override;
 };
 
 }  // namespace feedrank::testing

@@ -1,24 +1,24 @@
 #include "tests/test_util.h"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <thread>
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 namespace feedrank::testing {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/feedrank-test-XXXXXX";
+  std::string pattern =
+      std::string(base != nullptr ? base : "/tmp") + "/feedrank-test-XXXXXX";
   char* made = ::mkdtemp(pattern.data());
   EXPECT_NE(made, nullptr) << "mkdtemp failed";
   path_ = pattern;
@@ -29,7 +29,8 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-int RunProcess(const std::vector<std::string>& argv, double timeout_s, std::string* output) {
+int RunProcess(const std::vector<std::string>& argv, double timeout_s,
+               std::string* output) {
   TempDir dir;
   const std::string out_path = dir.Sub("output");
   const pid_t pid = ::fork();
@@ -65,7 +66,9 @@ int RunProcess(const std::vector<std::string>& argv, double timeout_s, std::stri
   return code;
 }
 
-std::string FeedrankBinary() { return std::string(FEEDRANK_BINARY_DIR) + "/cli/feedrank"; }
+std::string FeedrankBinary() {
+  return std::string(FEEDRANK_BINARY_DIR) + "/cli/feedrank";
+}
 
 void CopyDir(const std::string& from, const std::string& to) {
   std::filesystem::copy(from, to, std::filesystem::copy_options::recursive);

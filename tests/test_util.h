@@ -6,7 +6,6 @@
 #include <string>
 #include <vector>
 
-
 namespace feedrank::testing {
 
 // A fresh directory under $TMPDIR, removed with everything in it when the
@@ -33,7 +32,8 @@ void CopyDir(const std::string& from, const std::string& to);
 // waits at most `timeout_s`; a process still running then is killed
 // (SIGKILL) and -1 is returned. Else its exit code, or 128 + the signal
 // that ended it.
-int RunProcess(const std::vector<std::string>& argv, double timeout_s, std::string* output);
+int RunProcess(const std::vector<std::string>& argv, double timeout_s,
+               std::string* output);
 
 // The `feedrank` binary of this build.
 std::string FeedrankBinary();

@@ -99,9 +99,9 @@ absl::StatusOr<Embeddings> TrainEmbeddings(int num_users, int num_items,
   if (o.epochs == 0) o.epochs = als ? 15 : 100;
   if (o.reg < 0) o.reg = als ? 0.1f : 0.01f;
   if (num_users <= 0 || num_items <= 0 || o.dim <= 0 || o.epochs < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "embeddings: need users, items, dim > 0 and epochs >= 0 (got ", num_users, ", ",
-        num_items, ", ", o.dim, ", ", o.epochs, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("embeddings: need users, items, dim > 0 and epochs >= 0 (got ",
+                     num_users, ", ", num_items, ", ", o.dim, ", ", o.epochs, ")"));
   }
   if (o.method != "als" && o.method != "bpr") {
     return absl::InvalidArgumentError(
@@ -115,7 +115,9 @@ absl::StatusOr<Embeddings> TrainEmbeddings(int num_users, int num_items,
   for (int i = 0; i < e.users.size(); ++i) e.users.data()[i] = normal(rng);
   for (int i = 0; i < e.items.size(); ++i) e.items.data()[i] = normal(rng);
   const SteadyClock::time_point start = SteadyClock::now();
-  auto seconds = [&] { return std::chrono::duration<double>(SteadyClock::now() - start).count(); };
+  auto seconds = [&] {
+    return std::chrono::duration<double>(SteadyClock::now() - start).count();
+  };
 
   if (o.method == "als") {
     const Sparse by_user = Aggregate(num_users, positives, true);

@@ -113,7 +113,8 @@ absl::StatusOr<LogMapping> ReadLogMapping(const std::string& path) {
   if (!text.ok()) return text.status();
   auto mapping = ParseLogMapping(*text);
   if (!mapping.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", mapping.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", mapping.status().message()));
   }
   return mapping;
 }
@@ -122,12 +123,13 @@ absl::StatusOr<InteractionLog> ReadInteractionLog(const std::string& path,
                                                   const LogMapping& mapping) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  const char delimiter = !mapping.delimiter().empty() ? mapping.delimiter()[0]
+  const char delimiter = !mapping.delimiter().empty()   ? mapping.delimiter()[0]
                          : absl::EndsWith(path, ".tsv") ? '\t'
                                                         : ',';
   std::string line;
   if (!std::getline(in, line) || absl::StripAsciiWhitespace(line).empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": empty file (no header line)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": empty file (no header line)"));
   }
   if (!line.empty() && line.back() == '\r') line.pop_back();
   std::vector<std::string> header;
@@ -178,7 +180,8 @@ absl::StatusOr<InteractionLog> ReadInteractionLog(const std::string& path,
       log.retrieval_objective = static_cast<int>(log.objectives.size()) - 1;
     }
     if (o.kind() == ObjectiveMapping::BINARY) {
-      auto c = find(o.column(), absl::StrCat("column of objective '", o.name(), "'").c_str());
+      auto c =
+          find(o.column(), absl::StrCat("column of objective '", o.name(), "'").c_str());
       if (!c.ok()) return c.status();
       label_col.push_back(*c);
     } else {
@@ -191,9 +194,9 @@ absl::StatusOr<InteractionLog> ReadInteractionLog(const std::string& path,
   std::vector<std::string> fields;
   int64_t line_number = 1;
   auto bad_value = [&](int col, const char* what) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ":", line_number, ": column ", QuoteForError(header[col]), " holds ",
-        QuoteForError(fields[col]), ", ", what));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":", line_number, ": column ", QuoteForError(header[col]),
+                     " holds ", QuoteForError(fields[col]), ", ", what));
   };
   while (std::getline(in, line)) {
     ++line_number;
@@ -201,9 +204,9 @@ absl::StatusOr<InteractionLog> ReadInteractionLog(const std::string& path,
     if (line.empty()) continue;
     SplitFields(line, delimiter, &fields);
     if (fields.size() != header.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ":", line_number, ": ",
-                                                     fields.size(), " fields, the header has ",
-                                                     header.size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", line_number, ": ", fields.size(),
+                       " fields, the header has ", header.size()));
     }
     uint64_t user, item;
     if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(fields[*user_col]), &user)) {

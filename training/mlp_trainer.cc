@@ -21,7 +21,8 @@ struct Activations {
   std::vector<RowMatrix> z;
 };
 
-void ForwardBatch(const ModelTensors& t, const RowMatrix& standardized, Activations* act) {
+void ForwardBatch(const ModelTensors& t, const RowMatrix& standardized,
+                  Activations* act) {
   const size_t layers = t.weights.size();
   act->a.resize(layers + 1);
   act->z.resize(layers);
@@ -59,12 +60,13 @@ absl::StatusOr<ModelTensors> TrainMlp(const RowMatrix& x, const RowMatrix& y,
   const int features = static_cast<int>(x.cols());
   const int heads = static_cast<int>(y.cols());
   if (n == 0 || y.rows() != n || heads == 0 || features == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "mlp: ", n, " feature rows of width ", features, " and ", y.rows(),
-        " label rows of width ", heads, " do not fit"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("mlp: ", n, " feature rows of width ", features, " and ", y.rows(),
+                     " label rows of width ", heads, " do not fit"));
   }
   if (o.batch_size < 1 || o.epochs < 0 || !(o.learning_rate > 0)) {
-    return absl::InvalidArgumentError("mlp: batch_size, epochs, learning_rate out of range");
+    return absl::InvalidArgumentError(
+        "mlp: batch_size, epochs, learning_rate out of range");
   }
   std::mt19937_64 rng(o.seed);
   ModelTensors t;
@@ -79,7 +81,8 @@ absl::StatusOr<ModelTensors> TrainMlp(const RowMatrix& x, const RowMatrix& y,
     for (int64_t i = 0; i < n; ++i) sq += (x(i, j) - mean) * (x(i, j) - mean);
     const double sd = std::sqrt(sq / n);
     t.input_mean[j] = static_cast<float>(mean);
-    t.input_std[j] = sd > 1e-4 * std::max(1.0, std::abs(mean)) ? static_cast<float>(sd) : 1.f;
+    t.input_std[j] =
+        sd > 1e-4 * std::max(1.0, std::abs(mean)) ? static_cast<float>(sd) : 1.f;
   }
   // He initialisation; output bias at the base rate of each head.
   int in = features;

@@ -712,15 +712,17 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
   std::stable_sort(popular_order.begin(), popular_order.end(), [&](int32_t a, int32_t b) {
     return catalog.popularity(a) > catalog.popularity(b);
   });
-  ASSIGN_OR_RETURN(std::unique_ptr<Ranker> full,
-                   Ranker::Create(bundle, RankerOptions{rank_options, RankerCosts{0, 0, 0}}));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<Ranker> full,
+      Ranker::Create(bundle, RankerOptions{rank_options, RankerCosts{0, 0, 0}}));
   const Ranker& ranker = *full;
   // The same, with the ANN source alone: what the model adds to retrieval.
   RankingOptions ann_only_options = rank_options;
   ann_only_options.popular_candidates = 0;
   ann_only_options.fresh_candidates = 0;
-  ASSIGN_OR_RETURN(std::unique_ptr<Ranker> ann_only_ranker,
-                   Ranker::Create(bundle, RankerOptions{ann_only_options, RankerCosts{0, 0, 0}}));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<Ranker> ann_only_ranker,
+      Ranker::Create(bundle, RankerOptions{ann_only_options, RankerCosts{0, 0, 0}}));
   const Ranker& ann_only = *ann_only_ranker;
 
   RankingMetrics out;
@@ -772,8 +774,7 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
     out.ndcg[1].push_back(ndcg_of(FirstIds(catalog, popular, 10)));
     // Embeddings alone: exact inner-product search.
     catalog.index().ExactSearch(LookUpUser(catalog, u.id).embedding, 500,
-                                RowPredicate().Exclude(&seen), &scratch,
-                                &hits);
+                                RowPredicate().Exclude(&seen), &scratch, &hits);
     std::vector<int32_t> by_dot;
     for (const Hit& hit : hits) by_dot.push_back(hit.row);
     out.recall100[2].push_back(recall(by_dot, 100));

@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "ranking/ranker.h"
-#include "tests/test_env.h"
 #include "tests/test_bundles.h"
+#include "tests/test_env.h"
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -104,13 +104,15 @@ TEST(AllocationTest, WarmRankCallsOfVaryingSizesAllocateNothing) {
     auto options = ResolveOptions(RankingConfig(), bundle->model->objectives());
     ASSERT_TRUE(options.ok());
     // 2 us per row: a 500 us budget reranks ~150 of the candidates.
-    auto ranker = Ranker::Create(bundle, RankerOptions{*options, RankerCosts{2000, 0, 0}, &clock});
+    auto ranker =
+        Ranker::Create(bundle, RankerOptions{*options, RankerCosts{2000, 0, 0}, &clock});
     ASSERT_TRUE(ranker.ok());
     Case c{*std::move(ranker), {}};
     const Catalog& catalog = *bundle->catalog;
     for (int size : {0, 10, 63, 200, 1500}) {
       std::vector<uint64_t>& ids = c.excludes.emplace_back();
-      for (int i = 0; i < size; ++i) ids.push_back(catalog.video_id(rng() % catalog.num_videos()));
+      for (int i = 0; i < size; ++i)
+        ids.push_back(catalog.video_id(rng() % catalog.num_videos()));
     }
     cases.push_back(std::move(c));
   }
@@ -125,8 +127,8 @@ TEST(AllocationTest, WarmRankCallsOfVaryingSizesAllocateNothing) {
             for (int64_t budget_us : {int64_t{-1}, int64_t{500}, int64_t{50}}) {
               for (bool cold : {false, true}) {
                 RankRequest request;
-                request.user_id = cold ? 99999999999ull
-                                       : catalog.user_id(rng() % catalog.num_users());
+                request.user_id =
+                    cold ? 99999999999ull : catalog.user_id(rng() % catalog.num_users());
                 request.count = count;
                 request.exclude_ids = exclude;
                 request.context.now_ms = 1793491200000;
@@ -156,7 +158,8 @@ TEST(AllocationTest, WarmRankCallsOfVaryingSizesAllocateNothing) {
     RankRequest request;
     request.user_id = cases[0].ranker->bundle().catalog->user_id(0);
     RankResult fresh;
-    EXPECT_GT(CountAllocations([&] { ASSERT_TRUE(cases[0].ranker->Rank(request, &fresh).ok()); }),
+    EXPECT_GT(CountAllocations(
+                  [&] { ASSERT_TRUE(cases[0].ranker->Rank(request, &fresh).ok()); }),
               0);
   }).join();
   run_all(false);  // warm-up: every buffer reaches its largest size

@@ -26,22 +26,24 @@ TEST(FileSystemTest, FifoIsRefusedWithoutBlocking) {
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
   // Opening a FIFO with no writer blocks a plain open(2) forever; run it on
   // a thread so that a regression fails the test instead of hanging it.
-  auto opened = std::async(std::launch::async, [&] {
-    return FileSystem::Real()->OpenForRead(fifo).status();
-  });
+  auto opened = std::async(
+      std::launch::async, [&] { return FileSystem::Real()->OpenForRead(fifo).status(); });
   ASSERT_EQ(opened.wait_for(std::chrono::seconds(5)), std::future_status::ready)
       << "opening a FIFO blocked";
   const absl::Status status = opened.get();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(status.message()), HasSubstr("not a regular file (a FIFO)"));
   // Every loader goes through OpenForRead.
-  EXPECT_EQ(ReadNpy<float>(fifo, 1).status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(ReadFileToString(fifo).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReadNpy<float>(fifo, 1).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReadFileToString(fifo).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(FileSystemTest, ErrorsCarryTheCauseNotAlwaysNotFound) {
   testing::TempDir dir;
-  EXPECT_EQ(ReadFileToString(dir.Sub("absent")).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ReadFileToString(dir.Sub("absent")).status().code(),
+            absl::StatusCode::kNotFound);
   // A directory where a file is expected: not "not found".
   const absl::Status is_dir = ReadFileToString(dir.path()).status();
   EXPECT_EQ(is_dir.code(), absl::StatusCode::kFailedPrecondition);
@@ -142,7 +144,8 @@ TEST(MutexTest, CondVarWaitsForThePredicate) {
     MutexLock lock(&mu);
     cv.Wait(&mu, [&] { return value == 100; });
     EXPECT_EQ(value, 100);
-    EXPECT_FALSE(cv.WaitFor(&mu, std::chrono::milliseconds(1), [&] { return value == 101; }));
+    EXPECT_FALSE(
+        cv.WaitFor(&mu, std::chrono::milliseconds(1), [&] { return value == 101; }));
   }
   producer.join();
 }

@@ -1,11 +1,10 @@
-#include "cli/build_bundle.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
 #include "base/npy.h"
+#include "cli/build_bundle.h"
 #include "ranking/bundle.h"
 #include "tests/test_bundles.h"
 
@@ -68,13 +67,16 @@ TEST(BuildTest, BadSourceWritesNothing) {
   };
   std::vector<Case> cases = {
       {"missing model tensor",
-       [](const std::string& s) { std::filesystem::remove(s + "/model/output_bias.npy"); },
+       [](const std::string& s) {
+         std::filesystem::remove(s + "/model/output_bias.npy");
+       },
        "output_bias.npy"},
       {"duplicate video id",
        [](const std::string& s) {
          auto ids = ReadNpy<uint64_t>(s + "/video_ids.npy", 1);
          ids->data[5] = ids->data[6];
-         ASSERT_TRUE(WriteNpy<uint64_t>(s + "/video_ids.npy", ids->data, ids->shape).ok());
+         ASSERT_TRUE(
+             WriteNpy<uint64_t>(s + "/video_ids.npy", ids->data, ids->shape).ok());
        },
        "video_ids.npy"},
       {"manifest count disagrees",
@@ -101,7 +103,8 @@ TEST(BuildTest, BadSourceWritesNothing) {
     options.out = dir.Sub("out-" + std::to_string(i));
     absl::Status status = BuildBundle(options);
     EXPECT_FALSE(status.ok()) << cases[i].name;
-    EXPECT_THAT(std::string(status.message()), HasSubstr(cases[i].expect)) << cases[i].name;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(cases[i].expect))
+        << cases[i].name;
     EXPECT_FALSE(std::filesystem::exists(options.out)) << cases[i].name;
   }
   // And no half-written siblings were left behind.

@@ -1,9 +1,8 @@
 // The `feedrank` binary as a user runs it, as real processes.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/stat.h>
-
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,10 +27,9 @@ TEST(ProcessTest, AFifoInABundleFailsServeAndBuildAtOnce) {
   ASSERT_EQ(::mkfifo(ids.c_str(), 0644), 0);
   std::string output;
   const auto start = std::chrono::steady_clock::now();
-  const int serve = testing::RunProcess(
-      {testing::FeedrankBinary(), "serve", "--bundle", dir.Sub("bundle"), "--address",
-       "127.0.0.1:0"},
-      20, &output);
+  const int serve = testing::RunProcess({testing::FeedrankBinary(), "serve", "--bundle",
+                                         dir.Sub("bundle"), "--address", "127.0.0.1:0"},
+                                        20, &output);
   EXPECT_NE(serve, -1) << "serve hung on a FIFO";
   EXPECT_NE(serve, 0);
   EXPECT_THAT(output, HasSubstr("not a regular file (a FIFO)"));

@@ -112,7 +112,8 @@ TEST(SynthTest, ModelPrefersRelevantPopularVideos) {
     ASSERT_TRUE(ranker.Rank(request, &result).ok());
     const float* user = bundle->catalog->user_embedding(u);
     for (const auto& item : result.items) {
-      const float* v = bundle->catalog->video_embedding(*bundle->catalog->VideoRow(item.video_id));
+      const float* v =
+          bundle->catalog->video_embedding(*bundle->catalog->VideoRow(item.video_id));
       for (int j = 0; j < 32; ++j) page_dot += user[j] * v[j];
       ++items;
     }

@@ -155,7 +155,7 @@ TEST_F(SharedBundleTest, ViewsSwappedUnderReadersNeverServeTheirTombstones) {
   auto ranker = Ranker::Create(*bundle_, RankerOptions{*options, RankerCosts{0, 0, 0}});
   ASSERT_TRUE(ranker.ok());
   // Each new view deletes the best 30 videos of user 0 under the previous one.
-  std::atomic<std::shared_ptr<const CatalogView>> current{bundle.view};
+  SharedPtrCell<const CatalogView> current(bundle.view);
   std::atomic<bool> stop{false};
   std::atomic<int> leaks{0}, calls{0};
   std::vector<std::thread> readers;
@@ -165,7 +165,7 @@ TEST_F(SharedBundleTest, ViewsSwappedUnderReadersNeverServeTheirTombstones) {
       RankRequest request;
       request.user_id = bundle.catalog->user_id(0);
       while (!stop.load()) {
-        std::shared_ptr<const CatalogView> view = current.load();
+        std::shared_ptr<const CatalogView> view = current.Load();
         if (!(*ranker)->Rank(*view, request, &result).ok()) continue;
         for (const RankedVideo& v : result.items) {
           if (!view->VideoRow(v.video_id)) leaks.fetch_add(1);
@@ -180,13 +180,14 @@ TEST_F(SharedBundleTest, ViewsSwappedUnderReadersNeverServeTheirTombstones) {
     request.user_id = bundle.catalog->user_id(0);
     request.count = 30;
     RankResult result;
-    ASSERT_TRUE((*ranker)->Rank(*current.load(), request, &result).ok());
+    ASSERT_TRUE((*ranker)->Rank(*current.Load(), request, &result).ok());
     auto next = std::make_shared<RowBitmap>(*tombstones);
-    for (const RankedVideo& v : result.items) next->Insert(*bundle.catalog->VideoRow(v.video_id));
+    for (const RankedVideo& v : result.items)
+      next->Insert(*bundle.catalog->VideoRow(v.video_id));
     tombstones = next;
     auto view = CatalogView::Create(bundle.catalog, nullptr, tombstones, version);
     ASSERT_TRUE(view.ok()) << view.status();
-    current.store(*view);
+    current.Store(*view);
     const int before = calls.load();
     while (calls.load() < before + 20) std::this_thread::yield();
   }

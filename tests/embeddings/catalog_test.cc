@@ -225,7 +225,8 @@ TEST_F(CatalogTest, ListTiesBreakByLowerVideoId) {
 
 TEST_F(CatalogTest, ZeroVideoEmbeddingIsRefusedByRow) {
   Columns c = Copy();
-  std::fill(c.videos.embeddings.begin() + 17 * kDim, c.videos.embeddings.begin() + 18 * kDim, 0.f);
+  std::fill(c.videos.embeddings.begin() + 17 * kDim,
+            c.videos.embeddings.begin() + 18 * kDim, 0.f);
   ExpectRefusal(Create(std::move(c)).status(), absl::StatusCode::kInvalidArgument,
                 kVideoEmbeddingsFile, "row 17 is all zeros");
   // Users may have zero vectors (a user the log says nothing about).
@@ -571,7 +572,8 @@ TEST_F(CatalogLoadTest, StoredCatalogStatsAreReadBack) {
   ASSERT_TRUE(Catalog::ReadColumns(dir.Sub("b"), *manifest, &videos, &users).ok());
   TempDir out;
   ASSERT_TRUE(Catalog::WriteColumns(out.path(), kDim, videos, users, &stats).ok());
-  CopyDir(BundlePath(out.path(), kCatalogStatsDir), BundlePath(dir.Sub("b"), kCatalogStatsDir));
+  CopyDir(BundlePath(out.path(), kCatalogStatsDir),
+          BundlePath(dir.Sub("b"), kCatalogStatsDir));
   auto loaded = Load(dir.Sub("b"));
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   for (int32_t row = 0; row < 50; ++row) {
@@ -579,7 +581,8 @@ TEST_F(CatalogLoadTest, StoredCatalogStatsAreReadBack) {
   }
   EXPECT_EQ((*loaded)->mean_user_embedding()[3], 0.5f);
   // A broken stats file is refused by name.
-  WriteFile(BundlePath(BundlePath(dir.Sub("b"), kCatalogStatsDir), kCreatorVideosFile), "junk");
+  WriteFile(BundlePath(BundlePath(dir.Sub("b"), kCatalogStatsDir), kCreatorVideosFile),
+            "junk");
   EXPECT_THAT(std::string(Load(dir.Sub("b")).status().message()),
               HasSubstr(kCreatorVideosFile));
 }

@@ -23,11 +23,13 @@ class CatalogViewTest : public ::testing::Test {
     IndexSpec spec;
     spec.set_type("hnsw");
     spec.set_hnsw_m(16);
-    auto index = AnnIndex::Build(data->videos.embeddings.data(), 3000, kDim, &spec, nullptr, 1);
+    auto index =
+        AnnIndex::Build(data->videos.embeddings.data(), 3000, kDim, &spec, nullptr, 1);
     ASSERT_TRUE(index.ok());
     *data->manifest.mutable_index() = spec;
     users_ = new UserColumns(data->users);
-    auto catalog = Catalog::Create(data->manifest, data->videos, data->users, *std::move(index));
+    auto catalog =
+        Catalog::Create(data->manifest, data->videos, data->users, *std::move(index));
     ASSERT_TRUE(catalog.ok()) << catalog.status();
     base_ = new std::shared_ptr<const Catalog>(*std::move(catalog));
   }
@@ -66,7 +68,8 @@ TEST_F(CatalogViewTest, BaseViewIsTheCatalogue) {
   EXPECT_EQ(view->VideoRow(base().video_id(42)), 42);
   SearchScratch scratch;
   std::vector<Hit> a, b;
-  view->Search(base().user_embedding(0), SearchOptions{50, 0, 0}, RowPredicate(), &scratch, &a);
+  view->Search(base().user_embedding(0), SearchOptions{50, 0, 0}, RowPredicate(),
+               &scratch, &a);
   base().index().Search(base().user_embedding(0), SearchOptions{50, 0, 0}, RowPredicate(),
                         &scratch, &b);
   ASSERT_EQ(a.size(), b.size());
@@ -92,7 +95,8 @@ TEST_F(CatalogViewTest, DeltaVideosAreSearchedListedAndLookedUp) {
   // Merged into the ANN results by score: the three point at user 5.
   SearchScratch scratch;
   std::vector<Hit> hits;
-  v.Search(base().user_embedding(5), SearchOptions{20, 0, 0}, RowPredicate(), &scratch, &hits);
+  v.Search(base().user_embedding(5), SearchOptions{20, 0, 0}, RowPredicate(), &scratch,
+           &hits);
   ASSERT_EQ(hits.size(), 20u);
   std::set<int32_t> top3 = {hits[0].row, hits[1].row, hits[2].row};
   EXPECT_EQ(top3, (std::set<int32_t>{3000, 3001, 3002}));
@@ -215,8 +219,8 @@ TEST_F(CatalogViewTest, NearlyEverythingRejectedStillFillsTheResultsExactly) {
     const int k = 20;
     base().index().Search(base().user_embedding(1), SearchOptions{k, 64, 0},
                           RowPredicate().Exclude(&filter), &scratch, &got, &stats);
-    base().index().ExactSearch(base().user_embedding(1), k, RowPredicate().Exclude(&filter),
-                               &scratch, &exact);
+    base().index().ExactSearch(base().user_embedding(1), k,
+                               RowPredicate().Exclude(&filter), &scratch, &exact);
     EXPECT_EQ(got.size(), std::min<size_t>(k, kept.size()));
     ASSERT_EQ(got.size(), exact.size());
     for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].row, exact[i].row);

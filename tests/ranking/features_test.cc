@@ -43,7 +43,7 @@ TEST(FeatureSetTest, EveryGroupHasTheDocumentedValue) {
   UserQuery user{catalog->user_embedding(0), true, catalog->user_activity(0)};
   FeatureContext context;
   context.now_ms = 10 * 3600000 + 6 * 3600000;  // 16:00 UTC on day 0
-  context.utc_offset_minutes = -4 * 60;          // 12:00 local
+  context.utc_offset_minutes = -4 * 60;         // 12:00 local
   context.device = DeviceType::kIos;
   const int32_t rows[2] = {0, 1};
   std::vector<float> x(2 * set->width());

@@ -20,7 +20,8 @@ std::vector<double> ReferencePredict(const ModelTensors& tensors, const float* x
   for (int r = 0; r < n; ++r) {
     std::vector<double> act(in);
     for (int j = 0; j < in; ++j) {
-      act[j] = (double(x[size_t(r) * in + j]) - tensors.input_mean[j]) / tensors.input_std[j];
+      act[j] =
+          (double(x[size_t(r) * in + j]) - tensors.input_mean[j]) / tensors.input_std[j];
     }
     for (size_t l = 0; l < tensors.weights.size(); ++l) {
       const RowMatrix& w = tensors.weights[l];
@@ -129,10 +130,12 @@ TEST(ScoringModelTest, RefusesShapesThatDisagreeWithTheManifest) {
   EXPECT_THAT(std::string(wrong_in.status().message()), HasSubstr("input_mean.npy"));
   // Hidden width.
   auto wrong_hidden = ScoringModel::Create(t, Spec({9}, 3), 12);
-  EXPECT_THAT(std::string(wrong_hidden.status().message()), HasSubstr("hidden_0_weight.npy"));
+  EXPECT_THAT(std::string(wrong_hidden.status().message()),
+              HasSubstr("hidden_0_weight.npy"));
   // Head count.
   auto wrong_heads = ScoringModel::Create(t, Spec({8}, 4), 12);
-  EXPECT_THAT(std::string(wrong_heads.status().message()), HasSubstr("output_weight.npy"));
+  EXPECT_THAT(std::string(wrong_heads.status().message()),
+              HasSubstr("output_weight.npy"));
   // Layer count.
   auto wrong_layers = ScoringModel::Create(t, Spec({8, 8}, 3), 12);
   EXPECT_EQ(wrong_layers.status().code(), absl::StatusCode::kInvalidArgument);

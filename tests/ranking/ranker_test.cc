@@ -81,8 +81,10 @@ TEST_F(RankerTest, ScoreIsTheWeightedSumOfPredictions) {
   ASSERT_TRUE(ranker->Rank(request, &result).ok());
   const auto& objectives = bundle().model->objectives();
   const int heads = static_cast<int>(objectives.size());
-  const int click = std::find(objectives.begin(), objectives.end(), "click") - objectives.begin();
-  const int like = std::find(objectives.begin(), objectives.end(), "like") - objectives.begin();
+  const int click =
+      std::find(objectives.begin(), objectives.end(), "click") - objectives.begin();
+  const int like =
+      std::find(objectives.begin(), objectives.end(), "like") - objectives.begin();
   ASSERT_EQ(result.predictions.size(), result.items.size() * heads);
   for (size_t i = 0; i < result.items.size(); ++i) {
     const float* p = &result.predictions[i * heads];
@@ -230,8 +232,7 @@ TEST_F(RankerTest, PopularAndFreshSourcesContribute) {
   request.count = 40;
   RankResult result;
   ASSERT_TRUE(ranker->Rank(request, &result).ok());
-  EXPECT_EQ(result.stats.popular_kept + result.stats.fresh_kept,
-            result.stats.scored);
+  EXPECT_EQ(result.stats.popular_kept + result.stats.fresh_kept, result.stats.scored);
   bool popular = false, fresh = false;
   for (const auto& item : result.items) {
     popular |= item.source == CandidateSource::kPopular;
@@ -317,7 +318,8 @@ TEST_F(RankerTest, TightBudgetShrinksTheRerankAndSaysSo) {
   ASSERT_TRUE(ranker->Rank(request, &result).ok());
   EXPECT_TRUE(result.degraded());
   EXPECT_EQ(result.degrade_causes, 1u << int(DegradeCause::kRerankShrunk));
-  EXPECT_THAT(result.degraded_reason, HasSubstr("reranked 198 of 570 candidates: 19800us left"));
+  EXPECT_THAT(result.degraded_reason,
+              HasSubstr("reranked 198 of 570 candidates: 19800us left"));
   EXPECT_EQ(result.stats.scored, 198);
   EXPECT_EQ(result.items.size(), 20u);
   EXPECT_EQ(result.predictions.size(), 20u * bundle().model->num_objectives());
@@ -400,7 +402,8 @@ TEST_F(RankerTest, StatsAreAlwaysRecordedAndCountBeforeAndAfterDedup) {
   auto ranker = MakeRanker(config, RankerCosts{0, 0, 0}, &clock);
   RankRequest request;
   request.user_id = KnownUser(6);
-  std::vector<uint64_t> exclude = {bundle().catalog->video_id(bundle().catalog->popular_rows()[0])};
+  std::vector<uint64_t> exclude = {
+      bundle().catalog->video_id(bundle().catalog->popular_rows()[0])};
   request.exclude_ids = exclude;
   RankResult result;
   ASSERT_TRUE(ranker->Rank(request, &result).ok());
@@ -418,8 +421,9 @@ TEST_F(RankerTest, StatsAreAlwaysRecordedAndCountBeforeAndAfterDedup) {
   EXPECT_GE(s.excluded, 1);
   EXPECT_EQ(s.scored, s.ann_kept + s.popular_kept + s.fresh_kept);
   // The beam width the search used, from the index's own rule.
-  EXPECT_EQ(s.search.beam_width,
-            bundle().catalog->index().EffectiveOptions(SearchOptions{501, 0, 0}).beam_width);
+  EXPECT_EQ(
+      s.search.beam_width,
+      bundle().catalog->index().EffectiveOptions(SearchOptions{501, 0, 0}).beam_width);
   EXPECT_EQ(s.search.nprobe, 0);
 }
 
@@ -431,7 +435,8 @@ TEST_F(RankerTest, CreateChecksTheOptionsAgainstTheBundle) {
   auto ranker = Ranker::Create(*bundle_, RankerOptions{short_weights, RankerCosts{}});
   EXPECT_EQ(ranker.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(ranker.status().message()), HasSubstr("5 objective weights"));
-  EXPECT_FALSE(Ranker::Create(*bundle_, RankerOptions{*options, RankerCosts{}, nullptr}).ok());
+  EXPECT_FALSE(
+      Ranker::Create(*bundle_, RankerOptions{*options, RankerCosts{}, nullptr}).ok());
   EXPECT_FALSE(Ranker::Create(nullptr, RankerOptions{*options, RankerCosts{}}).ok());
   // A catalogue without an index cannot serve an ANN source.
   auto data = Synthesize(testing::SmallSynth(500, 20));
@@ -453,7 +458,8 @@ TEST_F(RankerTest, CountIsCheckedAsGivenNotClamped) {
   request.count = int64_t{4294967295};
   RankResult result;
   const absl::Status status = ranker->Rank(request, &result);
-  EXPECT_THAT(std::string(status.message()), HasSubstr("count: 4294967295 is outside [1, 200]"));
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("count: 4294967295 is outside [1, 200]"));
 }
 
 TEST_F(RankerTest, TheStagesCalledOneByOneGiveRanksPage) {
@@ -592,11 +598,12 @@ TEST_F(RankerTest, TombstonedVideosNeverReachAPageAndDeltaVideosCan) {
   const int32_t row = *(*view)->VideoRow(424242424242);
   std::vector<float> x(bundle().features.width());
   const UserQuery user = LookUpUser(catalog, request.user_id);
-  bundle().features.Build(**view, user, FeatureContext{1793491200000, 0, DeviceType::kUnspecified},
+  bundle().features.Build(**view, user,
+                          FeatureContext{1793491200000, 0, DeviceType::kUnspecified},
                           std::vector<int32_t>{row}, x.data());
   const std::vector<std::string> columns = bundle().features.ColumnNames();
-  const size_t popularity = std::find(columns.begin(), columns.end(), "log_popularity") -
-                            columns.begin();
+  const size_t popularity =
+      std::find(columns.begin(), columns.end(), "log_popularity") - columns.begin();
   ASSERT_LT(popularity, columns.size());
   EXPECT_FLOAT_EQ(x[popularity], std::log1p(500.f));
 }
@@ -623,7 +630,8 @@ TEST_F(RankerTest, OneThreadRanksAgainstBundlesOfDifferentSizes) {
   ASSERT_NE(small, nullptr);
   auto options = ResolveOptions(RankingConfig(), small->model->objectives());
   ASSERT_TRUE(options.ok());
-  auto small_ranker = Ranker::Create(small, RankerOptions{*options, RankerCosts{0, 0, 0}});
+  auto small_ranker =
+      Ranker::Create(small, RankerOptions{*options, RankerCosts{0, 0, 0}});
   ASSERT_TRUE(small_ranker.ok());
   auto big_ranker = MakeRanker();
   for (int round = 0; round < 6; ++round) {
@@ -635,7 +643,8 @@ TEST_F(RankerTest, OneThreadRanksAgainstBundlesOfDifferentSizes) {
       request.user_id = catalog.user_id(u);
       request.count = 40;
       std::vector<uint64_t> exclude;
-      for (int i = 0; i < 100; ++i) exclude.push_back(catalog.video_id((i * 37 + u) % catalog.num_videos()));
+      for (int i = 0; i < 100; ++i)
+        exclude.push_back(catalog.video_id((i * 37 + u) % catalog.num_videos()));
       request.exclude_ids = exclude;
       RankResult result;
       ASSERT_TRUE(r.Rank(request, &result).ok());
@@ -679,7 +688,8 @@ TEST_P(RankerIndexTypeTest, FullUniquePagesOnEveryIndexType) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, RankerIndexTypeTest, ::testing::Values("hnsw", "ivf", "flat"));
+INSTANTIATE_TEST_SUITE_P(Types, RankerIndexTypeTest,
+                         ::testing::Values("hnsw", "ivf", "flat"));
 
 }  // namespace
 }  // namespace feedrank

@@ -29,8 +29,9 @@ TEST(RequestTest, FieldsAreCopiedAndNowDefaultsToTheClock) {
   EXPECT_EQ(request.user_id, 42u);
   // Passed on as given: the ranker reports 4294967295, not a clamped value.
   EXPECT_EQ(request.count, int64_t{4294967295});
-  EXPECT_THAT(std::vector<uint64_t>(request.exclude_ids.begin(), request.exclude_ids.end()),
-              ::testing::ElementsAre(7, 8));
+  EXPECT_THAT(
+      std::vector<uint64_t>(request.exclude_ids.begin(), request.exclude_ids.end()),
+      ::testing::ElementsAre(7, 8));
   EXPECT_EQ(request.context.now_ms, 1800000000000);
   EXPECT_EQ(request.context.utc_offset_minutes, -300);
   EXPECT_EQ(request.context.device, DeviceType::kIos);
@@ -74,7 +75,8 @@ TEST(RequestTest, OutOfRangeFieldsAreRefusedByName) {
 
 TEST(RequestTest, ResponseCarriesPageVersionsCausesAndDebug) {
   RankResult result;
-  result.items = {{11, 21, 0.9f, CandidateSource::kAnn}, {12, 22, 0.5f, CandidateSource::kFresh}};
+  result.items = {{11, 21, 0.9f, CandidateSource::kAnn},
+                  {12, 22, 0.5f, CandidateSource::kFresh}};
   result.predictions = {0.1f, 0.2f, 0.3f, 0.4f};
   result.degrade_causes = (1u << int(DegradeCause::kRerankShrunk));
   result.degraded_reason = "reranked 100 of 570 candidates";

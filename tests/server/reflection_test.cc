@@ -24,7 +24,8 @@ namespace pb = google::protobuf;
 constexpr char kReflectionMethod[] =
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
 
-using ReflectionStub = grpc::TemplatedGenericStub<wire::ReflectionRequest, wire::ReflectionResponse>;
+using ReflectionStub =
+    grpc::TemplatedGenericStub<wire::ReflectionRequest, wire::ReflectionResponse>;
 
 // One request and one response on a reflection stream.
 class ReflectionCall
@@ -32,7 +33,8 @@ class ReflectionCall
  public:
   ReflectionCall(ReflectionStub* stub, wire::ReflectionRequest request)
       : request_(std::move(request)) {
-    stub->PrepareBidiStreamingCall(&context_, kReflectionMethod, grpc::StubOptions(), this);
+    stub->PrepareBidiStreamingCall(&context_, kReflectionMethod, grpc::StubOptions(),
+                                   this);
     StartWrite(&request_);
     StartRead(&response_);
     StartCall();
@@ -82,7 +84,8 @@ TEST(ReflectionTest, ClientWithOnlyTheAddressDiscoversAndCallsRankFeed) {
   wire::ReflectionResponse services = Ask(&reflection, list);
   std::string ranker_service;
   for (const auto& service : services.list_services_response().service()) {
-    if (service.name().find("FeedRanker") != std::string::npos) ranker_service = service.name();
+    if (service.name().find("FeedRanker") != std::string::npos)
+      ranker_service = service.name();
   }
   ASSERT_EQ(ranker_service, "feedrank.v1.FeedRanker");
 
@@ -91,11 +94,13 @@ TEST(ReflectionTest, ClientWithOnlyTheAddressDiscoversAndCallsRankFeed) {
   std::set<std::string> added;
   std::vector<std::string> wanted;
   auto add_files = [&](const wire::ReflectionResponse& response) {
-    for (const std::string& bytes : response.file_descriptor_response().file_descriptor_proto()) {
+    for (const std::string& bytes :
+         response.file_descriptor_response().file_descriptor_proto()) {
       pb::FileDescriptorProto file;
       ASSERT_TRUE(file.ParseFromString(bytes));
       if (!added.insert(file.name()).second) continue;
-      for (const std::string& dependency : file.dependency()) wanted.push_back(dependency);
+      for (const std::string& dependency : file.dependency())
+        wanted.push_back(dependency);
       ASSERT_TRUE(database.Add(file));
     }
   };
@@ -122,7 +127,8 @@ TEST(ReflectionTest, ClientWithOnlyTheAddressDiscoversAndCallsRankFeed) {
   const pb::Reflection* r = request->GetReflection();
   r->SetUInt64(request.get(), method->input_type()->FindFieldByName("user_id"), 42);
   r->SetUInt32(request.get(), method->input_type()->FindFieldByName("count"), 7);
-  r->SetString(request.get(), method->input_type()->FindFieldByName("request_id"), "reflected");
+  r->SetString(request.get(), method->input_type()->FindFieldByName("request_id"),
+               "reflected");
 
   grpc::GenericStub generic(channel);
   grpc::Slice slice(request->SerializeAsString());
@@ -140,15 +146,18 @@ TEST(ReflectionTest, ClientWithOnlyTheAddressDiscoversAndCallsRankFeed) {
   std::vector<grpc::Slice> slices;
   ASSERT_TRUE(response_bytes.Dump(&slices).ok());
   std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  std::unique_ptr<pb::Message> response(factory.GetPrototype(method->output_type())->New());
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  std::unique_ptr<pb::Message> response(
+      factory.GetPrototype(method->output_type())->New());
   ASSERT_TRUE(response->ParseFromString(bytes));
   const pb::Descriptor* out = method->output_type();
   const pb::Reflection* rr = response->GetReflection();
   ASSERT_EQ(rr->FieldSize(*response, out->FindFieldByName("items")), 7);
   EXPECT_EQ(rr->GetString(*response, out->FindFieldByName("request_id")), "reflected");
   EXPECT_TRUE(rr->GetBool(*response, out->FindFieldByName("cold_start")));
-  const pb::Message& first = rr->GetRepeatedMessage(*response, out->FindFieldByName("items"), 0);
+  const pb::Message& first =
+      rr->GetRepeatedMessage(*response, out->FindFieldByName("items"), 0);
   EXPECT_NE(first.GetReflection()->GetUInt64(
                 first, first.GetDescriptor()->FindFieldByName("video_id")),
             0u);

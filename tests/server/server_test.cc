@@ -1,23 +1,22 @@
 // The real server on a free port, called through a real channel.
-#include "server/feed_server.h"
-
 #include <gmock/gmock.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
 #include <functional>
+#include <future>
 #include <map>
 #include <mutex>
-#include <future>
 #include <set>
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "cli/client.h"
-#include <grpcpp/generic/generic_stub.h>
 #include "feedrank/v1/ranker.grpc.pb.h"
+#include "server/feed_server.h"
 #include "tests/test_bundles.h"
 #include "tests/test_env.h"
 
@@ -213,13 +212,14 @@ TEST_F(ServerTest, BadRequestsGetTheDocumentedCodeAndTheServerKeepsServing) {
     cases.push_back(c);
   }
   {
-    Case c{"bad utc offset", {}, grpc::StatusCode::INVALID_ARGUMENT, "utc_offset_minutes"};
+    Case c{
+        "bad utc offset", {}, grpc::StatusCode::INVALID_ARGUMENT, "utc_offset_minutes"};
     c.request.mutable_context()->set_utc_offset_minutes(5000);
     cases.push_back(c);
   }
   {
-    Case c{"negative client time", {}, grpc::StatusCode::INVALID_ARGUMENT,
-           "client_time_ms"};
+    Case c{
+        "negative client time", {}, grpc::StatusCode::INVALID_ARGUMENT, "client_time_ms"};
     c.request.mutable_context()->set_client_time_ms(-5);
     cases.push_back(c);
   }
@@ -239,16 +239,17 @@ TEST_F(ServerTest, BadRequestsGetTheDocumentedCodeAndTheServerKeepsServing) {
 }
 
 // Sends `body` as the raw request bytes of RankFeed.
-grpc::Status CallRaw(const std::shared_ptr<grpc::Channel>& channel, const std::string& body,
-                     grpc::ByteBuffer* reply) {
+grpc::Status CallRaw(const std::shared_ptr<grpc::Channel>& channel,
+                     const std::string& body, grpc::ByteBuffer* reply) {
   grpc::GenericStub stub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   grpc::Slice slice(body);
   grpc::ByteBuffer request(&slice, 1);
   std::promise<grpc::Status> done;
-  stub.UnaryCall(&context, "/feedrank.v1.FeedRanker/RankFeed", grpc::StubOptions(), &request,
-                 reply, [&](grpc::Status status) { done.set_value(std::move(status)); });
+  stub.UnaryCall(&context, "/feedrank.v1.FeedRanker/RankFeed", grpc::StubOptions(),
+                 &request, reply,
+                 [&](grpc::Status status) { done.set_value(std::move(status)); });
   return done.get_future().get();
 }
 
@@ -260,7 +261,8 @@ TEST_F(ServerTest, AnUnparsableBodyIsInvalidArgumentWithAMessage) {
        {std::string("\xff\xff\xff\xff\xff", 5), std::string("\x0a\x05hi", 4)}) {
     const grpc::Status status = CallRaw(channel_, body, &reply);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-    EXPECT_THAT(status.error_message(), HasSubstr("not a valid feedrank.v1.RankFeedRequest"));
+    EXPECT_THAT(status.error_message(),
+                HasSubstr("not a valid feedrank.v1.RankFeedRequest"));
   }
   // Invalid UTF-8 in request_id (field 5): refused, and protobuf's complaint
   // reaches the log at most once a second, not once per call.
@@ -300,7 +302,8 @@ TEST_F(ServerTest, AnOversizedExcludeListIsRefusedBeforeItIsDecoded) {
   v1::RankFeedRequest huge;
   huge.set_count(4294967295u);
   v1::RankFeedResponse response;
-  EXPECT_THAT(Call(huge, &response).error_message(), HasSubstr("count: 4294967295 is outside"));
+  EXPECT_THAT(Call(huge, &response).error_message(),
+              HasSubstr("count: 4294967295 is outside"));
 }
 
 TEST_F(ServerTest, CallsCancelledWhileQueuedAreNotRankedAndAFullQueueRefuses) {
@@ -410,7 +413,8 @@ TEST_F(ServerTest, ADeadlinePassedWhileQueuedIsDeadlineExceededFromTheServer) {
   const auto start = std::chrono::steady_clock::now();
   const grpc::Status status = Call(request, &response, 1500);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  EXPECT_THAT(status.error_message(), HasSubstr("deadline passed before ranking started"));
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("deadline passed before ranking started"));
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1400));
   clock.SetAutoAdvance(std::chrono::nanoseconds(0));
   ExpectStillServing();

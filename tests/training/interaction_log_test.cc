@@ -48,7 +48,7 @@ TEST(InteractionLogTest, ReadsACsvThroughTheMapping) {
   EXPECT_EQ(log->label(1, 0), 0.f);  // 3.5 < 4
   EXPECT_EQ(log->label(2, 0), 1.f);
   EXPECT_FLOAT_EQ(log->label(0, 1), 0.5f);
-  EXPECT_FLOAT_EQ(log->label(1, 1), 1.f);  // 9 / 6, clipped
+  EXPECT_FLOAT_EQ(log->label(1, 1), 1.f);     // 9 / 6, clipped
   EXPECT_TRUE(std::isnan(log->label(2, 1)));  // unknown duration
 }
 
@@ -71,13 +71,16 @@ TEST(InteractionLogTest, MappingErrorsNameTheField) {
     const char* expect;
   };
   for (const Case& c : std::vector<Case>{
-           {"item_column: \"i\" time_column: \"t\" objectives { name: \"a\" column: \"x\" }",
+           {"item_column: \"i\" time_column: \"t\" objectives { name: \"a\" column: "
+            "\"x\" }",
             "user_column"},
            {"user_column: \"u\" item_column: \"i\" time_column: \"t\"", "no objectives"},
            {"user_column: \"u\" item_column: \"i\" time_column: \"t\" "
-            "objectives { name: \"a\" column: \"x\" } objectives { name: \"a\" column: \"y\" }",
+            "objectives { name: \"a\" column: \"x\" } objectives { name: \"a\" column: "
+            "\"y\" }",
             "twice"},
-           {"user_column: \"u\" item_column: \"i\" time_column: \"t\" objectives { name: \"a\" }",
+           {"user_column: \"u\" item_column: \"i\" time_column: \"t\" objectives { name: "
+            "\"a\" }",
             "names no column"},
            {"user_column: \"u\" item_column: \"i\" time_column: \"t\" "
             "objectives { name: \"w\" kind: WATCH_RATIO }",
@@ -110,11 +113,13 @@ TEST(InteractionLogTest, BadLogsAreRefusedWithFileLineAndColumn) {
            {"u,i,t,rating,play,dur\n", "a header but no rows"},
            {"u,i,time,rating,play,dur\n1,2,3,4,5,6\n", "'t' is not a column"},
            {"u,i,t,stars,play,dur\n1,2,3,4,5,6\n", "'rating' is not a column"},
-           {"u,i,t,rating,play,dur\nabc,2,3,4,5,6\n", "log.csv:2: column 'u' holds 'abc'"},
+           {"u,i,t,rating,play,dur\nabc,2,3,4,5,6\n",
+            "log.csv:2: column 'u' holds 'abc'"},
            {"u,i,t,rating,play,dur\n1,-2,3,4,5,6\n", "column 'i' holds '-2'"},
            {"u,i,t,rating,play,dur\n1,2,3,x,5,6\n", "column 'rating' holds 'x'"},
            {"u,i,t,rating,play,dur\n1,2,yesterday,4,5,6\n", "column 't'"},
-           {"u,i,t,rating,play,dur\n1,2,3,4,5\n", "log.csv:2: 5 fields, the header has 6"},
+           {"u,i,t,rating,play,dur\n1,2,3,4,5\n",
+            "log.csv:2: 5 fields, the header has 6"},
            {"u,i,t,rating,play,dur\n1,2,3,4,5,-6\n", "column 'dur'"},
        }) {
     testing::WriteFile(dir.Sub("log.csv"), c.contents);
@@ -203,7 +208,8 @@ TEST(InteractionLogTest, SplitHoldsOutTheLastUtcDays) {
   EXPECT_EQ(split->cutoff_ms, 2 * day);
   EXPECT_EQ(split->train, std::vector<size_t>({0, 1}));
   EXPECT_EQ(split->test, std::vector<size_t>({2, 3, 4}));
-  EXPECT_THAT(std::string(SplitByTime(log, 4).status().message()), HasSubstr("no rows to train"));
+  EXPECT_THAT(std::string(SplitByTime(log, 4).status().message()),
+              HasSubstr("no rows to train"));
   EXPECT_FALSE(SplitByTime(log, 0).ok());
 }
 

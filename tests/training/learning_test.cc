@@ -40,8 +40,9 @@ TEST(MlpTrainerTest, RecoversAPlantedLogisticSignal) {
   options.hidden = {16};
   options.epochs = 8;
   std::vector<double> losses;
-  auto tensors = TrainMlp(x, y, options,
-                          [&](int, double loss, const ModelTensors&) { losses.push_back(loss); });
+  auto tensors = TrainMlp(x, y, options, [&](int, double loss, const ModelTensors&) {
+    losses.push_back(loss);
+  });
   ASSERT_TRUE(tensors.ok()) << tensors.status();
   EXPECT_LT(losses.back(), losses.front());
   const RowMatrix p = Forward(*tensors, x_test);
@@ -87,7 +88,8 @@ std::vector<Positive> PlantedPositives(int users, int items, std::mt19937_64& rn
   std::vector<Positive> positives;
   for (int u = 0; u < users; ++u) {
     for (int k = 0; k < 20; ++k) {
-      const int item = rng() % 10 < 9 ? (u % 8) + 8 * int(rng() % (items / 8)) : rng() % items;
+      const int item =
+          rng() % 10 < 9 ? (u % 8) + 8 * int(rng() % (items / 8)) : rng() % items;
       positives.push_back({u, item});
     }
   }
@@ -162,7 +164,8 @@ TEST(EvaluationTest, AucNdcgAndIntervals) {
   EXPECT_LT(mean.lo, 0.5);
   EXPECT_GT(mean.hi, 0.5);
   EXPECT_GT(mean.lo, 0.35);
-  const Interval auc = AucWithCi({0.9f, 0.8f, 0.2f, 0.1f}, {1, 0, 1, 0}, {0, 0, 1, 1}, 2, 200, 3);
+  const Interval auc =
+      AucWithCi({0.9f, 0.8f, 0.2f, 0.1f}, {1, 0, 1, 0}, {0, 0, 1, 1}, 2, 200, 3);
   EXPECT_DOUBLE_EQ(auc.value, 0.75);
   EXPECT_LE(auc.lo, auc.value);
   EXPECT_GE(auc.hi, auc.value);

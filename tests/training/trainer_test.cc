@@ -1,7 +1,7 @@
 #include "training/trainer.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -106,11 +106,13 @@ TEST_F(TrainerTest, SameSeedSameBundleBytes) {
   TrainOptions o = SmallTraining(other, *slice_, "again");
   o.evaluate = false;
   ASSERT_TRUE(Train(o).ok());
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir_->Sub("bundle"))) {
+  for (const auto& entry :
+       std::filesystem::recursive_directory_iterator(dir_->Sub("bundle"))) {
     if (!entry.is_regular_file()) continue;
     const std::string relative =
         std::filesystem::relative(entry.path(), dir_->Sub("bundle")).string();
-    EXPECT_EQ(testing::ReadFile(entry.path()), testing::ReadFile(other.Sub("again/" + relative)))
+    EXPECT_EQ(testing::ReadFile(entry.path()),
+              testing::ReadFile(other.Sub("again/" + relative)))
         << relative;
   }
 }
@@ -145,7 +147,8 @@ TEST_F(TrainerTest, ServedPredictionsEqualTheTrainers) {
       const RowMatrix p = result_->TrainerPredict(*x);
       ASSERT_EQ(p.cols(), item.predictions_size());
       for (int h = 0; h < p.cols(); ++h) {
-        EXPECT_NEAR(p(0, h), item.predictions(h), 1e-5) << "user " << user << " head " << h;
+        EXPECT_NEAR(p(0, h), item.predictions(h), 1e-5)
+            << "user " << user << " head " << h;
       }
       ++compared;
     }
@@ -205,10 +208,11 @@ TEST_F(TrainerTest, ReplayLogHoldsEveryHeldOutRowOnce) {
                       std::back_inserter(missing));
   std::set_difference(outcomes.begin(), outcomes.end(), held_out.begin(), held_out.end(),
                       std::back_inserter(extra));
-  EXPECT_TRUE(missing.empty())
-      << missing.size() << " held-out rows are not outcomes, e.g. user "
-      << std::get<0>(missing[0]) << " item " << std::get<1>(missing[0]) << " at "
-      << std::get<2>(missing[0]);
+  EXPECT_TRUE(missing.empty()) << missing.size()
+                               << " held-out rows are not outcomes, e.g. user "
+                               << std::get<0>(missing[0]) << " item "
+                               << std::get<1>(missing[0]) << " at "
+                               << std::get<2>(missing[0]);
   EXPECT_TRUE(extra.empty())
       << extra.size() << " outcomes are not held-out rows or repeat one, e.g. user "
       << std::get<0>(extra[0]) << " item " << std::get<1>(extra[0]) << " at "
@@ -233,7 +237,9 @@ TEST(TrainerInputTest, AnotherDomainWorksWithAMappingAlone) {
   }
   out.close();
   auto mapping = ParseLogMapping(R"pb(
-    user_column: "userId" item_column: "movieId" time_column: "timestamp"
+    user_column: "userId"
+    item_column: "movieId"
+    time_column: "timestamp"
     time_unit: SECONDS
     objectives { name: "like" column: "rating" threshold: 4 }
   )pb");
@@ -264,7 +270,8 @@ TEST(TrainerInputTest, WithoutAnEngageHeadNegativesLabelEveryBinaryObjective) {
   EXPECT_EQ(result->bundle->model->objectives().size(), 8u);
   o.engage_objective = "like";  // clashes with a log objective
   o.out = dir.Sub("clash");
-  EXPECT_THAT(std::string(Train(o).status().message()), HasSubstr("already an objective"));
+  EXPECT_THAT(std::string(Train(o).status().message()),
+              HasSubstr("already an objective"));
 }
 
 // `log` with field `column` of its first row replaced by `value`.
