@@ -174,6 +174,19 @@ class PosixFileSystem : public FileSystem {
     return names;
   }
 
+  absl::StatusOr<FileInfo> Stat(const std::string& path) override {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return Errno(errno, path, "cannot stat");
+    FileInfo info;
+    info.size = static_cast<uint64_t>(st.st_size);
+    info.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+    info.inode = st.st_ino;
+    info.device = st.st_dev;
+    info.is_directory = S_ISDIR(st.st_mode);
+    info.is_regular = S_ISREG(st.st_mode);
+    return info;
+  }
+
   absl::Status SyncDir(const std::string& path) override {
     const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return Errno(errno, path, "cannot open directory");

@@ -67,6 +67,24 @@ class WritableFile {
   virtual const std::string& path() const = 0;
 };
 
+// What stat(2) says of a path (symbolic links followed).
+struct FileInfo {
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  uint64_t inode = 0;
+  uint64_t device = 0;
+  bool is_directory = false;
+  bool is_regular = false;
+
+  // Same file, same content as far as the file system tells: a rename over
+  // it (new inode), an edit (new mtime or size), a symlink pointed elsewhere
+  // (another file) all differ.
+  bool SameAs(const FileInfo& o) const {
+    return size == o.size && mtime_ns == o.mtime_ns && inode == o.inode &&
+           device == o.device;
+  }
+};
+
 // Errors carry absl::ErrnoToStatus codes (ENOENT -> NotFound, EACCES ->
 // PermissionDenied, ENOSPC -> ResourceExhausted, ...) and name the path.
 class FileSystem {
@@ -93,6 +111,8 @@ class FileSystem {
   virtual absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path) = 0;
   // Makes the directory's entries (renames, new files) durable.
   virtual absl::Status SyncDir(const std::string& path) = 0;
+  // stat(2) of `path`, following symbolic links.
+  virtual absl::StatusOr<FileInfo> Stat(const std::string& path) = 0;
 
   // The real file system (POSIX). Never null.
   static FileSystem* Real();
@@ -128,6 +148,9 @@ class FileSystemWrapper : public FileSystem {
   }
   absl::Status SyncDir(const std::string& path) override {
     return target_->SyncDir(path);
+  }
+  absl::StatusOr<FileInfo> Stat(const std::string& path) override {
+    return target_->Stat(path);
   }
 
  protected:

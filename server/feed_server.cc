@@ -10,14 +10,19 @@
 #include <grpcpp/impl/codegen/proto_utils.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "base/log.h"
 #include "base/status_macros.h"
+#include "embeddings/manifest.h"
 #include "ranking/request.h"
 
 namespace feedrank {
@@ -105,11 +110,14 @@ grpc::ServerUnaryReactor* FeedRankerService::RankFeed(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const SteadyTime arrived = options_->env.clock->Now();
+  metrics_->AddInFlight(1);
   // Checked here, not when a worker takes the call: calls accepted before
   // draining began still get ranked.
   if (draining_.load(std::memory_order_acquire)) {
     Finish(reactor,
-           grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+           grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"),
+           arrived, CallSummary());
     return reactor;
   }
   // The deadline on the server's clock, taken at arrival: time spent queued
@@ -117,37 +125,65 @@ grpc::ServerUnaryReactor* FeedRankerService::RankFeed(
   SteadyTime deadline = SteadyTime::max();
   const auto grpc_deadline = context->deadline();
   if (grpc_deadline != std::chrono::system_clock::time_point::max()) {
-    deadline = options_->env.clock->Now() +
-               std::chrono::duration_cast<SteadyTime::duration>(
-                   grpc_deadline - std::chrono::system_clock::now());
+    deadline = arrived + std::chrono::duration_cast<SteadyTime::duration>(
+                             grpc_deadline - std::chrono::system_clock::now());
   }
   const bool queued =
-      workers_->TrySubmit([this, context, request, response, reactor, deadline] {
-        Finish(reactor, Handle(context, *request, deadline, response));
+      workers_->TrySubmit([this, context, request, response, reactor, deadline, arrived] {
+        CallSummary summary;
+        const grpc::Status status =
+            Handle(context, *request, deadline, response, &summary);
+        Finish(reactor, status, arrived, summary);
       });
   if (!queued) {
-    counters_.overloaded.fetch_add(1, std::memory_order_relaxed);
-    Finish(reactor, grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                 absl::StrCat("overloaded: ", workers_->queued(),
-                                              " calls already queued")));
+    overloaded_.fetch_add(1, std::memory_order_relaxed);
+    Finish(reactor,
+           grpc::Status(
+               grpc::StatusCode::UNAVAILABLE,
+               absl::StrCat("overloaded: ", workers_->queued(), " calls already queued")),
+           arrived, CallSummary());
   }
   return reactor;
 }
 
 void FeedRankerService::Finish(grpc::ServerUnaryReactor* reactor,
-                               const grpc::Status& status) {
+                               const grpc::Status& status, SteadyTime arrived,
+                               const CallSummary& summary) {
   const int code = static_cast<int>(status.error_code());
-  if (code >= 0 && code < 17)
-    counters_.by_code[code].fetch_add(1, std::memory_order_relaxed);
+  const int64_t micros = MicrosBetween(arrived, options_->env.clock->Now());
+  metrics_->RecordCall(Method::kRankFeed, code, micros);
+  if (access_log_ != nullptr) {
+    AccessEntry entry;
+    entry.method = "RankFeed";
+    entry.request_id = summary.request_id;
+    entry.user_id = summary.user_id;
+    entry.code = code;
+    entry.message = status.error_message();
+    entry.latency_micros = micros;
+    entry.items = summary.items;
+    for (int c = 0; c < static_cast<int>(DegradeCause::kNumCauses); ++c) {
+      if ((summary.degrade_causes >> c) & 1) {
+        if (!entry.degraded.empty()) entry.degraded += ",";
+        entry.degraded += DegradeCauseName(static_cast<DegradeCause>(c));
+      }
+    }
+    if (summary.snapshot != nullptr) {
+      entry.bundle_version = summary.snapshot->bundle->manifest.version();
+      entry.config_version = summary.snapshot->config.version();
+    }
+    access_log_->Record(entry);
+  }
+  metrics_->AddInFlight(-1);
   reactor->Finish(status);
 }
 
 grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
                                        const grpc::ByteBuffer& request_bytes,
                                        SteadyTime deadline,
-                                       grpc::ByteBuffer* response_bytes) {
+                                       grpc::ByteBuffer* response_bytes,
+                                       CallSummary* summary) {
   if (context->IsCancelled()) {
-    counters_.cancelled_in_queue.fetch_add(1, std::memory_order_relaxed);
+    cancelled_in_queue_.fetch_add(1, std::memory_order_relaxed);
     return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while queued");
   }
   std::shared_ptr<const Snapshot> snapshot = snapshots_->Current();
@@ -183,6 +219,9 @@ grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
                           "(malformed wire data, or invalid UTF-8 in a string field)");
     }
   }
+  if (access_log_ != nullptr) summary->request_id = request->request_id();
+  summary->user_id = request->user_id();
+  summary->snapshot = snapshot;
   RankRequest rank;
   if (absl::Status status = RankRequestFromProto(*request, *options_->env.clock, &rank);
       !status.ok()) {
@@ -195,6 +234,9 @@ grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
       !status.ok()) {
     return ToGrpc(status);
   }
+  metrics_->RecordRanking(result);
+  summary->items = static_cast<int>(result.items.size());
+  summary->degrade_causes = result.degrade_causes;
   auto* response = google::protobuf::Arena::CreateMessage<v1::RankFeedResponse>(&arena);
   ResponseInfo info;
   info.objectives = &snapshot->bundle->model->objectives();
@@ -207,28 +249,117 @@ grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
       *response, response_bytes, &own_buffer);
 }
 
+absl::Status ValidateServerOptions(const ServerOptions& o) {
+  auto bad = [](auto&&... parts) {
+    return absl::InvalidArgumentError(absl::StrCat(parts...));
+  };
+  std::string host;
+  int port;
+  if (absl::Status address = ParseHostPort(o.address, &host, &port); !address.ok()) {
+    if (!absl::StartsWith(o.address, "unix:")) return address;
+  }
+  if (!o.metrics_address.empty()) {
+    RETURN_IF_ERROR(ParseHostPort(o.metrics_address, &host, &port));
+  }
+  if (o.bundle_dir.empty() == o.bundle_root.empty()) {
+    return bad(
+        "give exactly one of a bundle directory (--bundle) and a bundle root "
+        "(--bundle-root)");
+  }
+  if (o.max_request_bytes < 1 || o.max_request_bytes > (1 << 30)) {
+    return bad("max_request_bytes: ", o.max_request_bytes, " is outside [1, 2^30]");
+  }
+  auto duration = [&](const char* name, absl::Duration d,
+                      absl::Duration hi) -> absl::Status {
+    if (d < absl::ZeroDuration() || d > hi || d == absl::InfiniteDuration()) {
+      return bad(name, ": ", absl::FormatDuration(d), " is outside [0, ",
+                 absl::FormatDuration(hi), "]");
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(duration("drain_grace", o.drain_grace, absl::Hours(1)));
+  RETURN_IF_ERROR(duration("drain_timeout", o.drain_timeout, absl::Hours(1)));
+  RETURN_IF_ERROR(duration("watch_interval", o.watch_interval, absl::Hours(24)));
+  const ConnectionLimits& l = o.limits;
+  if (l.max_concurrent_streams < 1 || l.max_concurrent_streams > 1 << 20) {
+    return bad("max_concurrent_streams: ", l.max_concurrent_streams,
+               " is outside [1, 2^20]");
+  }
+  RETURN_IF_ERROR(duration("max_idle", l.max_idle, absl::Hours(24 * 365)));
+  RETURN_IF_ERROR(duration("max_age", l.max_age, absl::Hours(24 * 365)));
+  RETURN_IF_ERROR(duration("handshake_timeout", l.handshake_timeout, absl::Hours(1)));
+  RETURN_IF_ERROR(duration("keepalive_time", l.keepalive_time, absl::Hours(24 * 365)));
+  RETURN_IF_ERROR(duration("keepalive_timeout", l.keepalive_timeout, absl::Hours(1)));
+  RETURN_IF_ERROR(
+      duration("min_client_ping_interval", l.min_client_ping_interval, absl::Hours(24)));
+  if (o.env.clock == nullptr || o.env.fs == nullptr) {
+    return bad("server: env needs a clock and a file system");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+int Millis(absl::Duration d) {
+  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(d), INT32_MAX));
+}
+
+// gRPC's own log lines, through ours (one format for the whole process).
+void GrpcLog(gpr_log_func_args* args) {
+  const LogLevel level = args->severity == GPR_LOG_SEVERITY_ERROR  ? LogLevel::kError
+                         : args->severity == GPR_LOG_SEVERITY_INFO ? LogLevel::kInfo
+                                                                   : LogLevel::kDebug;
+  LogLine(level,
+          absl::StrCat("grpc: ", args->message, " (", args->file, ":", args->line, ")"));
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions options) {
-  if (options.max_request_bytes < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_request_bytes: ", options.max_request_bytes, " must be >= 1"));
-  }
-  if (options.env.clock == nullptr || options.env.fs == nullptr) {
-    return absl::InvalidArgumentError("server: env needs a clock and a file system");
-  }
+  RETURN_IF_ERROR(ValidateServerOptions(options));
   // Parallelism comes from concurrent requests; FAISS calls stay on one
   // OpenMP thread each.
   omp_set_num_threads(1);
   google::protobuf::SetLogHandler(&RateLimitedProtobufLog);
+  gpr_set_log_function(&GrpcLog);
+  // gRPC's INFO lines are per-connection chatter: only at our debug level.
+  gpr_set_log_verbosity(MinLogLevel() == LogLevel::kDebug ? GPR_LOG_SEVERITY_DEBUG
+                                                          : GPR_LOG_SEVERITY_ERROR);
   std::unique_ptr<FeedServer> server(new FeedServer());
   server->options_ = std::move(options);
   const ServerOptions& o = server->options_;
+  server->metrics_ = std::make_unique<ServerMetrics>();
+  if (!o.access_log.path.empty()) {
+    ASSIGN_OR_RETURN(server->access_log_, AccessLog::Open(o.access_log));
+  }
   ASSIGN_OR_RETURN(server->workers_, WorkerPool::Create(o.workers, o.max_queue));
+  server->metrics_->SetQueueDepth(
+      [pool = server->workers_.get()] { return double(pool->queued()); });
   server->snapshots_ = std::make_unique<SnapshotManager>(o.env);
-  server->service_ = std::make_unique<FeedRankerService>(server->snapshots_.get(),
-                                                         server->workers_.get(), &o);
+  server->service_ = std::make_unique<FeedRankerService>(
+      server->snapshots_.get(), server->workers_.get(), &o, server->metrics_.get(),
+      server->access_log_.get());
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (o.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // gRPC turns SO_REUSEPORT on by default: a second server on the port would
+  // start and silently take half the connections. The port is ours alone.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  const ConnectionLimits& l = o.limits;
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, l.max_concurrent_streams);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, Millis(l.max_idle));
+  if (l.max_age > absl::ZeroDuration()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, Millis(l.max_age));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               Millis(o.drain_timeout));
+  }
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             Millis(l.handshake_timeout));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, Millis(l.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Millis(l.keepalive_timeout));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             Millis(l.min_client_ping_interval));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
   builder.AddListeningPort(o.address, grpc::InsecureServerCredentials(), &server->port_);
   // RankFeed enforces max_request_bytes itself; gRPC's own limit only has to
   // let such requests through (health checks and reflection keep gRPC's
@@ -237,31 +368,217 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
   builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", o.address));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", o.address,
+        ": the address is in use (another server?), or not an address of this host"));
   }
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
   health->SetServingStatus(false);
   health->SetServingStatus(kRankerServiceName, false);
+  health->SetServingStatus(kLivenessServiceName, true);
+  if (!o.metrics_address.empty()) {
+    FeedServer* s = server.get();
+    ASSIGN_OR_RETURN(server->monitoring_,
+                     MonitoringServer::Start(
+                         o.metrics_address, [s] { return s->metrics_->Collect(); },
+                         [s] { return s->NotReadyReason(); }));
+  }
   LogInfo(
-      "listening on %s (port %d), %d ranking threads; not serving until a bundle "
-      "is loaded",
-      o.address, server->port_, server->workers_->threads());
+      "listening on %s (port %d), %d ranking threads%s; not serving until a bundle is "
+      "loaded",
+      o.address, server->port_, server->workers_->threads(),
+      server->monitoring_ != nullptr
+          ? absl::StrFormat("; metrics on %s (port %d)", o.metrics_address,
+                            server->monitoring_->port())
+          : std::string());
   return server;
 }
 
 FeedServer::~FeedServer() { Shutdown(); }
 
-absl::Status FeedServer::Load() {
-  // A stop interrupts the reads of a load in progress.
-  InterruptibleFileSystem fs(options_.env.fs, &stop_loading_);
-  absl::Status status = snapshots_->Load(options_.bundle_dir, options_.config_path, &fs);
+std::string FeedServer::NotReadyReason() const {
+  if (draining_.load()) return "draining";
+  if (!ready_.load()) return "no bundle loaded yet";
+  return "";
+}
+
+void FeedServer::SetReady(bool ready) {
   absl::MutexLock lock(&state_mu_);
-  if (status.ok() && !shutting_down_) {
-    grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-    health->SetServingStatus(kRankerServiceName, true);
-    health->SetServingStatus("", true);
+  if (shutting_down_ || server_ == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus(kRankerServiceName, ready);
+  health->SetServingStatus("", ready);
+  ready_.store(ready);
+}
+
+std::string FeedServer::VersionDir(int64_t version) const {
+  return BundlePath(options_.bundle_root, std::to_string(version));
+}
+
+absl::StatusOr<std::vector<int64_t>> FeedServer::ListVersions() const {
+  ASSIGN_OR_RETURN(std::vector<std::string> names,
+                   options_.env.fs->ListDir(options_.bundle_root));
+  std::vector<int64_t> versions;
+  for (const std::string& name : names) {
+    int64_t v;
+    // Numbered directories only ("7", not "7.partial-123" or "latest").
+    if (name.find_first_not_of("0123456789") != std::string::npos ||
+        !absl::SimpleAtoi(name, &v) || v < 0) {
+      continue;
+    }
+    auto info = options_.env.fs->Stat(VersionDir(v));
+    if (info.ok() && info->is_directory) versions.push_back(v);
   }
+  std::sort(versions.rbegin(), versions.rend());
+  return versions;
+}
+
+absl::Status FeedServer::LoadNewerVersion(int64_t above, bool initial) {
+  reload_mu_.AssertHeld();
+  auto versions = ListVersions();
+  if (!versions.ok()) {
+    LogError("bundle root %s: %s", options_.bundle_root, versions.status().ToString());
+    return versions.status();
+  }
+  InterruptibleFileSystem fs(options_.env.fs, &stop_loading_);
+  absl::Status last = absl::OkStatus();
+  for (int64_t version : *versions) {
+    if (version <= above) break;
+    const std::string dir = VersionDir(version);
+    // A version refused before is retried only once its manifest changed
+    // (e.g. a copy that was still in progress has finished).
+    auto manifest = options_.env.fs->Stat(BundlePath(dir, kManifestFile));
+    FileInfo state = manifest.ok() ? *manifest : FileInfo();
+    auto refused = refused_versions_.find(version);
+    if (refused != refused_versions_.end() && refused->second.SameAs(state)) continue;
+    const auto start = std::chrono::steady_clock::now();
+    absl::Status status = initial ? snapshots_->Load(dir, options_.config_path, &fs)
+                                  : snapshots_->SwapBundle(dir, &fs);
+    const int64_t micros = MicrosBetween(start, std::chrono::steady_clock::now());
+    if (absl::IsCancelled(status)) return status;
+    metrics_->RecordLoad(LoadKind::kBundle,
+                         status.ok() ? LoadOutcome::kOk : LoadOutcome::kRefused, micros);
+    if (status.ok()) {
+      served_version_.store(version);
+      refused_versions_.erase(version);
+      if (initial && !options_.config_path.empty()) {
+        if (auto info = options_.env.fs->Stat(options_.config_path); info.ok())
+          config_seen_ = *info;
+      }
+      return absl::OkStatus();
+    }
+    refused_versions_[version] = state;
+    last = status;
+    if (!initial) return status;  // the newest changed version was refused
+  }
+  if (initial) {
+    return last.ok()
+               ? absl::NotFoundError(absl::StrCat("bundle root ", options_.bundle_root,
+                                                  ": no numbered version directory"))
+               : last;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FeedServer::Load() {
+  absl::Status status;
+  {
+    MutexLock lock(&reload_mu_);
+    const auto start = std::chrono::steady_clock::now();
+    if (!options_.bundle_root.empty()) {
+      status = LoadNewerVersion(-1, /*initial=*/true);
+    } else {
+      // A stop interrupts the reads of a load in progress.
+      InterruptibleFileSystem fs(options_.env.fs, &stop_loading_);
+      status = snapshots_->Load(options_.bundle_dir, options_.config_path, &fs);
+      if (!absl::IsCancelled(status)) {
+        metrics_->RecordLoad(LoadKind::kBundle,
+                             status.ok() ? LoadOutcome::kOk : LoadOutcome::kRefused,
+                             MicrosBetween(start, std::chrono::steady_clock::now()));
+      }
+      if (status.ok() && !options_.config_path.empty()) {
+        if (auto info = options_.env.fs->Stat(options_.config_path); info.ok())
+          config_seen_ = *info;
+      }
+    }
+    if (status.ok()) {
+      std::shared_ptr<const Snapshot> s = snapshots_->Current();
+      metrics_->SetServing(s->bundle->manifest.version(), s->bundle->dir,
+                           s->config.version());
+    }
+  }
+  if (!status.ok()) return status;
+  SetReady(true);
+  {
+    absl::MutexLock lock(&state_mu_);
+    if (shutting_down_ || watcher_.joinable()) return status;
+  }
+  if (options_.watch_interval > absl::ZeroDuration())
+    watcher_ = std::thread([this] { Watch(); });
   return status;
+}
+
+absl::Status FeedServer::CheckConfigFile(bool force) {
+  reload_mu_.AssertHeld();
+  if (options_.config_path.empty()) return absl::OkStatus();
+  auto info = options_.env.fs->Stat(options_.config_path);
+  if (!info.ok()) {
+    // A file being replaced may be missing for an instant; a missing file
+    // is reported only when a reload is asked for.
+    if (force) LogError("config %s: %s", options_.config_path, info.status().ToString());
+    return force ? info.status() : absl::OkStatus();
+  }
+  if (!force && config_seen_.has_value() && config_seen_->SameAs(*info))
+    return absl::OkStatus();
+  config_seen_ = *info;  // refused or not, this version has been seen
+  const auto start = std::chrono::steady_clock::now();
+  InterruptibleFileSystem fs(options_.env.fs, &stop_loading_);
+  absl::Status status = snapshots_->ReloadConfig(options_.config_path, &fs);
+  if (absl::IsCancelled(status)) return status;
+  metrics_->RecordLoad(LoadKind::kConfig,
+                       status.ok() ? LoadOutcome::kOk : LoadOutcome::kRefused,
+                       MicrosBetween(start, std::chrono::steady_clock::now()));
+  return status;
+}
+
+absl::Status FeedServer::Reload() {
+  MutexLock lock(&reload_mu_);
+  if (snapshots_->Current() == nullptr) {
+    return absl::FailedPreconditionError("nothing loaded yet to reload");
+  }
+  absl::Status config = CheckConfigFile(/*force=*/true);
+  absl::Status bundle = absl::OkStatus();
+  if (!options_.bundle_root.empty()) {
+    bundle = LoadNewerVersion(served_version_.load(), /*initial=*/false);
+  }
+  std::shared_ptr<const Snapshot> s = snapshots_->Current();
+  metrics_->SetServing(s->bundle->manifest.version(), s->bundle->dir,
+                       s->config.version());
+  return !config.ok() ? config : bundle;
+}
+
+void FeedServer::Watch() {
+  while (true) {
+    {
+      MutexLock lock(&watch_mu_);
+      if (watch_cv_.WaitFor(
+              &watch_mu_, absl::ToChronoNanoseconds(options_.watch_interval),
+              [this]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_) { return watch_stop_; })) {
+        return;
+      }
+    }
+    MutexLock lock(&reload_mu_);
+    CheckConfigFile(/*force=*/false).IgnoreError();
+    if (!options_.bundle_root.empty()) {
+      LoadNewerVersion(served_version_.load(), /*initial=*/false).IgnoreError();
+    }
+    std::shared_ptr<const Snapshot> s = snapshots_->Current();
+    if (s != nullptr) {
+      metrics_->SetServing(s->bundle->manifest.version(), s->bundle->dir,
+                           s->config.version());
+    }
+  }
 }
 
 void FeedServer::Shutdown() {
@@ -272,19 +589,31 @@ void FeedServer::Shutdown() {
     if (!shutting_down_) {
       shutting_down_ = true;
       first = true;
-      if (server_ != nullptr) server_->GetHealthCheckService()->SetServingStatus(false);
+      draining_.store(true);
+      if (server_ != nullptr) {
+        grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+        health->SetServingStatus(kRankerServiceName, false);
+        health->SetServingStatus("", false);
+      }
     }
   }
   if (!first) {  // another caller is draining: return once it is done
     stopped_.WaitForNotification();
     return;
   }
+  {
+    MutexLock lock(&watch_mu_);
+    watch_stop_ = true;
+  }
+  watch_cv_.SignalAll();
+  if (watcher_.joinable()) watcher_.join();
   if (server_ != nullptr) {
-    LogInfo("draining: health NOT_SERVING, then up to %s for in-flight calls",
-            absl::FormatDuration(options_.drain_timeout));
-    if (options_.drain_grace > absl::ZeroDuration()) {
-      absl::SleepFor(options_.drain_grace);
-    }
+    LogInfo(
+        "draining: readiness NOT_SERVING, calls answered for %s more, then up to %s for "
+        "in-flight calls",
+        absl::FormatDuration(options_.drain_grace),
+        absl::FormatDuration(options_.drain_timeout));
+    if (options_.drain_grace > absl::ZeroDuration()) absl::SleepFor(options_.drain_grace);
     // Calls already queued still run; new ones are refused.
     service_->StartDraining();
     server_->Shutdown(std::chrono::system_clock::now() +
@@ -293,6 +622,8 @@ void FeedServer::Shutdown() {
     LogInfo("stopped");
   }
   workers_.reset();
+  monitoring_.reset();
+  access_log_.reset();
   stopped_.Notify();
 }
 

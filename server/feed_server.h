@@ -1,39 +1,83 @@
 // FeedServer: the gRPC server of feedrank. Serves feedrank.v1.FeedRanker
-// with the callback API, the standard health service (NOT_SERVING until a
-// bundle is loaded and again while draining) and server reflection.
+// with the callback API, the standard health service and server reflection,
+// and, on an HTTP address of its own, Prometheus metrics, liveness and
+// readiness (server/monitoring.h).
 //
-// Life cycle: Start() binds and serves (RankFeed answers UNAVAILABLE until
-// Load() succeeds) -> Load() -> ... -> Shutdown() drains: health goes
-// NOT_SERVING, new RankFeed calls get UNAVAILABLE after `drain_grace`, and
-// in-flight calls get up to `drain_timeout` to finish.
+// Life cycle: Start() binds (exclusively: a second server on the same port
+// fails to start) and serves; RankFeed answers UNAVAILABLE until Load()
+// succeeds. Load() serves `bundle_dir`, or the highest valid numbered
+// version under `bundle_root`. While running, a watcher thread notices a new
+// version in the root and a changed config file (polling every
+// `watch_interval`; an atomic rename and a Kubernetes ConfigMap's symlink
+// swap are changes too) and loads them off the request path; Reload() does
+// the same at once (SIGHUP). A refused bundle or config changes nothing and
+// is logged and counted (feedrank_loads_total{outcome="refused"}). A SWAP
+// NEVER FAILS, DROPS OR MIXES A CALL: each call ranks on the snapshot it
+// took. Shutdown() drains: readiness goes NOT_SERVING at once (liveness
+// stays SERVING), calls are still answered for `drain_grace` so load
+// balancers move away, then new calls get UNAVAILABLE and in-flight ones get
+// up to `drain_timeout`.
 //
-// Thread-safety: Load and Shutdown may be called from any thread.
+// Health service names: "" and "feedrank.v1.FeedRanker" are readiness;
+// "liveness" is SERVING from Start to the end of Shutdown.
+//
+// Thread-safety: Load, Reload and Shutdown may be called from any thread.
 #ifndef FEEDRANK_SERVER_FEED_SERVER_H_
 #define FEEDRANK_SERVER_FEED_SERVER_H_
 
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "base/env.h"
+#include "base/mutex.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
+#include "server/access_log.h"
+#include "server/metrics.h"
+#include "server/monitoring.h"
 #include "server/snapshot_manager.h"
 #include "server/worker_pool.h"
 
 namespace feedrank {
 
 inline constexpr char kRankerServiceName[] = "feedrank.v1.FeedRanker";
+inline constexpr char kLivenessServiceName[] = "liveness";
+
+// Limits a public gRPC server sets on each connection.
+struct ConnectionLimits {
+  // Concurrent calls (HTTP/2 streams) per connection.
+  int max_concurrent_streams = 256;
+  // A connection with no call for this long is closed (GOAWAY).
+  absl::Duration max_idle = absl::Minutes(5);
+  // A connection is asked to go away after this long, so clients rebalance
+  // across replicas (0 = never).
+  absl::Duration max_age = absl::ZeroDuration();
+  // A client must finish its TLS/HTTP2 handshake within this.
+  absl::Duration handshake_timeout = absl::Seconds(10);
+  // Keepalive policy: the server pings an idle client every `keepalive_time`
+  // and drops it if no answer within `keepalive_timeout`; clients may ping
+  // no more often than `min_client_ping_interval` (else GOAWAY).
+  absl::Duration keepalive_time = absl::Hours(2);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
+  absl::Duration min_client_ping_interval = absl::Minutes(1);
+};
 
 struct ServerOptions {
   // host:port; port 0 picks a free port (see FeedServer::port()).
   std::string address = "0.0.0.0:50051";
+  // One fixed bundle directory, or a root of numbered version directories
+  // (1/, 2/, ...: the highest valid one is served). Exactly one is set.
   std::string bundle_dir;
+  std::string bundle_root;
   // Textproto RankingConfig; empty = all defaults.
   std::string config_path;
   // Larger RankFeed requests get RESOURCE_EXHAUSTED. Checked by the handler
@@ -48,19 +92,31 @@ struct ServerOptions {
   // may wait for one (0 = 64 per thread); beyond that, UNAVAILABLE.
   int workers = 0;
   int max_queue = 0;
+  // How often the bundle root and the config file are checked for changes
+  // (0 = never; Reload() still works).
+  absl::Duration watch_interval = absl::Seconds(2);
+  // HTTP address of /metrics, /healthz and /readyz; empty = none.
+  std::string metrics_address;
+  AccessLogOptions access_log;
+  ConnectionLimits limits;
+  // Serve gRPC server reflection (grpcurl, the reflection-based clients).
+  bool reflection = true;
   // Clock (deadlines, the default request time) and file system (loads).
   // Borrowed; must outlive the server.
   Env env;
 };
 
-// Counts of what the service did, readable while it runs.
-struct ServiceCounters {
-  // Calls finished, by gRPC status code (0..16).
-  std::atomic<int64_t> by_code[17] = {};
-  // Calls the client cancelled while they waited for a worker (not ranked).
-  std::atomic<int64_t> cancelled_in_queue{0};
-  // Calls refused because the queue was full.
-  std::atomic<int64_t> overloaded{0};
+// Checks every option (ranges, one bundle source, addresses well-formed).
+// Errors: InvalidArgument naming the option.
+absl::Status ValidateServerOptions(const ServerOptions& options);
+
+// What the handler learnt of a call, for its access-log line.
+struct CallSummary {
+  std::string request_id;
+  uint64_t user_id = 0;
+  int items = 0;
+  uint32_t degrade_causes = 0;
+  std::shared_ptr<const Snapshot> snapshot;
 };
 
 // RankFeed as a raw (ByteBuffer) callback method: the worker parses the
@@ -73,8 +129,13 @@ class FeedRankerService final
     : public v1::FeedRanker::WithRawCallbackMethod_RankFeed<v1::FeedRanker::Service> {
  public:
   FeedRankerService(const SnapshotManager* snapshots, WorkerPool* workers,
-                    const ServerOptions* options)
-      : snapshots_(snapshots), workers_(workers), options_(options) {}
+                    const ServerOptions* options, ServerMetrics* metrics,
+                    AccessLog* access_log)
+      : snapshots_(snapshots),
+        workers_(workers),
+        options_(options),
+        metrics_(metrics),
+        access_log_(access_log) {}
 
   grpc::ServerUnaryReactor* RankFeed(grpc::CallbackServerContext* context,
                                      const grpc::ByteBuffer* request,
@@ -83,34 +144,49 @@ class FeedRankerService final
   // After this, RankFeed answers UNAVAILABLE.
   void StartDraining() { draining_.store(true, std::memory_order_release); }
 
-  const ServiceCounters& counters() const { return counters_; }
+  // Calls the client cancelled while they waited for a worker (not ranked).
+  int64_t cancelled_in_queue() const { return cancelled_in_queue_.load(); }
+  // Calls refused because the queue was full.
+  int64_t overloaded() const { return overloaded_.load(); }
 
  private:
   grpc::Status Handle(grpc::CallbackServerContext* context,
                       const grpc::ByteBuffer& request, SteadyTime deadline,
-                      grpc::ByteBuffer* response);
-  void Finish(grpc::ServerUnaryReactor* reactor, const grpc::Status& status);
+                      grpc::ByteBuffer* response, CallSummary* summary);
+  void Finish(grpc::ServerUnaryReactor* reactor, const grpc::Status& status,
+              SteadyTime arrived, const CallSummary& summary);
 
   const SnapshotManager* snapshots_;
   WorkerPool* workers_;
   const ServerOptions* options_;
+  ServerMetrics* metrics_;
+  AccessLog* access_log_;  // may be null
   std::atomic<bool> draining_{false};
-  ServiceCounters counters_;
+  std::atomic<int64_t> cancelled_in_queue_{0};
+  std::atomic<int64_t> overloaded_{0};
 };
 
 class FeedServer {
  public:
-  // Binds `options.address` and starts serving (not yet ready).
-  // Errors: InvalidArgument for bad options; Unavailable when the address
-  // cannot be bound; ResourceExhausted when the workers cannot start.
+  // Validates the options, binds `options.address` exclusively and starts
+  // serving (not yet ready), with the monitoring endpoint and the access log
+  // when configured. Errors: InvalidArgument for bad options; Unavailable
+  // when an address cannot be bound (in use, or not local); ResourceExhausted
+  // when the workers cannot start.
   static absl::StatusOr<std::unique_ptr<FeedServer>> Start(ServerOptions options);
 
   ~FeedServer();
 
-  // Loads options.bundle_dir with the config file and goes SERVING. On error
-  // the previous snapshot (if any) keeps serving. A Shutdown() during the
-  // load interrupts it (Cancelled).
+  // Loads the bundle (bundle_dir, or the highest valid version under
+  // bundle_root) with the config file, goes SERVING, and starts watching.
+  // On error the previous snapshot (if any) keeps serving. A Shutdown()
+  // during the load interrupts it (Cancelled).
   absl::Status Load();
+
+  // Re-reads the config file, and loads a newer version from the bundle
+  // root if there is one (SIGHUP). OK when nothing changed. Errors: the
+  // refusal of what changed (the server keeps serving what it served).
+  absl::Status Reload();
 
   // Drains and stops. Idempotent and thread-safe: every caller returns once
   // the server has stopped.
@@ -120,21 +196,59 @@ class FeedServer {
   void Wait();
 
   int port() const { return port_; }
+  // The monitoring endpoint's port; 0 without one.
+  int metrics_port() const { return monitoring_ == nullptr ? 0 : monitoring_->port(); }
   SnapshotManager& snapshots() { return *snapshots_; }
   WorkerPool& workers() { return *workers_; }
-  const ServiceCounters& counters() const { return service_->counters(); }
+  const FeedRankerService& service() const { return *service_; }
+  const ServerMetrics& metrics() const { return *metrics_; }
+  // The version directory served from bundle_root (-1 otherwise).
+  int64_t served_version() const { return served_version_.load(); }
 
  private:
   FeedServer() = default;
 
+  // Versions in bundle_root, highest first.
+  absl::StatusOr<std::vector<int64_t>> ListVersions() const;
+  std::string VersionDir(int64_t version) const;
+  // Loads the highest valid version above `above` not refused before in
+  // its present state; OK with nothing to do.
+  absl::Status LoadNewerVersion(int64_t above, bool initial);
+  absl::Status CheckConfigFile(bool force);
+  void Watch();
+  void SetReady(bool ready);
+  // Empty when ready, else why not (for /readyz).
+  std::string NotReadyReason() const;
+
   ServerOptions options_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<AccessLog> access_log_;
   std::unique_ptr<SnapshotManager> snapshots_;
   std::unique_ptr<WorkerPool> workers_;  // outlives every call
   std::unique_ptr<FeedRankerService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<MonitoringServer> monitoring_;
   int port_ = 0;
   // Set by Shutdown: interrupts a load in progress.
   std::atomic<bool> stop_loading_{false};
+  std::atomic<int64_t> served_version_{-1};
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> draining_{false};
+
+  // Serialises loads and reloads (the watcher's, Reload's, Load's) and holds
+  // what they remember.
+  Mutex reload_mu_;
+  // Versions refused, with the manifest's state when they were: retried
+  // only when it changes.
+  std::map<int64_t, FileInfo> refused_versions_ ABSL_GUARDED_BY(reload_mu_);
+  std::optional<FileInfo> config_seen_ ABSL_GUARDED_BY(reload_mu_);
+
+  // The watcher thread and its wake-up.
+  Mutex watch_mu_;
+  CondVar watch_cv_;
+  bool watch_stop_ ABSL_GUARDED_BY(watch_mu_) = false;
+  std::thread watcher_;
+
   // Orders the health flips of Load() and Shutdown().
   absl::Mutex state_mu_;
   bool shutting_down_ ABSL_GUARDED_BY(state_mu_) = false;

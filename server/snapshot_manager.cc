@@ -65,4 +65,48 @@ absl::Status SnapshotManager::Load(const std::string& bundle_dir,
   return status;
 }
 
+absl::Status SnapshotManager::SwapBundle(const std::string& bundle_dir, FileSystem* fs) {
+  FileSystem& files = fs != nullptr ? *fs : *env_.fs;
+  MutexLock lock(&load_mu_);
+  std::shared_ptr<const Snapshot> current = current_.Load();
+  if (current == nullptr) return absl::FailedPreconditionError("no bundle loaded yet");
+  LogInfo("loading bundle %s", bundle_dir);
+  auto bundle = LoadBundle(bundle_dir, files);
+  if (!bundle.ok()) {
+    LogError("bundle %s refused, still serving %s: %s", bundle_dir, current->bundle->dir,
+             bundle.status().ToString());
+    return bundle.status();
+  }
+  absl::Status status = InstallLocked(*std::move(bundle), current->config);
+  if (!status.ok()) {
+    LogError("bundle %s refused with config '%s', still serving %s: %s", bundle_dir,
+             current->config.version(), current->bundle->dir, status.ToString());
+  }
+  return status;
+}
+
+absl::Status SnapshotManager::ReloadConfig(const std::string& config_path,
+                                           FileSystem* fs) {
+  FileSystem& files = fs != nullptr ? *fs : *env_.fs;
+  MutexLock lock(&load_mu_);
+  std::shared_ptr<const Snapshot> current = current_.Load();
+  if (current == nullptr) return absl::FailedPreconditionError("no bundle loaded yet");
+  RankingConfig config;
+  if (!config_path.empty()) {
+    auto parsed = ReadConfigFile(config_path, files);
+    if (!parsed.ok()) {
+      LogError("config %s refused, still serving '%s': %s", config_path,
+               current->config.version(), parsed.status().ToString());
+      return parsed.status();
+    }
+    config = *std::move(parsed);
+  }
+  absl::Status status = InstallLocked(current->bundle, config);
+  if (!status.ok()) {
+    LogError("config %s refused, still serving '%s': %s", config_path,
+             current->config.version(), status.ToString());
+  }
+  return status;
+}
+
 }  // namespace feedrank

@@ -54,6 +54,14 @@ class SnapshotManager {
   absl::Status Load(const std::string& bundle_dir, const std::string& config_path,
                     FileSystem* fs = nullptr);
 
+  // Replaces the bundle, keeping the config served now (a new version from
+  // the training pipeline). FailedPrecondition before the first Load.
+  absl::Status SwapBundle(const std::string& bundle_dir, FileSystem* fs = nullptr);
+
+  // Re-reads the config file and serves it with the current bundle.
+  // FailedPrecondition before the first Load.
+  absl::Status ReloadConfig(const std::string& config_path, FileSystem* fs = nullptr);
+
   // Makes an already loaded bundle current with `config` (tests, replay).
   absl::Status Install(std::shared_ptr<const Bundle> bundle, const RankingConfig& config);
 

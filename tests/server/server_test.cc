@@ -345,7 +345,7 @@ TEST_F(ServerTest, CallsCancelledWhileQueuedAreNotRankedAndAFullQueueRefuses) {
   const grpc::Status refused = Call(request, &overflow);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(refused.error_message(), HasSubstr("overloaded"));
-  EXPECT_EQ(server_->counters().overloaded.load(), 1);
+  EXPECT_EQ(server_->service().overloaded(), 1);
   // The first queued call is cancelled by its client, then the worker is
   // released: it skips that call and ranks the other.
   calls[0]->context.TryCancel();
@@ -359,7 +359,7 @@ TEST_F(ServerTest, CallsCancelledWhileQueuedAreNotRankedAndAFullQueueRefuses) {
   EXPECT_EQ(calls[1]->response.items_size(), 20);
   while (server_->workers().queued() > 0) absl::SleepFor(absl::Milliseconds(5));
   ExpectStillServing();
-  EXPECT_EQ(server_->counters().cancelled_in_queue.load(), 1);
+  EXPECT_EQ(server_->service().cancelled_in_queue(), 1);
 }
 
 TEST_F(ServerTest, HealthChecksAreNotSubjectToTheRequestLimit) {
@@ -381,6 +381,7 @@ TEST(ServerStartTest, UnusableAddressIsAnErrorNotACrash) {
   for (const char* address : {"unix:/nonexistent/dir/feedrank.sock", "999.1.1.1:5"}) {
     ServerOptions options;
     options.address = address;
+    options.bundle_dir = "/not/loaded/by/start";
     auto server = FeedServer::Start(options);
     EXPECT_EQ(server.status().code(), absl::StatusCode::kUnavailable) << address;
     EXPECT_THAT(std::string(server.status().message()), HasSubstr(address));
