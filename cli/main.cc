@@ -55,27 +55,39 @@ void AddIndexFlags(CLI::App* cmd, IndexSpec* spec, std::string* type, int* threa
 }
 
 int RunServe(const ServerOptions& options) {
-  // SIGINT/SIGTERM are taken synchronously by a thread of their own
-  // (sigwait): blocked here, before gRPC starts its threads, which inherit
-  // the mask. A stop interrupts a bundle load in progress.
+  // SIGINT, SIGTERM and SIGHUP are taken synchronously by a thread of their
+  // own (sigwait): blocked here, before gRPC starts its threads, which
+  // inherit the mask. A stop interrupts a bundle load in progress; SIGHUP
+  // reloads the config and looks for a newer bundle version.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   auto server = FeedServer::Start(options);
   if (!server.ok()) return Fail(server.status());
   FeedServer* running = server->get();
-  std::atomic<bool> signalled{false};
+  std::atomic<bool> stopping{false};
   std::thread stopper([&] {
-    int signal_number = 0;
-    sigwait(&signals, &signal_number);
-    signalled.store(true);
-    LogInfo("received %s", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
-    running->Shutdown();
+    while (true) {
+      int signal_number = 0;
+      sigwait(&signals, &signal_number);
+      if (signal_number == SIGHUP) {
+        if (stopping.load()) continue;
+        LogInfo("received SIGHUP: reloading");
+        absl::Status reloaded = running->Reload();
+        if (reloaded.ok()) LogInfo("reload done");
+        continue;
+      }
+      stopping.store(true);
+      LogInfo("received %s", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+      running->Shutdown();
+      return;
+    }
   });
   absl::Status loaded = running->Load();
-  if (!loaded.ok() && !signalled.load()) {
+  if (!loaded.ok() && !stopping.load()) {
     // Wake the stopper thread so that it shuts the server down and exits.
     pthread_kill(stopper.native_handle(), SIGTERM);
     stopper.join();
@@ -84,6 +96,33 @@ int RunServe(const ServerOptions& options) {
   stopper.join();
   if (!loaded.ok()) LogInfo("stopped before the bundle finished loading");
   return 0;
+}
+
+// A duration flag: a number with a unit ("300ms", "5s", "2m"), finite,
+// within [lo, hi].
+CLI::Option* AddDuration(CLI::App* cmd, const std::string& name, absl::Duration* out,
+                         const std::string& help, absl::Duration lo = absl::ZeroDuration(),
+                         absl::Duration hi = absl::Hours(24)) {
+  return cmd
+      ->add_option_function<std::string>(
+          name,
+          [out, name, lo, hi](const std::string& text) {
+            absl::Duration d;
+            if (!absl::ParseDuration(text, &d) || d == absl::InfiniteDuration() ||
+                d == -absl::InfiniteDuration()) {
+              throw CLI::ValidationError(name, "'" + text +
+                                                   "' is not a duration with a unit, e.g. 500ms, "
+                                                   "5s, 2m");
+            }
+            if (d < lo || d > hi) {
+              throw CLI::ValidationError(name, "'" + text + "' is outside [" +
+                                                   absl::FormatDuration(lo) + ", " +
+                                                   absl::FormatDuration(hi) + "]");
+            }
+            *out = d;
+          },
+          help + " (a duration, e.g. 500ms, 5s; default " + absl::FormatDuration(*out) + ")")
+      ->type_name("DURATION");
 }
 
 struct QueryFlags {
@@ -96,15 +135,14 @@ struct QueryFlags {
   int count = 10;
   std::vector<uint64_t> exclude;
   bool debug = false;
-  double wait_s = 30;
-  int deadline_ms = 1000;
+  absl::Duration wait = absl::Seconds(30);
+  absl::Duration deadline = absl::Seconds(1);
 };
 
 int RunQuery(const QueryFlags& flags) {
   auto channel = grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials());
-  if (flags.wait_s > 0) {
-    absl::Status ready =
-        WaitForServing(channel, kRankerServiceName, absl::Seconds(flags.wait_s));
+  if (flags.wait > absl::ZeroDuration()) {
+    absl::Status ready = WaitForServing(channel, kRankerServiceName, flags.wait);
     if (!ready.ok()) return Fail(ready);
   }
   auto stub = v1::FeedRanker::NewStub(channel);
@@ -120,7 +158,7 @@ int RunQuery(const QueryFlags& flags) {
     v1::RankFeedResponse response;
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::milliseconds(flags.deadline_ms));
+                         absl::ToChronoNanoseconds(flags.deadline));
     grpc::Status status = stub->RankFeed(&context, request, &response);
     if (!status.ok()) {
       std::fprintf(stderr, "user %llu: %s: %s\n", static_cast<unsigned long long>(user),
@@ -161,6 +199,7 @@ int main(int argc, char** argv) {
       "feedrank: short-video feed ranking (ANN retrieval + multi-task scoring) over "
       "gRPC"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("feedrank ") + FEEDRANK_VERSION);
 
   // synth
   SynthOptions synth;
@@ -269,35 +308,83 @@ int main(int argc, char** argv) {
 
   // serve
   ServerOptions serve;
-  double drain_grace_s = 0, drain_timeout_s = 10;
+  serve.drain_grace = absl::Seconds(5);
+  std::string log_level = "info", log_format = "text";
+  bool no_reflection = false;
   auto* serve_cmd = app.add_subcommand("serve", "Serve RankFeed over gRPC");
-  serve_cmd->add_option("--bundle", serve.bundle_dir, "Bundle directory")->required();
-  serve_cmd->add_option("--address", serve.address, "host:port to listen on")
+  auto* bundle_flag =
+      serve_cmd->add_option("--bundle", serve.bundle_dir, "One fixed bundle directory");
+  auto* root_flag = serve_cmd->add_option(
+      "--bundle-root", serve.bundle_root,
+      "Directory of numbered bundle versions (1/, 2/, ...): the highest valid one is "
+      "served, and a newer one is picked up while running");
+  bundle_flag->excludes(root_flag);
+  serve_cmd->add_option("--address", serve.address, "host:port to listen on (gRPC)")
       ->capture_default_str();
   serve_cmd->add_option("--config", serve.config_path,
-                        "Ranking config (textproto RankingConfig); default: built-in "
-                        "defaults");
+                        "Ranking config (textproto RankingConfig), watched for changes and "
+                        "re-read on SIGHUP; default: built-in defaults");
+  serve_cmd
+      ->add_option("--metrics-address", serve.metrics_address,
+                   "host:port of the HTTP endpoint: /metrics (Prometheus), /healthz, /readyz "
+                   "(default: none)");
   serve_cmd
       ->add_option("--max-request-bytes", serve.max_request_bytes,
-                   "Larger requests get RESOURCE_EXHAUSTED")
+                   "Larger RankFeed requests get RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(1, 1 << 30))
       ->capture_default_str();
   serve_cmd
-      ->add_option("--workers", serve.workers,
-                   "Ranking threads (0 = one per hardware thread)")
+      ->add_option("--workers", serve.workers, "Ranking threads (0 = one per hardware thread)")
+      ->check(CLI::Range(0, WorkerPool::kMaxThreads))
       ->capture_default_str();
   serve_cmd
       ->add_option("--max-queue", serve.max_queue,
                    "Calls that may wait for a ranking thread before UNAVAILABLE "
                    "(0 = 64 per thread)")
+      ->check(CLI::Range(0, WorkerPool::kMaxQueue))
+      ->capture_default_str();
+  AddDuration(serve_cmd, "--drain-grace", &serve.drain_grace,
+              "Time readiness says NOT_SERVING, calls still answered, before calls are refused "
+              "on shutdown",
+              absl::ZeroDuration(), absl::Hours(1));
+  AddDuration(serve_cmd, "--drain-timeout", &serve.drain_timeout,
+              "Time in-flight calls get to finish on shutdown", absl::ZeroDuration(),
+              absl::Hours(1));
+  AddDuration(serve_cmd, "--watch-interval", &serve.watch_interval,
+              "How often the config file and the bundle root are checked (0 = never; SIGHUP "
+              "still reloads)");
+  serve_cmd->add_option("--access-log", serve.access_log.path,
+                        "Access log file (JSON lines; '-' = stderr; default: none)");
+  serve_cmd
+      ->add_option("--access-log-sample", serve.access_log.sample_rate,
+                   "Share of successful calls logged (failed ones always, up to "
+                   "--access-log-errors per second)")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   serve_cmd
-      ->add_option("--drain-grace", drain_grace_s,
-                   "Seconds NOT_SERVING before refusing calls on shutdown")
+      ->add_option("--access-log-errors", serve.access_log.max_error_lines_per_second,
+                   "Failed calls logged per second at most")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  serve_cmd->add_option("--log-level", log_level, "debug, info, warning or error")
+      ->check(CLI::IsMember({"debug", "info", "warning", "error"}))
+      ->capture_default_str();
+  serve_cmd->add_option("--log-format", log_format, "text or json")
+      ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
   serve_cmd
-      ->add_option("--drain-timeout", drain_timeout_s,
-                   "Seconds in-flight calls get to finish on shutdown")
+      ->add_option("--max-concurrent-streams", serve.limits.max_concurrent_streams,
+                   "Concurrent calls per client connection")
+      ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
+  AddDuration(serve_cmd, "--max-connection-idle", &serve.limits.max_idle,
+              "A connection without calls for this long is closed", absl::Seconds(1),
+              absl::Hours(24 * 365));
+  AddDuration(serve_cmd, "--max-connection-age", &serve.limits.max_age,
+              "Connections are asked to reconnect after this long, so clients rebalance "
+              "(0 = never)",
+              absl::ZeroDuration(), absl::Hours(24 * 365));
+  serve_cmd->add_flag("--no-reflection", no_reflection, "Do not serve gRPC server reflection");
 
   // query
   QueryFlags query;
@@ -310,26 +397,34 @@ int main(int argc, char** argv) {
   query_cmd
       ->add_option("--sample-users", query.sample_users,
                    "Also ask for this many users of --bundle (evenly spaced)")
+      ->check(CLI::Range(0, 1000000))
       ->needs("--bundle");
-  query_cmd->add_option("--client-time-ms", query.client_time_ms,
-                        "context.client_time_ms to send (0 = the server's clock)");
+  query_cmd
+      ->add_option("--client-time-ms", query.client_time_ms,
+                   "context.client_time_ms to send (0 = the server's clock)")
+      ->check(CLI::Range(int64_t{0}, int64_t{7258118400000}));
   query_cmd
       ->add_flag("--bundle-time", query.bundle_time,
                  "Send the bundle's data time (manifest data_time_ms) as the client "
                  "clock, to look at a bundle of old data as of its own day")
       ->needs("--bundle");
-  query_cmd->add_option("--count", query.count, "Page size")->capture_default_str();
+  query_cmd->add_option("--count", query.count, "Page size")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   query_cmd->add_option("--exclude", query.exclude, "Video ids to exclude (repeatable)");
   query_cmd->add_flag("--debug", query.debug, "Show stage timings and candidate counts");
-  query_cmd->add_option("--wait", query.wait_s, "Seconds to wait for SERVING (0 = don't)")
-      ->capture_default_str();
-  query_cmd->add_option("--deadline-ms", query.deadline_ms, "Per-call deadline")
-      ->capture_default_str();
+  AddDuration(query_cmd, "--wait", &query.wait, "How long to wait for SERVING (0 = don't)");
+  AddDuration(query_cmd, "--deadline", &query.deadline, "Per-call deadline",
+              absl::Milliseconds(1), absl::Hours(1));
 
   // loadgen
   LoadgenOptions load;
   std::string load_bundle;
   bool load_json = false;
+  absl::Duration load_duration = absl::Seconds(load.duration_s);
+  absl::Duration load_warmup = absl::Seconds(load.warmup_s);
+  absl::Duration load_deadline = absl::Milliseconds(load.deadline_ms);
+  absl::Duration load_wait = absl::Seconds(load.serving_timeout_s);
   auto* load_cmd = app.add_subcommand("loadgen", "Load-test RankFeed over gRPC");
   load_cmd->add_option("--target", load.target, "Server host:port")->required();
   load_cmd->add_option("--bundle", load_bundle,
@@ -343,15 +438,17 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   load_cmd->add_option("--requests", load.requests, "Stop after this many measured calls")
       ->capture_default_str();
-  load_cmd->add_option("--duration", load.duration_s, "Stop after this many seconds")
-      ->capture_default_str();
-  load_cmd->add_option("--warmup", load.warmup_s, "Seconds not measured at the start")
-      ->capture_default_str();
+  AddDuration(load_cmd, "--duration", &load_duration, "Stop after this long",
+              absl::ZeroDuration(), absl::Hours(24 * 30));
+  AddDuration(load_cmd, "--warmup", &load_warmup, "Time not measured at the start",
+              absl::ZeroDuration(), absl::Hours(24));
   load_cmd->add_option("--count", load.count, "Page size")->capture_default_str();
-  load_cmd->add_option("--exclude", load.exclude, "Exclude ids per request")
+  load_cmd->add_option("--exclude-count", load.exclude, "Random exclude ids per request")
       ->capture_default_str();
-  load_cmd->add_option("--deadline-ms", load.deadline_ms, "Per-call deadline")
-      ->capture_default_str();
+  AddDuration(load_cmd, "--deadline", &load_deadline, "Per-call deadline",
+              absl::Milliseconds(1), absl::Hours(1));
+  AddDuration(load_cmd, "--wait", &load_wait, "How long to wait for the target to be SERVING",
+              absl::Milliseconds(1), absl::Hours(24));
   load_cmd
       ->add_option("--cold-fraction", load.cold_fraction,
                    "Share of requests for unknown users")
@@ -359,7 +456,20 @@ int main(int argc, char** argv) {
   load_cmd->add_option("--seed", load.seed, "Random seed")->capture_default_str();
   load_cmd->add_flag("--json", load_json, "Also print the report as one JSON line");
 
-  CLI11_PARSE(app, argc, argv);
+  // Exit codes (docs/OPERATIONS.md): 0 done; 1 failed at run time; 2 bad
+  // usage or an invalid argument.
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
 
   if (synth_cmd->parsed()) {
     if (!synth_index_type.empty()) synth.index.set_type(synth_index_type);
@@ -400,8 +510,10 @@ int main(int argc, char** argv) {
     return status.ok() ? 0 : Fail(status);
   }
   if (serve_cmd->parsed()) {
-    serve.drain_grace = absl::Seconds(drain_grace_s);
-    serve.drain_timeout = absl::Seconds(drain_timeout_s);
+    SetMinLogLevel(*ParseLogLevel(log_level));
+    SetLogFormat(*ParseLogFormat(log_format));
+    serve.reflection = !no_reflection;
+    if (absl::Status valid = ValidateServerOptions(serve); !valid.ok()) return Fail(valid);
     return RunServe(serve);
   }
   if (query_cmd->parsed()) {
@@ -427,6 +539,10 @@ int main(int argc, char** argv) {
     return RunQuery(query);
   }
   if (load_cmd->parsed()) {
+    load.duration_s = absl::ToDoubleSeconds(load_duration);
+    load.warmup_s = absl::ToDoubleSeconds(load_warmup);
+    load.deadline_ms = static_cast<int>(absl::ToInt64Milliseconds(load_deadline));
+    load.serving_timeout_s = absl::ToDoubleSeconds(load_wait);
     if (!load_bundle.empty()) {
       auto users = ReadIds(load_bundle, kUserIdsFile);
       if (!users.ok()) return Fail(users.status());

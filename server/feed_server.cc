@@ -158,7 +158,9 @@ void FeedRankerService::Finish(grpc::ServerUnaryReactor* reactor,
     entry.request_id = summary.request_id;
     entry.user_id = summary.user_id;
     entry.code = code;
-    entry.message = status.error_message();
+    // error_message() returns a copy: keep it alive for the line.
+    const std::string message = status.error_message();
+    entry.message = message;
     entry.latency_micros = micros;
     entry.items = summary.items;
     for (int c = 0; c < static_cast<int>(DegradeCause::kNumCauses); ++c) {
@@ -613,7 +615,11 @@ void FeedServer::Shutdown() {
         "in-flight calls",
         absl::FormatDuration(options_.drain_grace),
         absl::FormatDuration(options_.drain_timeout));
-    if (options_.drain_grace > absl::ZeroDuration()) absl::SleepFor(options_.drain_grace);
+    // The grace lets load balancers see NOT_SERVING and move away; a server
+    // that never was ready has nobody to move.
+    if (options_.drain_grace > absl::ZeroDuration() && ready_.load()) {
+      absl::SleepFor(options_.drain_grace);
+    }
     // Calls already queued still run; new ones are refused.
     service_->StartDraining();
     server_->Shutdown(std::chrono::system_clock::now() +

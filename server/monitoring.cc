@@ -1,5 +1,6 @@
 #include "server/monitoring.h"
 
+// <resolv.h> (through httplib) defines a `_res` macro; nothing here uses Eigen.
 #include <httplib.h>
 #include <prometheus/text_serializer.h>
 

@@ -66,6 +66,37 @@ int RunProcess(const std::vector<std::string>& argv, double timeout_s,
   return code;
 }
 
+int StartProcess(const std::vector<std::string>& argv, const std::string& log_path) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+int WaitForListeningPort(const std::string& log_path, double timeout_s) {
+  const auto until = std::chrono::steady_clock::now() +
+                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                         std::chrono::duration<double>(timeout_s));
+  while (std::chrono::steady_clock::now() < until) {
+    const std::string log = ReadFile(log_path);
+    const size_t at = log.find("listening on ");
+    if (at != std::string::npos) {
+      const size_t port_at = log.find("(port ", at);
+      if (port_at != std::string::npos) return std::atoi(log.c_str() + port_at + 6);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return -1;
+}
+
 std::string FeedrankBinary() {
   return std::string(FEEDRANK_BINARY_DIR) + "/cli/feedrank";
 }

@@ -35,6 +35,14 @@ void CopyDir(const std::string& from, const std::string& to);
 int RunProcess(const std::vector<std::string>& argv, double timeout_s,
                std::string* output);
 
+// Starts `argv` with stdout and stderr appended to `log_path`; returns its
+// pid (the caller waits for it).
+int StartProcess(const std::vector<std::string>& argv, const std::string& log_path);
+
+// Waits until `log_path` holds "listening on ... (port N)" and returns N;
+// -1 after `timeout_s`.
+int WaitForListeningPort(const std::string& log_path, double timeout_s);
+
 // The `feedrank` binary of this build.
 std::string FeedrankBinary();
 

@@ -9,7 +9,9 @@
 #include <chrono>
 #include <thread>
 
+#include "cli/client.h"
 #include "embeddings/manifest.h"
+#include "feedrank/v1/ranker.grpc.pb.h"
 #include "tests/test_bundles.h"
 
 namespace feedrank {
@@ -63,7 +65,7 @@ TEST(ProcessTest, SigtermStopsAServingProcess) {
     const std::string bin = testing::FeedrankBinary();
     const std::string bundle = dir.Sub("bundle");
     ::execl(bin.c_str(), bin.c_str(), "serve", "--bundle", bundle.c_str(), "--address",
-            "127.0.0.1:0", static_cast<char*>(nullptr));
+            "127.0.0.1:0", "--drain-grace", "200ms", static_cast<char*>(nullptr));
     ::_exit(127);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -80,6 +82,87 @@ TEST(ProcessTest, SigtermStopsAServingProcess) {
   }
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(ProcessTest, SighupReloadsTheConfig) {
+  testing::TempDir dir;
+  testing::WriteSmallBundle(testing::SmallSynth(500, 20, "flat"), dir.Sub("bundle"));
+  testing::WriteFile(dir.Sub("config"), "version: \"first\"\n");
+  const std::string log = dir.Sub("log");
+  const int pid = testing::StartProcess(
+      {testing::FeedrankBinary(), "serve", "--bundle", dir.Sub("bundle"), "--config",
+       dir.Sub("config"), "--address", "127.0.0.1:0", "--watch-interval", "0s",
+       "--drain-grace", "0s"},
+      log);
+  const int port = testing::WaitForListeningPort(log, 20);
+  ASSERT_GT(port, 0) << testing::ReadFile(log);
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                     grpc::InsecureChannelCredentials());
+  ASSERT_TRUE(WaitForServing(channel, "feedrank.v1.FeedRanker", absl::Seconds(20)).ok());
+  auto stub = v1::FeedRanker::NewStub(channel);
+  auto version = [&] {
+    v1::RankFeedRequest request;
+    v1::RankFeedResponse response;
+    grpc::ClientContext context;
+    EXPECT_TRUE(stub->RankFeed(&context, request, &response).ok());
+    return response.config_version();
+  };
+  EXPECT_EQ(version(), "first");
+  testing::WriteFile(dir.Sub("config"), "version: \"second\"\n");
+  // Not watched (--watch-interval 0s): only SIGHUP reloads.
+  EXPECT_EQ(version(), "first");
+  ::kill(pid, SIGHUP);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::string now;
+  while ((now = version()) != "second" && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(now, "second");
+  // A bad config on SIGHUP: refused, logged, still serving.
+  testing::WriteFile(dir.Sub("config"), "version: \"third\" params { max_count: 0 }\n");
+  ::kill(pid, SIGHUP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(version(), "second");
+  EXPECT_THAT(testing::ReadFile(log), HasSubstr("refused"));
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+TEST(ProcessTest, FlagsAreCheckedAndExitCodesAreAsDocumented) {
+  std::string output;
+  const std::string bin = testing::FeedrankBinary();
+  EXPECT_EQ(testing::RunProcess({bin, "--version"}, 10, &output), 0);
+  EXPECT_THAT(output, HasSubstr("feedrank 0."));
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  const std::vector<Case> bad = {
+      {{"serve", "--bundle", "b", "--drain-grace", "nan"}, "not a duration"},
+      {{"serve", "--bundle", "b", "--drain-timeout", "-5s"}, "outside"},
+      {{"serve", "--bundle", "b", "--workers", "100000"}, "not in range"},
+      {{"serve", "--bundle", "b", "--max-request-bytes", "-1"}, "not in range"},
+      {{"serve", "--bundle", "b", "--max-request-bytes", "0"}, "not in range"},
+      {{"serve", "--bundle", "b", "--address", "localhost"}, "no port"},
+      {{"serve", "--bundle", "b", "--address", "localhost:70000"}, "[0, 65535]"},
+      {{"serve"}, "exactly one of"},
+      {{"serve", "--bundle", "b", "--no-such-flag"}, "no-such-flag"},
+      {{"loadgen", "--target", "x:1", "--duration", "10"}, "not a duration"},
+  };
+  for (const Case& c : bad) {
+    std::vector<std::string> argv = {bin};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    EXPECT_EQ(testing::RunProcess(argv, 10, &output), 2) << c.args.back() << ": " << output;
+    EXPECT_THAT(output, HasSubstr(c.says));
+  }
+  // A bundle that does not exist: a run-time failure, exit 1.
+  EXPECT_EQ(testing::RunProcess({bin, "serve", "--bundle", "/nonexistent/bundle", "--address",
+                                 "127.0.0.1:0"},
+                                20, &output),
+            1);
+  EXPECT_THAT(output, HasSubstr("NOT_FOUND"));
 }
 
 }  // namespace
