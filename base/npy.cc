@@ -180,6 +180,16 @@ absl::StatusOr<NpyArray<T>> ReadNpy(FileSystem& fs, const std::string& path, int
     } else if (std::is_same_v<T, int64_t> && got == "<u8") {
       signed_as_unsigned = true;
     } else {
+      // The common case: ids saved as numpy int32 (or another integer).
+      const bool ids = std::is_same_v<T, uint64_t> || std::is_same_v<T, int64_t>;
+      const bool integer = got.size() >= 2 && (got[1] == 'i' || got[1] == 'u');
+      if (ids && integer) {
+        return Bad(path,
+                   absl::StrCat("dtype is '", got, "', expected '", want,
+                                "': 64-bit integers are required; save the array "
+                                "with .astype(np.",
+                                std::is_same_v<T, uint64_t> ? "uint64" : "int64", ")"));
+      }
       return Bad(path, absl::StrCat("dtype is '", got, "', expected '", want, "'"));
     }
   }

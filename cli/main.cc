@@ -101,7 +101,8 @@ int RunServe(const ServerOptions& options) {
 // A duration flag: a number with a unit ("300ms", "5s", "2m"), finite,
 // within [lo, hi].
 CLI::Option* AddDuration(CLI::App* cmd, const std::string& name, absl::Duration* out,
-                         const std::string& help, absl::Duration lo = absl::ZeroDuration(),
+                         const std::string& help,
+                         absl::Duration lo = absl::ZeroDuration(),
                          absl::Duration hi = absl::Hours(24)) {
   return cmd
       ->add_option_function<std::string>(
@@ -110,9 +111,10 @@ CLI::Option* AddDuration(CLI::App* cmd, const std::string& name, absl::Duration*
             absl::Duration d;
             if (!absl::ParseDuration(text, &d) || d == absl::InfiniteDuration() ||
                 d == -absl::InfiniteDuration()) {
-              throw CLI::ValidationError(name, "'" + text +
-                                                   "' is not a duration with a unit, e.g. 500ms, "
-                                                   "5s, 2m");
+              throw CLI::ValidationError(
+                  name, "'" + text +
+                            "' is not a duration with a unit, e.g. 500ms, "
+                            "5s, 2m");
             }
             if (d < lo || d > hi) {
               throw CLI::ValidationError(name, "'" + text + "' is outside [" +
@@ -121,7 +123,8 @@ CLI::Option* AddDuration(CLI::App* cmd, const std::string& name, absl::Duration*
             }
             *out = d;
           },
-          help + " (a duration, e.g. 500ms, 5s; default " + absl::FormatDuration(*out) + ")")
+          help + " (a duration, e.g. 500ms, 5s; default " + absl::FormatDuration(*out) +
+              ")")
       ->type_name("DURATION");
 }
 
@@ -321,20 +324,22 @@ int main(int argc, char** argv) {
   bundle_flag->excludes(root_flag);
   serve_cmd->add_option("--address", serve.address, "host:port to listen on (gRPC)")
       ->capture_default_str();
-  serve_cmd->add_option("--config", serve.config_path,
-                        "Ranking config (textproto RankingConfig), watched for changes and "
-                        "re-read on SIGHUP; default: built-in defaults");
-  serve_cmd
-      ->add_option("--metrics-address", serve.metrics_address,
-                   "host:port of the HTTP endpoint: /metrics (Prometheus), /healthz, /readyz "
-                   "(default: none)");
+  serve_cmd->add_option(
+      "--config", serve.config_path,
+      "Ranking config (textproto RankingConfig), watched for changes and "
+      "re-read on SIGHUP; default: built-in defaults");
+  serve_cmd->add_option(
+      "--metrics-address", serve.metrics_address,
+      "host:port of the HTTP endpoint: /metrics (Prometheus), /healthz, /readyz "
+      "(default: none)");
   serve_cmd
       ->add_option("--max-request-bytes", serve.max_request_bytes,
                    "Larger RankFeed requests get RESOURCE_EXHAUSTED")
       ->check(CLI::Range(1, 1 << 30))
       ->capture_default_str();
   serve_cmd
-      ->add_option("--workers", serve.workers, "Ranking threads (0 = one per hardware thread)")
+      ->add_option("--workers", serve.workers,
+                   "Ranking threads (0 = one per hardware thread)")
       ->check(CLI::Range(0, WorkerPool::kMaxThreads))
       ->capture_default_str();
   serve_cmd
@@ -343,16 +348,18 @@ int main(int argc, char** argv) {
                    "(0 = 64 per thread)")
       ->check(CLI::Range(0, WorkerPool::kMaxQueue))
       ->capture_default_str();
-  AddDuration(serve_cmd, "--drain-grace", &serve.drain_grace,
-              "Time readiness says NOT_SERVING, calls still answered, before calls are refused "
-              "on shutdown",
-              absl::ZeroDuration(), absl::Hours(1));
+  AddDuration(
+      serve_cmd, "--drain-grace", &serve.drain_grace,
+      "Time readiness says NOT_SERVING, calls still answered, before calls are refused "
+      "on shutdown",
+      absl::ZeroDuration(), absl::Hours(1));
   AddDuration(serve_cmd, "--drain-timeout", &serve.drain_timeout,
               "Time in-flight calls get to finish on shutdown", absl::ZeroDuration(),
               absl::Hours(1));
-  AddDuration(serve_cmd, "--watch-interval", &serve.watch_interval,
-              "How often the config file and the bundle root are checked (0 = never; SIGHUP "
-              "still reloads)");
+  AddDuration(
+      serve_cmd, "--watch-interval", &serve.watch_interval,
+      "How often the config file and the bundle root are checked (0 = never; SIGHUP "
+      "still reloads)");
   serve_cmd->add_option("--access-log", serve.access_log.path,
                         "Access log file (JSON lines; '-' = stderr; default: none)");
   serve_cmd
@@ -384,7 +391,8 @@ int main(int argc, char** argv) {
               "Connections are asked to reconnect after this long, so clients rebalance "
               "(0 = never)",
               absl::ZeroDuration(), absl::Hours(24 * 365));
-  serve_cmd->add_flag("--no-reflection", no_reflection, "Do not serve gRPC server reflection");
+  serve_cmd->add_flag("--no-reflection", no_reflection,
+                      "Do not serve gRPC server reflection");
 
   // query
   QueryFlags query;
@@ -413,7 +421,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   query_cmd->add_option("--exclude", query.exclude, "Video ids to exclude (repeatable)");
   query_cmd->add_flag("--debug", query.debug, "Show stage timings and candidate counts");
-  AddDuration(query_cmd, "--wait", &query.wait, "How long to wait for SERVING (0 = don't)");
+  AddDuration(query_cmd, "--wait", &query.wait,
+              "How long to wait for SERVING (0 = don't)");
   AddDuration(query_cmd, "--deadline", &query.deadline, "Per-call deadline",
               absl::Milliseconds(1), absl::Hours(1));
 
@@ -447,8 +456,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   AddDuration(load_cmd, "--deadline", &load_deadline, "Per-call deadline",
               absl::Milliseconds(1), absl::Hours(1));
-  AddDuration(load_cmd, "--wait", &load_wait, "How long to wait for the target to be SERVING",
-              absl::Milliseconds(1), absl::Hours(24));
+  AddDuration(load_cmd, "--wait", &load_wait,
+              "How long to wait for the target to be SERVING", absl::Milliseconds(1),
+              absl::Hours(24));
   load_cmd
       ->add_option("--cold-fraction", load.cold_fraction,
                    "Share of requests for unknown users")
@@ -513,7 +523,8 @@ int main(int argc, char** argv) {
     SetMinLogLevel(*ParseLogLevel(log_level));
     SetLogFormat(*ParseLogFormat(log_format));
     serve.reflection = !no_reflection;
-    if (absl::Status valid = ValidateServerOptions(serve); !valid.ok()) return Fail(valid);
+    if (absl::Status valid = ValidateServerOptions(serve); !valid.ok())
+      return Fail(valid);
     return RunServe(serve);
   }
   if (query_cmd->parsed()) {

@@ -16,6 +16,10 @@ packages=(
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
   libfaiss-dev libeigen3-dev libabsl-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # The server's metrics (Prometheus exposition) and its HTTP endpoint.
+  prometheus-cpp-dev libcpp-httplib-dev
+  # The Python client example and its test (scripts/python-stubs.sh).
+  python3-grpcio python3-protobuf
   # scripts/test.sh: the sanitizer builds (clang with its sanitizer run-times,
   # llvm-symbolizer for the reports' stacks) and the format check.
   clang-14 libclang-rt-14-dev llvm-14 clang-format-14

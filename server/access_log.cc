@@ -44,21 +44,25 @@ bool Sampled(double rate) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<AccessLog>> AccessLog::Open(const AccessLogOptions& options) {
+absl::StatusOr<std::unique_ptr<AccessLog>> AccessLog::Open(
+    const AccessLogOptions& options) {
   if (!(options.sample_rate >= 0 && options.sample_rate <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("access log sample rate ", options.sample_rate,
-                                                   " is outside [0, 1]"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "access log sample rate ", options.sample_rate, " is outside [0, 1]"));
   }
   if (options.max_error_lines_per_second < 0 || options.max_queued_lines < 1) {
-    return absl::InvalidArgumentError("access log limits must be >= 0 (errors per second), >= 1 (queue)");
+    return absl::InvalidArgumentError(
+        "access log limits must be >= 0 (errors per second), >= 1 (queue)");
   }
   std::unique_ptr<AccessLog> log(new AccessLog(options));
   if (options.path == "-") {
     log->fd_ = STDERR_FILENO;
   } else {
-    log->fd_ = ::open(options.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    log->fd_ =
+        ::open(options.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log->fd_ < 0) {
-      return absl::ErrnoToStatus(errno, absl::StrCat(options.path, ": cannot open access log"));
+      return absl::ErrnoToStatus(errno,
+                                 absl::StrCat(options.path, ": cannot open access log"));
     }
     log->own_fd_ = true;
   }
@@ -83,8 +87,8 @@ void AccessLog::Record(const AccessEntry& e) {
   } else {
     const int64_t second = absl::ToUnixSeconds(absl::Now());
     int64_t window = window_second_.load(std::memory_order_relaxed);
-    if (window != second &&
-        window_second_.compare_exchange_strong(window, second, std::memory_order_relaxed)) {
+    if (window != second && window_second_.compare_exchange_strong(
+                                window, second, std::memory_order_relaxed)) {
       window_lines_.store(0, std::memory_order_relaxed);
     }
     if (window_lines_.fetch_add(1, std::memory_order_relaxed) >=
@@ -95,14 +99,18 @@ void AccessLog::Record(const AccessEntry& e) {
   }
   const int64_t suppressed = ok ? 0 : suppressed_.exchange(0, std::memory_order_relaxed);
   std::string line = absl::StrCat(
-      "{\"ts\":\"", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
-      "\",\"method\":", JsonString(e.method), ",\"request_id\":", JsonString(e.request_id),
-      ",\"user\":", e.user_id, ",\"code\":\"", kCodeNames[e.code >= 0 && e.code < 17 ? e.code : 2],
+      "{\"ts\":\"",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
+      "\",\"method\":", JsonString(e.method),
+      ",\"request_id\":", JsonString(e.request_id), ",\"user\":", e.user_id,
+      ",\"code\":\"", kCodeNames[e.code >= 0 && e.code < 17 ? e.code : 2],
       "\",\"latency_ms\":", absl::StrFormat("%.3f", double(e.latency_micros) / 1000.0),
       ",\"items\":", e.items, ",\"degraded\":", JsonString(e.degraded),
-      ",\"bundle\":", JsonString(e.bundle_version), ",\"config\":", JsonString(e.config_version),
+      ",\"bundle\":", JsonString(e.bundle_version),
+      ",\"config\":", JsonString(e.config_version),
       ",\"message\":", JsonString(e.message));
-  if (suppressed > 0) absl::StrAppend(&line, ",\"errors_not_logged_before\":", suppressed);
+  if (suppressed > 0)
+    absl::StrAppend(&line, ",\"errors_not_logged_before\":", suppressed);
   line += "}\n";
   Enqueue(std::move(line));
 }
@@ -142,7 +150,8 @@ void AccessLog::Write() {
       }
       done += static_cast<size_t>(n);
     }
-    if (done == text.size()) written_.fetch_add(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
+    if (done == text.size())
+      written_.fetch_add(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
   }
 }
 

@@ -14,8 +14,8 @@ namespace feedrank {
 
 absl::Status ParseHostPort(const std::string& address, std::string* host, int* port) {
   auto bad = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("address '", address, "': ", why, " (expected host:port, e.g. 0.0.0.0:50051)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "address '", address, "': ", why, " (expected host:port, e.g. 0.0.0.0:50051)"));
   };
   size_t colon;
   if (!address.empty() && address[0] == '[') {
@@ -33,8 +33,8 @@ absl::Status ParseHostPort(const std::string& address, std::string* host, int* p
   if (host->empty()) return bad("no host");
   const std::string port_text = address.substr(colon + 1);
   int value;
-  if (port_text.empty() || !absl::SimpleAtoi(port_text, &value) || value < 0 || value > 65535 ||
-      port_text.find_first_not_of("0123456789") != std::string::npos) {
+  if (port_text.empty() || !absl::SimpleAtoi(port_text, &value) || value < 0 ||
+      value > 65535 || port_text.find_first_not_of("0123456789") != std::string::npos) {
     return bad(absl::StrCat("port '", port_text, "' is not a number in [0, 65535]"));
   }
   *port = value;
@@ -45,7 +45,8 @@ absl::StatusOr<std::unique_ptr<MonitoringServer>> MonitoringServer::Start(
     const std::string& address, Collect collect, NotReadyReason not_ready) {
   std::string host;
   int port;
-  if (absl::Status parsed = ParseHostPort(address, &host, &port); !parsed.ok()) return parsed;
+  if (absl::Status parsed = ParseHostPort(address, &host, &port); !parsed.ok())
+    return parsed;
   std::unique_ptr<MonitoringServer> server(new MonitoringServer());
   server->http_ = std::make_unique<httplib::Server>();
   httplib::Server& http = *server->http_;
@@ -74,7 +75,8 @@ absl::StatusOr<std::unique_ptr<MonitoringServer>> MonitoringServer::Start(
   if (port == 0) {
     server->port_ = http.bind_to_any_port(host);
     if (server->port_ <= 0) {
-      return absl::UnavailableError(absl::StrCat("metrics address ", address, ": cannot bind"));
+      return absl::UnavailableError(
+          absl::StrCat("metrics address ", address, ": cannot bind"));
     }
   } else {
     if (!http.bind_to_port(host, port)) {

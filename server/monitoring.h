@@ -39,9 +39,8 @@ class MonitoringServer {
   // Binds `address` (host:port; port 0 picks one) and serves on a thread of
   // its own. Errors: InvalidArgument for a malformed address; Unavailable
   // when it cannot be bound (e.g. in use), naming it.
-  static absl::StatusOr<std::unique_ptr<MonitoringServer>> Start(const std::string& address,
-                                                                 Collect collect,
-                                                                 NotReadyReason not_ready);
+  static absl::StatusOr<std::unique_ptr<MonitoringServer>> Start(
+      const std::string& address, Collect collect, NotReadyReason not_ready);
   // Stops serving and joins the thread.
   ~MonitoringServer();
 

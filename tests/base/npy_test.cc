@@ -333,7 +333,9 @@ TEST(NpyTest, WrongDtypeIsRefused) {
                 "dtype is '<f4', expected '|u1'");
   // int64 -> uint64 is the only signed-to-unsigned convenience.
   WriteFile(path, RawNpy(Dict("<i4", "(2,)"), std::string(8, '\0')));
-  ExpectRefusal(ReadNpy<uint64_t>(path, 1).status(), path, "dtype is '<i4'");
+  ExpectRefusal(ReadNpy<uint64_t>(path, 1).status(), path,
+                "dtype is '<i4', expected '<u8': 64-bit integers are required; save the "
+                "array with .astype(np.uint64)");
 }
 
 TEST(NpyTest, FortranOrderIsRefused) {

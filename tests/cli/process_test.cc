@@ -130,6 +130,46 @@ TEST(ProcessTest, SighupReloadsTheConfig) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+TEST(ProcessTest, ThePythonExampleClientGetsAFeed) {
+  // Stubs from Debian's protoc 3.21 + grpc_python_plugin, then the example
+  // client against a real server.
+  if (::access("/usr/bin/python3", X_OK) != 0 ||
+      ::access("/usr/bin/grpc_python_plugin", X_OK) != 0) {
+    GTEST_SKIP()
+        << "needs /usr/bin/python3 and protobuf-compiler-grpc (scripts/setup.sh)";
+  }
+  testing::TempDir dir;
+  std::string output;
+  ASSERT_EQ(
+      testing::RunProcess(
+          {std::string(FEEDRANK_SOURCE_DIR) + "/scripts/python-stubs.sh", dir.Sub("py")},
+          60, &output),
+      0)
+      << output;
+  testing::WriteSmallBundle(testing::SmallSynth(500, 20, "flat"), dir.Sub("bundle"));
+  const std::string log = dir.Sub("log");
+  const int pid = testing::StartProcess(
+      {testing::FeedrankBinary(), "serve", "--bundle", dir.Sub("bundle"), "--address",
+       "127.0.0.1:0", "--drain-grace", "0s"},
+      log);
+  const int port = testing::WaitForListeningPort(log, 20);
+  ASSERT_GT(port, 0) << testing::ReadFile(log);
+  ::setenv("PYTHONPATH", dir.Sub("py").c_str(), 1);
+  const int code = testing::RunProcess(
+      {"/usr/bin/python3",
+       std::string(FEEDRANK_SOURCE_DIR) + "/examples/python/rank_feed.py", "--target",
+       absl::StrCat("127.0.0.1:", port), "--user", "12345", "--count", "7"},
+      60, &output);
+  ::unsetenv("PYTHONPATH");
+  ::kill(pid, SIGTERM);
+  ::waitpid(pid, nullptr, 0);
+  ASSERT_EQ(code, 0) << output;
+  EXPECT_THAT(output, HasSubstr("bundle synth-500-s11"));
+  EXPECT_THAT(output, HasSubstr("cold_start True"));
+  EXPECT_THAT(output, HasSubstr("  7  video "));
+  EXPECT_THAT(output, HasSubstr("click="));
+}
+
 TEST(ProcessTest, FlagsAreCheckedAndExitCodesAreAsDocumented) {
   std::string output;
   const std::string bin = testing::FeedrankBinary();
@@ -154,12 +194,13 @@ TEST(ProcessTest, FlagsAreCheckedAndExitCodesAreAsDocumented) {
   for (const Case& c : bad) {
     std::vector<std::string> argv = {bin};
     argv.insert(argv.end(), c.args.begin(), c.args.end());
-    EXPECT_EQ(testing::RunProcess(argv, 10, &output), 2) << c.args.back() << ": " << output;
+    EXPECT_EQ(testing::RunProcess(argv, 10, &output), 2)
+        << c.args.back() << ": " << output;
     EXPECT_THAT(output, HasSubstr(c.says));
   }
   // A bundle that does not exist: a run-time failure, exit 1.
-  EXPECT_EQ(testing::RunProcess({bin, "serve", "--bundle", "/nonexistent/bundle", "--address",
-                                 "127.0.0.1:0"},
+  EXPECT_EQ(testing::RunProcess({bin, "serve", "--bundle", "/nonexistent/bundle",
+                                 "--address", "127.0.0.1:0"},
                                 20, &output),
             1);
   EXPECT_THAT(output, HasSubstr("NOT_FOUND"));

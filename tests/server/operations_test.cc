@@ -55,7 +55,8 @@ std::vector<Sample> ParsePrometheus(const std::string& text) {
            absl::StrSplit(rest.substr(1, close - 1), ',', absl::SkipEmpty())) {
         const size_t eq = pair.find('=');
         std::string value(pair.substr(eq + 1));
-        EXPECT_TRUE(value.size() >= 2 && value.front() == '"' && value.back() == '"') << line;
+        EXPECT_TRUE(value.size() >= 2 && value.front() == '"' && value.back() == '"')
+            << line;
         s.labels[std::string(pair.substr(0, eq))] = value.substr(1, value.size() - 2);
       }
       rest = rest.substr(close + 1);
@@ -168,7 +169,8 @@ TEST_F(OperationsTest, MetricsScrapedOverHttpCountTheTrafficSent) {
   }
   const std::vector<Sample> m = Scrape();
   const std::map<std::string, std::string> rank_feed = {{"method", "RankFeed"}};
-  EXPECT_EQ(Value(m, "feedrank_requests_total", {{"method", "RankFeed"}, {"code", "OK"}}), 20);
+  EXPECT_EQ(Value(m, "feedrank_requests_total", {{"method", "RankFeed"}, {"code", "OK"}}),
+            20);
   EXPECT_EQ(Value(m, "feedrank_requests_total",
                   {{"method", "RankFeed"}, {"code", "INVALID_ARGUMENT"}}),
             5);
@@ -236,7 +238,8 @@ TEST_F(OperationsTest, ANewVersionInTheRootIsServedUnderLoadWithNoFailedOrMixedC
           continue;
         }
         std::vector<uint64_t> ids;
-        for (const v1::RankedItem& item : response.items()) ids.push_back(item.video_id());
+        for (const v1::RankedItem& item : response.items())
+          ids.push_back(item.video_id());
         if (ids != expected[response.bundle_version()]) ++mixed;
         std::lock_guard<std::mutex> lock(mu);
         ++seen[response.bundle_version()];
@@ -249,7 +252,8 @@ TEST_F(OperationsTest, ANewVersionInTheRootIsServedUnderLoadWithNoFailedOrMixedC
   testing::WriteFile(root.Sub("2.partial-copy/index.faiss"), "not an index");
   ASSERT_EQ(::rename(root.Sub("2.partial-copy").c_str(), root.Sub("2").c_str()), 0);
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (Value(Scrape(), "feedrank_loads_total", {{"kind", "bundle"}, {"outcome", "refused"}}) < 1) {
+  while (Value(Scrape(), "feedrank_loads_total",
+               {{"kind", "bundle"}, {"outcome", "refused"}}) < 1) {
     ASSERT_LT(std::chrono::steady_clock::now(), until) << "version 2 was not tried";
     absl::SleepFor(absl::Milliseconds(20));
   }
@@ -274,7 +278,8 @@ TEST_F(OperationsTest, ANewVersionInTheRootIsServedUnderLoadWithNoFailedOrMixedC
   EXPECT_EQ(Value(m, "feedrank_bundle_info", {{"version", "bundle-b"}}), 1);
   EXPECT_EQ(Value(m, "feedrank_loads_total", {{"kind", "bundle"}, {"outcome", "ok"}}), 2);
   // The refused version is not retried while it stays as it is.
-  EXPECT_EQ(Value(m, "feedrank_loads_total", {{"kind", "bundle"}, {"outcome", "refused"}}), 1);
+  EXPECT_EQ(
+      Value(m, "feedrank_loads_total", {{"kind", "bundle"}, {"outcome", "refused"}}), 1);
 }
 
 TEST_F(OperationsTest, TheConfigFileIsReloadedWhenItChangesAndABadOneChangesNothing) {
@@ -302,8 +307,8 @@ TEST_F(OperationsTest, TheConfigFileIsReloadedWhenItChangesAndABadOneChangesNoth
   // A refused config: nothing changes, and the refusal is counted.
   testing::WriteFile(config, "version: \"three\"\nparams { max_count: 5000 }\n");
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (Value(Scrape(), "feedrank_loads_total", {{"kind", "config"}, {"outcome", "refused"}}) <
-         1) {
+  while (Value(Scrape(), "feedrank_loads_total",
+               {{"kind", "config"}, {"outcome", "refused"}}) < 1) {
     ASSERT_LT(std::chrono::steady_clock::now(), until);
     absl::SleepFor(absl::Milliseconds(10));
   }
@@ -403,8 +408,9 @@ TEST(ServerOptionsTest, EveryOptionIsChecked) {
     mutate(&o);
     return ValidateServerOptions(o);
   };
-  EXPECT_THAT(std::string(refused([](ServerOptions* o) { o->address = "localhost"; }).message()),
-              HasSubstr("no port"));
+  EXPECT_THAT(
+      std::string(refused([](ServerOptions* o) { o->address = "localhost"; }).message()),
+      HasSubstr("no port"));
   EXPECT_FALSE(refused([](ServerOptions* o) { o->address = "localhost:65536"; }).ok());
   EXPECT_FALSE(refused([](ServerOptions* o) { o->address = ":80"; }).ok());
   EXPECT_TRUE(refused([](ServerOptions* o) { o->address = "[::1]:0"; }).ok());
@@ -412,10 +418,13 @@ TEST(ServerOptionsTest, EveryOptionIsChecked) {
   EXPECT_FALSE(refused([](ServerOptions* o) { o->bundle_root = "r"; }).ok());
   EXPECT_FALSE(refused([](ServerOptions* o) { o->bundle_dir.clear(); }).ok());
   EXPECT_FALSE(refused([](ServerOptions* o) { o->max_request_bytes = 0; }).ok());
-  EXPECT_FALSE(refused([](ServerOptions* o) { o->drain_grace = absl::Seconds(-1); }).ok());
   EXPECT_FALSE(
-      refused([](ServerOptions* o) { o->drain_timeout = absl::InfiniteDuration(); }).ok());
-  EXPECT_FALSE(refused([](ServerOptions* o) { o->limits.max_concurrent_streams = 0; }).ok());
+      refused([](ServerOptions* o) { o->drain_grace = absl::Seconds(-1); }).ok());
+  EXPECT_FALSE(refused([](ServerOptions* o) {
+                 o->drain_timeout = absl::InfiniteDuration();
+               }).ok());
+  EXPECT_FALSE(
+      refused([](ServerOptions* o) { o->limits.max_concurrent_streams = 0; }).ok());
 }
 
 }  // namespace
