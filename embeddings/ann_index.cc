@@ -607,6 +607,7 @@ void AnnIndex::ExactSearch(const float* q, int k, const RowPredicate& accept,
 void AnnIndex::SearchFlat(const float* q, int k, const RowPredicate& accept,
                           SearchScratch* scratch, std::vector<Hit>* out) const {
   constexpr int64_t kBlock = 1024;
+  const bool all = accept.accepts_all();
   TopKBuffer top(&scratch->results, k);
   scratch->scores.resize(kBlock);
   float* scores = scratch->scores.data();
@@ -616,7 +617,7 @@ void AnnIndex::SearchFlat(const float* q, int k, const RowPredicate& accept,
     for (int64_t i = 0; i < count; ++i) {
       if (scores[i] < top.threshold()) continue;
       const int32_t row = static_cast<int32_t>(start + i);
-      if (!accept.Accepts(row)) continue;
+      if (!all && !accept.Accepts(row)) continue;
       top.Push(Hit{scores[i], row});
     }
   }
@@ -627,6 +628,7 @@ void AnnIndex::SearchIvf(const float* q, int k, int nprobe, const RowPredicate& 
                          SearchScratch* scratch, std::vector<Hit>* out) const {
   const int nlist = static_cast<int>(ivf_->nlist);
   nprobe = std::clamp(nprobe, 1, nlist);
+  const bool all = accept.accepts_all();
   // Rank the centroids and keep the nprobe best.
   std::vector<float>& scores = scratch->scores;
   scores.resize(std::max<size_t>(nlist, 1024));
@@ -646,7 +648,7 @@ void AnnIndex::SearchIvf(const float* q, int k, int nprobe, const RowPredicate& 
     for (size_t j = 0; j < size; ++j) {
       if (scores[j] < top.threshold()) continue;
       const int32_t row = static_cast<int32_t>(ids[j]);
-      if (!accept.Accepts(row)) continue;
+      if (!all && !accept.Accepts(row)) continue;
       top.Push(Hit{scores[j], row});
     }
   }
@@ -703,7 +705,8 @@ void AnnIndex::SearchHnsw(const float* q, int k, int beam_width,
   visited.Mark(entry);
   candidates.push_back(start);
   beam.push_back(start);
-  if (accept.Accepts(entry)) results.Push(start);
+  const bool all = accept.accepts_all();
+  if (all || accept.Accepts(entry)) results.Push(start);
 
   while (!candidates.empty()) {
     const Hit current = candidates.front();
@@ -731,7 +734,7 @@ void AnnIndex::SearchHnsw(const float* q, int k, int beam_width,
         std::push_heap(candidates.begin(), candidates.end(), WorseHit);
         PushTopK(beam, beam_width, hit);
       }
-      if (accept.Accepts(hit.row)) results.Push(hit);
+      if (all || accept.Accepts(hit.row)) results.Push(hit);
     }
   }
   results.Finish(out);

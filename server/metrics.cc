@@ -1,5 +1,7 @@
 #include "server/metrics.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -72,11 +74,17 @@ uint64_t DurationHistogram::count() const {
   return total;
 }
 
-ClientMetric::Histogram DurationHistogram::Snapshot() const {
+void DurationHistogram::AddTo(Totals* totals) const {
+  for (size_t i = 0; i < buckets_.size(); ++i)
+    totals->buckets[i] += buckets_[i].load(kRelaxed);
+  totals->sum_micros += sum_micros_.load(kRelaxed);
+}
+
+ClientMetric::Histogram DurationHistogram::Totals::Exposition() const {
   ClientMetric::Histogram h;
   uint64_t cumulative = 0;
-  for (size_t i = 0; i < buckets_.size(); ++i) {
-    cumulative += buckets_[i].load(kRelaxed);
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    cumulative += buckets[i];
     ClientMetric::Bucket bucket;
     bucket.cumulative_count = cumulative;
     bucket.upper_bound =
@@ -84,8 +92,14 @@ ClientMetric::Histogram DurationHistogram::Snapshot() const {
     h.bucket.push_back(bucket);
   }
   h.sample_count = cumulative;
-  h.sample_sum = double(sum_micros_.load(kRelaxed)) * 1e-6;
+  h.sample_sum = double(sum_micros) * 1e-6;
   return h;
+}
+
+ClientMetric::Histogram DurationHistogram::Snapshot() const {
+  Totals totals;
+  AddTo(&totals);
+  return totals.Exposition();
 }
 
 const char* MethodName(Method method) {
@@ -100,31 +114,55 @@ const char* MethodName(Method method) {
 
 ServerMetrics::ServerMetrics() : start_unix_ms_(NowUnixMs()) {}
 
+ServerMetrics::Shard& ServerMetrics::ThisThreadsShard() {
+  // By the CPU the caller runs on (a few nanoseconds through the vDSO): two
+  // threads running at once are on two CPUs, so they write different shards
+  // however threads come and go.
+  const int cpu = sched_getcpu();
+  return shards_[static_cast<unsigned>(cpu < 0 ? 0 : cpu) % kShards];
+}
+
+template <typename Get>
+uint64_t ServerMetrics::Sum(Get get) const {
+  uint64_t total = 0;
+  for (const Shard& shard : shards_) total += get(shard).load(kRelaxed);
+  return total;
+}
+
+DurationHistogram::Totals ServerMetrics::SumHistogram(
+    const std::function<const DurationHistogram&(const Shard&)>& get) const {
+  DurationHistogram::Totals totals;
+  for (const Shard& shard : shards_) get(shard).AddTo(&totals);
+  return totals;
+}
+
 void ServerMetrics::RecordCall(Method method, int grpc_code, int64_t micros) {
+  Shard& s = ThisThreadsShard();
   const int m = static_cast<int>(method);
-  calls_[m][std::clamp(grpc_code, 0, kCodes - 1)].fetch_add(1, kRelaxed);
-  call_seconds_[m].Observe(micros);
+  s.calls[m][std::clamp(grpc_code, 0, kCodes - 1)].fetch_add(1, kRelaxed);
+  s.call_seconds[m].Observe(micros);
 }
 
 void ServerMetrics::RecordRanking(const RankResult& result) {
+  Shard& shard = ThisThreadsShard();
   const RankStats& s = result.stats;
-  rankings_.fetch_add(1, kRelaxed);
-  for (int i = 0; i < kStages; ++i) stage_seconds_[i].Observe(s.stage_micros[i]);
+  shard.rankings.fetch_add(1, kRelaxed);
+  for (int i = 0; i < kStages; ++i) shard.stage_seconds[i].Observe(s.stage_micros[i]);
   for (int c = 0; c < kCauses; ++c) {
     if (result.has_cause(static_cast<DegradeCause>(c)))
-      degraded_[c].fetch_add(1, kRelaxed);
+      shard.degraded[c].fetch_add(1, kRelaxed);
   }
-  if (result.cold_start) cold_start_.fetch_add(1, kRelaxed);
-  if (s.search.exact_fallback) exact_fallbacks_.fetch_add(1, kRelaxed);
+  if (result.cold_start) shard.cold_start.fetch_add(1, kRelaxed);
+  if (s.search.exact_fallback) shard.exact_fallbacks.fetch_add(1, kRelaxed);
   const int32_t retrieved[kSources] = {s.ann_retrieved, s.popular_retrieved,
                                        s.fresh_retrieved};
   const int32_t kept[kSources] = {s.ann_kept, s.popular_kept, s.fresh_kept};
   for (int i = 0; i < kSources; ++i) {
-    candidates_[i][0].fetch_add(static_cast<uint64_t>(retrieved[i]), kRelaxed);
-    candidates_[i][1].fetch_add(static_cast<uint64_t>(kept[i]), kRelaxed);
+    shard.candidates[i][0].fetch_add(static_cast<uint64_t>(retrieved[i]), kRelaxed);
+    shard.candidates[i][1].fetch_add(static_cast<uint64_t>(kept[i]), kRelaxed);
   }
-  scored_.fetch_add(static_cast<uint64_t>(s.scored), kRelaxed);
-  creator_capped_.fetch_add(static_cast<uint64_t>(s.creator_capped), kRelaxed);
+  shard.scored.fetch_add(static_cast<uint64_t>(s.scored), kRelaxed);
+  shard.creator_capped.fetch_add(static_cast<uint64_t>(s.creator_capped), kRelaxed);
 }
 
 void ServerMetrics::RecordLoad(LoadKind kind, LoadOutcome outcome, int64_t micros) {
@@ -149,10 +187,14 @@ void ServerMetrics::SetQueueDepth(std::function<double()> read) {
 }
 
 uint64_t ServerMetrics::calls(Method method, int grpc_code) const {
-  return calls_[static_cast<int>(method)][grpc_code].load(kRelaxed);
+  return Sum([&](const Shard& s) -> const std::atomic<uint64_t>& {
+    return s.calls[static_cast<int>(method)][grpc_code];
+  });
 }
 
-uint64_t ServerMetrics::rankings() const { return rankings_.load(kRelaxed); }
+uint64_t ServerMetrics::rankings() const {
+  return Sum([](const Shard& s) -> const std::atomic<uint64_t>& { return s.rankings; });
+}
 
 std::vector<MetricFamily> ServerMetrics::Collect() const {
   std::vector<MetricFamily> out;
@@ -162,7 +204,7 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
                "Calls finished, by method and gRPC status code.", MetricType::Counter);
     for (int m = 0; m < kMethods; ++m) {
       for (int c = 0; c < kCodes; ++c) {
-        const uint64_t n = calls_[m][c].load(kRelaxed);
+        const uint64_t n = calls(Method(m), c);
         // OK always, other codes once seen: a stable, short exposition.
         if (n == 0 && c != 0) continue;
         ClientMetric s =
@@ -179,7 +221,9 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
                             MetricType::Histogram);
     for (int m = 0; m < kMethods; ++m) {
       ClientMetric s = Sample({{"method", MethodName(Method(m))}});
-      s.histogram = call_seconds_[m].Snapshot();
+      s.histogram = SumHistogram([m](const Shard& x) -> const DurationHistogram& {
+                      return x.call_seconds[m];
+                    }).Exposition();
       f.metric.push_back(std::move(s));
     }
     out.push_back(std::move(f));
@@ -190,7 +234,9 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
                "Time of each ranking stage, per ranked call.", MetricType::Histogram);
     for (int i = 0; i < kStages; ++i) {
       ClientMetric s = Sample({{"stage", RankStageName(RankStage(i))}});
-      s.histogram = stage_seconds_[i].Snapshot();
+      s.histogram = SumHistogram([i](const Shard& x) -> const DurationHistogram& {
+                      return x.stage_seconds[i];
+                    }).Exposition();
       f.metric.push_back(std::move(s));
     }
     out.push_back(std::move(f));
@@ -202,24 +248,30 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
     f.metric.push_back(std::move(s));
     out.push_back(std::move(f));
   };
-  counter("feedrank_rankings_total", "Calls that were ranked (answered OK).",
-          rankings_.load(kRelaxed));
+  auto sum = [&](auto get) {
+    return Sum([&](const Shard& x) -> const std::atomic<uint64_t>& { return get(x); });
+  };
+  counter("feedrank_rankings_total", "Calls that were ranked (answered OK).", rankings());
   {
     MetricFamily f =
         Family("feedrank_degraded_total",
                "Ranked calls answered with less work, by cause.", MetricType::Counter);
     for (int c = 0; c < kCauses; ++c) {
       ClientMetric s = Sample({{"cause", DegradeCauseName(DegradeCause(c))}});
-      s.counter.value = double(degraded_[c].load(kRelaxed));
+      s.counter.value = double(sum(
+          [c](const Shard& x) -> const std::atomic<uint64_t>& { return x.degraded[c]; }));
       f.metric.push_back(std::move(s));
     }
     out.push_back(std::move(f));
   }
-  counter("feedrank_cold_start_total", "Ranked calls for users the bundle does not know.",
-          cold_start_.load(kRelaxed));
+  counter(
+      "feedrank_cold_start_total", "Ranked calls for users the bundle does not know.",
+      sum([](const Shard& x) -> const std::atomic<uint64_t>& { return x.cold_start; }));
   counter("feedrank_ann_exact_fallback_total",
           "ANN searches that fell back to an exact scan (very selective exclude lists).",
-          exact_fallbacks_.load(kRelaxed));
+          sum([](const Shard& x) -> const std::atomic<uint64_t>& {
+            return x.exact_fallbacks;
+          }));
   {
     MetricFamily f =
         Family("feedrank_candidates_total",
@@ -230,21 +282,28 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
       for (int k = 0; k < 2; ++k) {
         ClientMetric s = Sample(
             {{"source", kSourceNames[i]}, {"phase", k == 0 ? "retrieved" : "kept"}});
-        s.counter.value = double(candidates_[i][k].load(kRelaxed));
+        s.counter.value =
+            double(sum([i, k](const Shard& x) -> const std::atomic<uint64_t>& {
+              return x.candidates[i][k];
+            }));
         f.metric.push_back(std::move(s));
       }
     }
     out.push_back(std::move(f));
   }
   counter("feedrank_scored_candidates_total", "Candidates that went through the model.",
-          scored_.load(kRelaxed));
+          sum([](const Shard& x) -> const std::atomic<uint64_t>& { return x.scored; }));
   counter("feedrank_creator_capped_total", "Items left off pages by the per-creator cap.",
-          creator_capped_.load(kRelaxed));
+          sum([](const Shard& x) -> const std::atomic<uint64_t>& {
+            return x.creator_capped;
+          }));
   {
     MetricFamily f = Family("feedrank_in_flight_calls",
                             "Calls received and not yet answered.", MetricType::Gauge);
     ClientMetric s;
-    s.gauge.value = double(in_flight_.load(kRelaxed));
+    int64_t in_flight = 0;
+    for (const Shard& x : shards_) in_flight += x.in_flight.load(kRelaxed);
+    s.gauge.value = double(in_flight);
     f.metric.push_back(std::move(s));
     out.push_back(std::move(f));
   }

@@ -2,12 +2,14 @@
 // Prometheus text format (prometheus-cpp's Exposer serves it on its own HTTP
 // address, --metrics-address).
 //
-// Recording is on the request path, so it is lock-free: every instrument is
-// a fixed array of relaxed atomic counters (a histogram is one per bucket
-// plus a sum), updated with one fetch_add each; nothing allocates. The
-// exposition reads them when scraped (Collect), converting to
-// prometheus-cpp's MetricFamily. The values that change only on loads (the
-// served versions) sit behind a mutex that requests never take.
+// Recording is on the request path, so it is lock-free and uncontended:
+// every instrument is a fixed array of relaxed atomic counters (a histogram
+// is one per bucket plus a sum), updated with one fetch_add each, in one of
+// kShards cache-line-aligned copies chosen by the CPU the caller runs on, so
+// threads running at once never write the same line; nothing allocates. The exposition
+// sums the shards when scraped (Collect), converting to prometheus-cpp's MetricFamily.
+// The values that change only on loads (the served versions) sit behind a mutex that
+// requests never take.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FEEDRANK_SERVER_METRICS_H_
@@ -38,8 +40,15 @@ class DurationHistogram {
       0.025,   0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   10.0};
 
   void Observe(int64_t micros);
-  // Cumulative counts per bound (then +Inf), the count and the sum, as the
-  // exposition needs them.
+  // Counts per bucket (not cumulative) and the sum, added into `totals`.
+  struct Totals {
+    std::array<uint64_t, kBounds.size() + 1> buckets{};
+    uint64_t sum_micros = 0;
+    // Cumulative counts per bound (then +Inf), the count and the sum, as the
+    // exposition needs them.
+    prometheus::ClientMetric::Histogram Exposition() const;
+  };
+  void AddTo(Totals* totals) const;
   prometheus::ClientMetric::Histogram Snapshot() const;
   uint64_t count() const;
 
@@ -70,7 +79,9 @@ class ServerMetrics : public prometheus::Collectable {
                   const std::string& config_version);
   // Gauges read at scrape time (queue depth, calls in flight).
   void SetQueueDepth(std::function<double()> read);
-  void AddInFlight(int delta) { in_flight_.fetch_add(delta, std::memory_order_relaxed); }
+  void AddInFlight(int delta) {
+    ThisThreadsShard().in_flight.fetch_add(delta, std::memory_order_relaxed);
+  }
 
   // Current values, for tests and reports.
   uint64_t calls(Method method, int grpc_code) const;
@@ -87,18 +98,30 @@ class ServerMetrics : public prometheus::Collectable {
   static constexpr int kKinds = static_cast<int>(LoadKind::kNumKinds);
   static constexpr int kOutcomes = static_cast<int>(LoadOutcome::kNumOutcomes);
 
-  std::array<std::array<std::atomic<uint64_t>, kCodes>, kMethods> calls_{};
-  std::array<DurationHistogram, kMethods> call_seconds_;
-  std::array<DurationHistogram, kStages> stage_seconds_;
-  std::atomic<uint64_t> rankings_{0};
-  std::array<std::atomic<uint64_t>, kCauses> degraded_{};
-  std::atomic<uint64_t> cold_start_{0};
-  std::atomic<uint64_t> exact_fallbacks_{0};
-  // [source][0 = retrieved, 1 = kept]
-  std::array<std::array<std::atomic<uint64_t>, 2>, kSources> candidates_{};
-  std::atomic<uint64_t> scored_{0};
-  std::atomic<uint64_t> creator_capped_{0};
-  std::atomic<int64_t> in_flight_{0};
+  // What each call records, one copy per shard.
+  struct alignas(64) Shard {
+    std::array<std::array<std::atomic<uint64_t>, kCodes>, kMethods> calls{};
+    std::array<DurationHistogram, kMethods> call_seconds;
+    std::array<DurationHistogram, kStages> stage_seconds;
+    std::atomic<uint64_t> rankings{0};
+    std::array<std::atomic<uint64_t>, kCauses> degraded{};
+    std::atomic<uint64_t> cold_start{0};
+    std::atomic<uint64_t> exact_fallbacks{0};
+    // [source][0 = retrieved, 1 = kept]
+    std::array<std::array<std::atomic<uint64_t>, 2>, kSources> candidates{};
+    std::atomic<uint64_t> scored{0};
+    std::atomic<uint64_t> creator_capped{0};
+    std::atomic<int64_t> in_flight{0};
+  };
+  static constexpr int kShards = 8;
+  Shard& ThisThreadsShard();
+  // Sums of one counter over the shards.
+  template <typename Get>
+  uint64_t Sum(Get get) const;
+  DurationHistogram::Totals SumHistogram(
+      const std::function<const DurationHistogram&(const Shard&)>& get) const;
+
+  std::array<Shard, kShards> shards_;
   std::array<std::array<std::atomic<uint64_t>, kOutcomes>, kKinds> loads_{};
   std::array<DurationHistogram, kKinds> load_seconds_;
   std::array<std::atomic<int64_t>, kKinds> last_load_unix_ms_{};
