@@ -18,8 +18,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # The server's metrics (Prometheus exposition) and its HTTP endpoint.
   prometheus-cpp-dev libcpp-httplib-dev
-  # The Python client example and its test (scripts/python-stubs.sh).
-  python3-grpcio python3-protobuf
+  # The Python client example and its test (scripts/python-stubs.sh); curl
+  # for the demo's metrics scrape.
+  python3-grpcio python3-protobuf curl
   # scripts/test.sh: the sanitizer builds (clang with its sanitizer run-times,
   # llvm-symbolizer for the reports' stacks) and the format check.
   clang-14 libclang-rt-14-dev llvm-14 clang-format-14

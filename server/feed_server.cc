@@ -306,6 +306,36 @@ int Millis(absl::Duration d) {
   return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(d), INT32_MAX));
 }
 
+// Makes sure one ServerBuilder has gRPC's v1alpha reflection plugin
+// (`want`) or has not. Linking grpc++_reflection registers the plugin for
+// every server of the process at static initialisation, so turning it off
+// means taking it out of this builder's list.
+class ReflectionPluginOption : public grpc::ServerBuilderOption {
+ public:
+  explicit ReflectionPluginOption(bool want) : want_(want) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(
+      std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    const std::string name = grpc::reflection::ProtoServerReflectionPlugin().name();
+    bool present = false;
+    for (auto it = plugins->begin(); it != plugins->end();) {
+      if ((*it)->name() == name && (!want_ || present)) {
+        it = plugins->erase(it);
+      } else {
+        present |= (*it)->name() == name;
+        ++it;
+      }
+    }
+    if (want_ && !present) {
+      plugins->push_back(
+          std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>());
+    }
+  }
+
+ private:
+  bool want_;
+};
+
 // gRPC's own log lines, through ours (one format for the whole process).
 void GrpcLog(gpr_log_func_args* args) {
   const LogLevel level = args->severity == GPR_LOG_SEVERITY_ERROR  ? LogLevel::kError
@@ -342,7 +372,6 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
       server->snapshots_.get(), server->workers_.get(), &o, server->metrics_.get(),
       server->access_log_.get());
   grpc::EnableDefaultHealthCheckService(true);
-  if (o.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   // gRPC turns SO_REUSEPORT on by default: a second server on the port would
   // start and silently take half the connections. The port is ours alone.
@@ -368,6 +397,15 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
   // default of 4 MiB at least).
   builder.SetMaxReceiveMessageSize(std::max(o.max_request_bytes, 4 << 20));
   builder.RegisterService(server->service_.get());
+  // v1alpha from gRPC's plugin; v1 our own.
+  builder.SetOption(std::make_unique<ReflectionPluginOption>(o.reflection));
+  if (o.reflection) {
+    server->reflection_v1_ = std::make_unique<ReflectionV1>(
+        std::vector<std::string>{kRankerServiceName, "grpc.health.v1.Health",
+                                 "grpc.reflection.v1.ServerReflection",
+                                 "grpc.reflection.v1alpha.ServerReflection"});
+    builder.RegisterService(server->reflection_v1_.get());
+  }
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat(

@@ -44,6 +44,7 @@
 #include "server/access_log.h"
 #include "server/metrics.h"
 #include "server/monitoring.h"
+#include "server/reflection_v1.h"
 #include "server/snapshot_manager.h"
 #include "server/worker_pool.h"
 
@@ -99,7 +100,8 @@ struct ServerOptions {
   std::string metrics_address;
   AccessLogOptions access_log;
   ConnectionLimits limits;
-  // Serve gRPC server reflection (grpcurl, the reflection-based clients).
+  // Serve gRPC server reflection, v1 and v1alpha (grpcurl, the
+  // reflection-based clients).
   bool reflection = true;
   // Clock (deadlines, the default request time) and file system (loads).
   // Borrowed; must outlive the server.
@@ -226,6 +228,7 @@ class FeedServer {
   std::unique_ptr<SnapshotManager> snapshots_;
   std::unique_ptr<WorkerPool> workers_;  // outlives every call
   std::unique_ptr<FeedRankerService> service_;
+  std::unique_ptr<ReflectionV1> reflection_v1_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MonitoringServer> monitoring_;
   int port_ = 0;

@@ -21,8 +21,10 @@ namespace {
 
 namespace pb = google::protobuf;
 
-constexpr char kReflectionMethod[] =
+constexpr char kReflectionV1Alpha[] =
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+constexpr char kReflectionV1[] =
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
 
 using ReflectionStub =
     grpc::TemplatedGenericStub<wire::ReflectionRequest, wire::ReflectionResponse>;
@@ -31,10 +33,10 @@ using ReflectionStub =
 class ReflectionCall
     : public grpc::ClientBidiReactor<wire::ReflectionRequest, wire::ReflectionResponse> {
  public:
-  ReflectionCall(ReflectionStub* stub, wire::ReflectionRequest request)
+  ReflectionCall(ReflectionStub* stub, wire::ReflectionRequest request,
+                 const char* method)
       : request_(std::move(request)) {
-    stub->PrepareBidiStreamingCall(&context_, kReflectionMethod, grpc::StubOptions(),
-                                   this);
+    stub->PrepareBidiStreamingCall(&context_, method, grpc::StubOptions(), this);
     StartWrite(&request_);
     StartRead(&response_);
     StartCall();
@@ -42,6 +44,9 @@ class ReflectionCall
   void OnWriteDone(bool ok) override { StartWritesDone(); }
   void OnReadDone(bool ok) override { read_ok_ = ok; }
   void OnDone(const grpc::Status& status) override { done_.set_value(status); }
+
+  // Waits for the stream to end; returns its status.
+  grpc::Status Status() { return done_.get_future().get(); }
 
   // Waits for the stream to end; returns the response.
   wire::ReflectionResponse Wait() {
@@ -59,12 +64,15 @@ class ReflectionCall
   std::promise<grpc::Status> done_;
 };
 
-wire::ReflectionResponse Ask(ReflectionStub* stub, wire::ReflectionRequest request) {
-  ReflectionCall call(stub, std::move(request));
+wire::ReflectionResponse Ask(ReflectionStub* stub, wire::ReflectionRequest request,
+                             const char* method = kReflectionV1Alpha) {
+  ReflectionCall call(stub, std::move(request), method);
   return call.Wait();
 }
 
-TEST(ReflectionTest, ClientWithOnlyTheAddressDiscoversAndCallsRankFeed) {
+// Discovers FeedRanker through reflection `method` (v1 or v1alpha) and calls
+// RankFeed with messages built from the descriptors alone.
+void DiscoverAndCallRankFeed(const char* method) {
   testing::TempDir dir;
   testing::WriteSmallBundle(testing::SmallSynth(2000, 100), dir.Sub("bundle"));
   ServerOptions options;
@@ -81,7 +89,7 @@ TEST(ReflectionTest, ClientWithOnlyTheAddressDiscoversAndCallsRankFeed) {
 
   wire::ReflectionRequest list;
   list.set_list_services("");
-  wire::ReflectionResponse services = Ask(&reflection, list);
+  wire::ReflectionResponse services = Ask(&reflection, list, method);
   std::string ranker_service;
   for (const auto& service : services.list_services_response().service()) {
     if (service.name().find("FeedRanker") != std::string::npos)
@@ -106,14 +114,14 @@ TEST(ReflectionTest, ClientWithOnlyTheAddressDiscoversAndCallsRankFeed) {
   };
   wire::ReflectionRequest by_symbol;
   by_symbol.set_file_containing_symbol(ranker_service);
-  add_files(Ask(&reflection, by_symbol));
+  add_files(Ask(&reflection, by_symbol, method));
   while (!wanted.empty()) {
     const std::string name = wanted.back();
     wanted.pop_back();
     if (added.count(name)) continue;
     wire::ReflectionRequest by_name;
     by_name.set_file_by_filename(name);
-    add_files(Ask(&reflection, by_name));
+    add_files(Ask(&reflection, by_name, method));
   }
   pb::DescriptorPool pool(&database);
   const pb::ServiceDescriptor* service = pool.FindServiceByName(ranker_service);
@@ -161,6 +169,33 @@ TEST(ReflectionTest, ClientWithOnlyTheAddressDiscoversAndCallsRankFeed) {
   EXPECT_NE(first.GetReflection()->GetUInt64(
                 first, first.GetDescriptor()->FindFieldByName("video_id")),
             0u);
+}
+
+TEST(ReflectionTest, ClientWithOnlyTheAddressDiscoversAndCallsRankFeedV1Alpha) {
+  DiscoverAndCallRankFeed(kReflectionV1Alpha);
+}
+
+TEST(ReflectionTest, ClientWithOnlyTheAddressDiscoversAndCallsRankFeedV1) {
+  DiscoverAndCallRankFeed(kReflectionV1);
+}
+
+TEST(ReflectionTest, ReflectionCanBeTurnedOff) {
+  ServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.bundle_dir = "/not/loaded";
+  options.reflection = false;
+  auto server = FeedServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
+                                     grpc::InsecureChannelCredentials());
+  ReflectionStub reflection(channel);
+  for (const char* method : {kReflectionV1, kReflectionV1Alpha}) {
+    wire::ReflectionRequest list;
+    list.set_list_services("");
+    ReflectionCall call(&reflection, list, method);
+    // The stream fails: no such method on this server.
+    EXPECT_EQ(call.Status().error_code(), grpc::StatusCode::UNIMPLEMENTED) << method;
+  }
 }
 
 }  // namespace
