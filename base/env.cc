@@ -266,12 +266,18 @@ absl::StatusOr<std::string> ReadFileToString(FileSystem& fs, const std::string& 
 
 absl::Status WriteFileAtomically(FileSystem& fs, const std::string& path,
                                  std::initializer_list<absl::string_view> pieces) {
+  return WriteFileAtomically(fs, path, [&](WritableFile& file) {
+    for (absl::string_view piece : pieces) RETURN_IF_ERROR(file.Append(piece));
+    return absl::OkStatus();
+  });
+}
+
+absl::Status WriteFileAtomically(
+    FileSystem& fs, const std::string& path,
+    const std::function<absl::Status(WritableFile&)>& write) {
   const std::string tmp = path + ".tmp";
   ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, fs.OpenForWrite(tmp));
-  absl::Status status;
-  for (absl::string_view piece : pieces) {
-    if (status.ok()) status = file->Append(piece);
-  }
+  absl::Status status = write(*file);
   if (status.ok()) status = file->Sync();
   absl::Status closed = file->Close();
   if (status.ok()) status = closed;

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -195,6 +196,12 @@ absl::StatusOr<std::string> ReadFileToString(FileSystem& fs, const std::string& 
 // `pieces` are written one after the other.
 absl::Status WriteFileAtomically(FileSystem& fs, const std::string& path,
                                  std::initializer_list<absl::string_view> pieces);
+
+// The general form: `write` fills the temporary file (and returns its
+// status); the file is then synced, closed and renamed over `path`, or
+// removed when any step failed.
+absl::Status WriteFileAtomically(FileSystem& fs, const std::string& path,
+                                 const std::function<absl::Status(WritableFile&)>& write);
 
 }  // namespace feedrank
 

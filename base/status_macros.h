@@ -3,6 +3,7 @@
 #ifndef FEEDRANK_BASE_STATUS_MACROS_H_
 #define FEEDRANK_BASE_STATUS_MACROS_H_
 
+#include <string>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -28,5 +29,16 @@
   auto sor = (rexpr);                                    \
   if (!sor.ok()) return std::move(sor).status();         \
   lhs = std::move(sor).value()
+
+namespace feedrank {
+
+// "INVALID_ARGUMENT" etc. for a status code number (absl's and gRPC's share
+// their numbering); "UNKNOWN" outside [0, 16].
+inline std::string StatusCodeName(int code) {
+  if (code < 0 || code > 16) return "UNKNOWN";
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+}
+
+}  // namespace feedrank
 
 #endif  // FEEDRANK_BASE_STATUS_MACROS_H_

@@ -48,7 +48,7 @@ absl::Status WaitForServing(const std::shared_ptr<grpc::Channel>& channel,
                             const std::string& service, absl::Duration timeout);
 
 // "INVALID_ARGUMENT" etc.
-const char* CodeName(grpc::StatusCode code);
+std::string CodeName(grpc::StatusCode code);
 
 // A ranked page as an aligned text table.
 std::string FormatFeed(const v1::RankFeedRequest& request,

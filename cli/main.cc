@@ -1,10 +1,14 @@
 // feedrank: one binary, one subcommand per job. `feedrank <command> --help`
 // describes each.
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -54,25 +58,44 @@ void AddIndexFlags(CLI::App* cmd, IndexSpec* spec, std::string* type, int* threa
       "IVF default lists probed (default nlist/16)");
 }
 
+// The write end of the pipe that SIGINT, SIGTERM and SIGHUP are forwarded
+// through: the handler only writes the signal's number (async-signal-safe).
+int g_signal_pipe_write = -1;
+
+extern "C" void ForwardSignal(int signal_number) {
+  const int saved_errno = errno;
+  const unsigned char byte = static_cast<unsigned char>(signal_number);
+  [[maybe_unused]] ssize_t n = ::write(g_signal_pipe_write, &byte, 1);
+  errno = saved_errno;
+}
+
 int RunServe(const ServerOptions& options) {
-  // SIGINT, SIGTERM and SIGHUP are taken synchronously by a thread of their
-  // own (sigwait): blocked here, before gRPC starts its threads, which
-  // inherit the mask. A stop interrupts a bundle load in progress; SIGHUP
-  // reloads the config and looks for a newer bundle version.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // SIGINT, SIGTERM and SIGHUP go through a handler that writes to a pipe,
+  // read by a thread of its own. A handler, not sigwait on a blocked mask:
+  // threads started before main (OpenBLAS starts its pool when libblas is
+  // loaded) never inherit a mask set here, and a signal they take would
+  // kill the process without a drain. A stop interrupts a bundle load in
+  // progress; SIGHUP reloads the config and looks for a newer bundle version.
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    return Fail(absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno))));
+  }
+  g_signal_pipe_write = pipe_fds[1];
+  struct sigaction action = {};
+  action.sa_handler = ForwardSignal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(s, &action, nullptr);
   auto server = FeedServer::Start(options);
   if (!server.ok()) return Fail(server.status());
   FeedServer* running = server->get();
   std::atomic<bool> stopping{false};
   std::thread stopper([&] {
     while (true) {
-      int signal_number = 0;
-      sigwait(&signals, &signal_number);
+      unsigned char byte = 0;
+      const ssize_t n = ::read(pipe_fds[0], &byte, 1);
+      if (n < 0 && errno == EINTR) continue;
+      const int signal_number = n == 1 ? byte : SIGTERM;
       if (signal_number == SIGHUP) {
         if (stopping.load()) continue;
         LogInfo("received SIGHUP: reloading");
@@ -81,7 +104,11 @@ int RunServe(const ServerOptions& options) {
         continue;
       }
       stopping.store(true);
-      LogInfo("received %s", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+      if (signal_number == 0) {
+        LogInfo("stopping: the bundle did not load");
+      } else {
+        LogInfo("received %s", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+      }
       running->Shutdown();
       return;
     }
@@ -89,7 +116,8 @@ int RunServe(const ServerOptions& options) {
   absl::Status loaded = running->Load();
   if (!loaded.ok() && !stopping.load()) {
     // Wake the stopper thread so that it shuts the server down and exits.
-    pthread_kill(stopper.native_handle(), SIGTERM);
+    const unsigned char stop = 0;
+    [[maybe_unused]] ssize_t n = ::write(pipe_fds[1], &stop, 1);
     stopper.join();
     return Fail(loaded);
   }
@@ -165,7 +193,7 @@ int RunQuery(const QueryFlags& flags) {
     grpc::Status status = stub->RankFeed(&context, request, &response);
     if (!status.ok()) {
       std::fprintf(stderr, "user %llu: %s: %s\n", static_cast<unsigned long long>(user),
-                   CodeName(status.error_code()), status.error_message().c_str());
+                   CodeName(status.error_code()).c_str(), status.error_message().c_str());
       ++failures;
       continue;
     }

@@ -465,17 +465,11 @@ absl::Status AnnIndex::ValidateStructure(const std::string& path) const {
 }
 
 absl::Status AnnIndex::Write(const std::string& path, FileSystem& fs) const {
-  const std::string tmp = path + ".tmp";
-  ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, fs.OpenForWrite(tmp));
-  FileWriter writer(file.get());
-  absl::Status status = CatchFaiss(path, absl::StatusCode::kInternal,
-                                   [&] { faiss::write_index(index_.get(), &writer); });
-  if (status.ok()) status = file->Sync();
-  absl::Status closed = file->Close();
-  if (status.ok()) status = closed;
-  if (status.ok()) status = fs.Rename(tmp, path);
-  if (!status.ok()) fs.RemoveAll(tmp).IgnoreError();
-  return status;
+  return WriteFileAtomically(fs, path, [&](WritableFile& file) {
+    FileWriter writer(&file);
+    return CatchFaiss(path, absl::StatusCode::kInternal,
+                      [&] { faiss::write_index(index_.get(), &writer); });
+  });
 }
 
 absl::Status AnnIndex::VerifyVectors(const float* x) const {

@@ -12,27 +12,10 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/log.h"
+#include "base/status_macros.h"
 
 namespace feedrank {
 namespace {
-
-const char* const kCodeNames[17] = {"OK",
-                                    "CANCELLED",
-                                    "UNKNOWN",
-                                    "INVALID_ARGUMENT",
-                                    "DEADLINE_EXCEEDED",
-                                    "NOT_FOUND",
-                                    "ALREADY_EXISTS",
-                                    "PERMISSION_DENIED",
-                                    "RESOURCE_EXHAUSTED",
-                                    "FAILED_PRECONDITION",
-                                    "ABORTED",
-                                    "OUT_OF_RANGE",
-                                    "UNIMPLEMENTED",
-                                    "INTERNAL",
-                                    "UNAVAILABLE",
-                                    "DATA_LOSS",
-                                    "UNAUTHENTICATED"};
 
 // Per thread: a cheap generator for the sampling decision.
 bool Sampled(double rate) {
@@ -103,7 +86,7 @@ void AccessLog::Record(const AccessEntry& e) {
       absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
       "\",\"method\":", JsonString(e.method),
       ",\"request_id\":", JsonString(e.request_id), ",\"user\":", e.user_id,
-      ",\"code\":\"", kCodeNames[e.code >= 0 && e.code < 17 ? e.code : 2],
+      ",\"code\":\"", StatusCodeName(e.code),
       "\",\"latency_ms\":", absl::StrFormat("%.3f", double(e.latency_micros) / 1000.0),
       ",\"items\":", e.items, ",\"degraded\":", JsonString(e.degraded),
       ",\"bundle\":", JsonString(e.bundle_version),

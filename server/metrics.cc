@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <chrono>
 
-#include "feedrank/v1/ranker.pb.h"
+#include "base/status_macros.h"
 
 namespace feedrank {
 namespace {
@@ -16,23 +16,6 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-const char* const kCodeNames[17] = {"OK",
-                                    "CANCELLED",
-                                    "UNKNOWN",
-                                    "INVALID_ARGUMENT",
-                                    "DEADLINE_EXCEEDED",
-                                    "NOT_FOUND",
-                                    "ALREADY_EXISTS",
-                                    "PERMISSION_DENIED",
-                                    "RESOURCE_EXHAUSTED",
-                                    "FAILED_PRECONDITION",
-                                    "ABORTED",
-                                    "OUT_OF_RANGE",
-                                    "UNIMPLEMENTED",
-                                    "INTERNAL",
-                                    "UNAVAILABLE",
-                                    "DATA_LOSS",
-                                    "UNAUTHENTICATED"};
 const char* const kSourceNames[3] = {"ann", "popular", "fresh"};
 const char* const kKindNames[2] = {"bundle", "config"};
 const char* const kOutcomeNames[2] = {"ok", "refused"};
@@ -208,7 +191,7 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
         // OK always, other codes once seen: a stable, short exposition.
         if (n == 0 && c != 0) continue;
         ClientMetric s =
-            Sample({{"method", MethodName(Method(m))}, {"code", kCodeNames[c]}});
+            Sample({{"method", MethodName(Method(m))}, {"code", StatusCodeName(c)}});
         s.counter.value = double(n);
         f.metric.push_back(std::move(s));
       }

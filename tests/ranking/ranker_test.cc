@@ -680,7 +680,9 @@ TEST_P(RankerIndexTypeTest, FullUniquePagesOnEveryIndexType) {
     EXPECT_EQ(result.stats.ann_kept, 500);
     std::set<uint64_t> ids;
     for (const RankedVideo& v : result.items) ASSERT_TRUE(ids.insert(v.video_id).second);
-    if (std::string(GetParam()) == "ivf") EXPECT_GT(result.stats.search.nprobe, 0);
+    if (std::string(GetParam()) == "ivf") {
+      EXPECT_GT(result.stats.search.nprobe, 0);
+    }
     if (std::string(GetParam()) == "flat") {
       EXPECT_EQ(result.stats.search.beam_width, 0);
       EXPECT_EQ(result.stats.search.nprobe, 0);

@@ -72,7 +72,7 @@ wire::ReflectionResponse Ask(ReflectionStub* stub, wire::ReflectionRequest reque
 
 // Discovers FeedRanker through reflection `method` (v1 or v1alpha) and calls
 // RankFeed with messages built from the descriptors alone.
-void DiscoverAndCallRankFeed(const char* method) {
+void DiscoverAndCallRankFeed(const char* reflection_method) {
   testing::TempDir dir;
   testing::WriteSmallBundle(testing::SmallSynth(2000, 100), dir.Sub("bundle"));
   ServerOptions options;
@@ -89,7 +89,7 @@ void DiscoverAndCallRankFeed(const char* method) {
 
   wire::ReflectionRequest list;
   list.set_list_services("");
-  wire::ReflectionResponse services = Ask(&reflection, list, method);
+  wire::ReflectionResponse services = Ask(&reflection, list, reflection_method);
   std::string ranker_service;
   for (const auto& service : services.list_services_response().service()) {
     if (service.name().find("FeedRanker") != std::string::npos)
@@ -114,14 +114,14 @@ void DiscoverAndCallRankFeed(const char* method) {
   };
   wire::ReflectionRequest by_symbol;
   by_symbol.set_file_containing_symbol(ranker_service);
-  add_files(Ask(&reflection, by_symbol, method));
+  add_files(Ask(&reflection, by_symbol, reflection_method));
   while (!wanted.empty()) {
     const std::string name = wanted.back();
     wanted.pop_back();
     if (added.count(name)) continue;
     wire::ReflectionRequest by_name;
     by_name.set_file_by_filename(name);
-    add_files(Ask(&reflection, by_name, method));
+    add_files(Ask(&reflection, by_name, reflection_method));
   }
   pb::DescriptorPool pool(&database);
   const pb::ServiceDescriptor* service = pool.FindServiceByName(ranker_service);
