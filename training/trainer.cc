@@ -22,6 +22,7 @@
 #include "base/status_macros.h"
 #include "ranking/bundle.h"
 #include "ranking/ranker.h"
+#include "replay/replay_log.h"
 #include "training/evaluation.h"
 
 namespace feedrank {
@@ -537,12 +538,7 @@ Histories UserHistories(const InteractionLog& log, const Prepared& p) {
 // event.
 absl::Status WriteReplayLog(const TrainOptions& o, const InteractionLog& log,
                             const Prepared& p, const Histories& history) {
-  std::ofstream out(o.replay_out, std::ios::trunc);
-  if (!out) {
-    return absl::PermissionDeniedError(absl::StrCat(o.replay_out, ": cannot write"));
-  }
-  google::protobuf::util::JsonPrintOptions print;
-  print.preserve_proto_field_names = true;
+  ASSIGN_OR_RETURN(std::unique_ptr<ReplayLogWriter> out, ReplayLogWriter::Open(o.replay_out));
   int64_t records = 0;
   absl::flat_hash_set<uint64_t> done;
   for (size_t test_row : p.test) {
@@ -553,14 +549,18 @@ absl::Status WriteReplayLog(const TrainOptions& o, const InteractionLog& log,
     while (i < rows.size() && log.time_ms[rows[i]] < p.cutoff_ms) ++i;
     while (i < rows.size()) {  // one session, rows [i, end of session)
       v1::ReplayRecord record;
-      record.set_user_id(user);
+      v1::RankFeedRequest* request = record.mutable_request();
+      request->set_user_id(user);
+      request->set_request_id(absl::StrCat("heldout-", user, "-", records));
+      request->mutable_context()->set_client_time_ms(log.time_ms[rows[i]]);
       record.set_time_ms(log.time_ms[rows[i]]);
       record.set_known_user(p.user_row.contains(user));
       for (const std::string& name : log.objectives) record.add_objectives(name);
+      record.set_positive_objective(log.objectives[log.retrieval_objective]);
       absl::flat_hash_set<uint64_t> excluded;
       for (size_t k = 0; k < i; ++k) {
         if (excluded.insert(log.items[rows[k]]).second) {
-          record.add_exclude_ids(log.items[rows[k]]);
+          request->add_exclude_ids(log.items[rows[k]]);
         }
       }
       int64_t last = log.time_ms[rows[i]];
@@ -575,17 +575,11 @@ absl::Status WriteReplayLog(const TrainOptions& o, const InteractionLog& log,
         last = log.time_ms[r];
         ++i;
       }
-      std::string json;
-      if (!google::protobuf::util::MessageToJsonString(record, &json, print).ok()) {
-        return absl::InternalError("cannot encode a replay record");
-      }
-      out << json << "\n";
+      RETURN_IF_ERROR(out->Append(record));
       ++records;
     }
   }
-  if (!out.flush()) {
-    return absl::DataLossError(absl::StrCat(o.replay_out, ": write failed"));
-  }
+  RETURN_IF_ERROR(out->Close());
   LogInfo("train: wrote %d replay requests to %s", records, o.replay_out);
   return absl::OkStatus();
 }

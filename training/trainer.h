@@ -53,7 +53,8 @@ struct TrainOptions {
   LogMapping mapping;
   // Bundle directory to write (must not exist).
   std::string out;
-  // Replay log (JSON lines of feedrank.v1.ReplayRecord); empty = not written.
+  // Replay log of the held-out days (replay/replay_log.h: JSON lines when the
+  // name ends in .jsonl, else binary); empty = not written.
   std::string replay_out;
   int holdout_days = 3;
   EmbeddingOptions embeddings;

@@ -1,4 +1,5 @@
 #include "training/trainer.h"
+#include "replay/replay_log.h"
 
 #include <gmock/gmock.h>
 #include <google/protobuf/util/json_util.h>
@@ -174,20 +175,21 @@ TEST_F(TrainerTest, ReplayLogHoldsEveryHeldOutRowOnce) {
   // written twice and another missing do not cancel out.
   using Event = std::tuple<uint64_t, uint64_t, int64_t>;
   std::vector<Event> outcomes;
-  std::ifstream in(dir_->Sub("replay.jsonl"));
-  std::string line;
+  auto read = ReadReplayLog(dir_->Sub("replay.jsonl"), BadRecordPolicy::kFail);
+  ASSERT_TRUE(read.ok()) << read.status();
   int records = 0;
-  while (std::getline(in, line)) {
-    v1::ReplayRecord record;
-    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &record).ok()) << line;
+  for (const v1::ReplayRecord& record : *read) {
     ++records;
+    EXPECT_EQ(record.positive_objective(), "like");
+    EXPECT_EQ(record.request().context().client_time_ms(), record.time_ms());
     ASSERT_GT(record.outcomes_size(), 0);
     EXPECT_EQ(record.time_ms(), record.outcomes(0).time_ms());
     EXPECT_EQ(record.objectives_size(), 8);
     for (const auto& outcome : record.outcomes()) {
       EXPECT_EQ(outcome.labels_size(), 8);
       EXPECT_GE(outcome.time_ms(), record.time_ms());
-      outcomes.emplace_back(record.user_id(), outcome.video_id(), outcome.time_ms());
+      outcomes.emplace_back(record.request().user_id(), outcome.video_id(),
+                            outcome.time_ms());
     }
   }
   EXPECT_GT(records, 0);
