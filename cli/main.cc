@@ -21,6 +21,7 @@
 #include "cli/build_bundle.h"
 #include "cli/client.h"
 #include "cli/loadgen.h"
+#include "cli/replay_cmd.h"
 #include "cli/synth.h"
 #include "embeddings/manifest.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
@@ -494,6 +495,72 @@ int main(int argc, char** argv) {
   load_cmd->add_option("--seed", load.seed, "Random seed")->capture_default_str();
   load_cmd->add_flag("--json", load_json, "Also print the report as one JSON line");
 
+  // replay
+  ReplayCommand replay;
+  absl::Duration replay_deadline = absl::Seconds(1);
+  bool replay_no_latency = false;
+  auto* replay_cmd = app.add_subcommand(
+      "replay",
+      "Replay a logged day of requests through configs, bundles or servers; compare "
+      "quality (with paired intervals) and latency");
+  replay_cmd->add_option("--log", replay.log_path, "Replay log (binary, or .jsonl)")
+      ->required();
+  replay_cmd
+      ->add_option("--on-bad-record", replay.on_bad_record,
+                   "A truncated or corrupt record: fail, or skip it and count it")
+      ->check(CLI::IsMember({"fail", "skip"}))
+      ->capture_default_str();
+  replay_cmd->add_option(
+      "--config", replay.configs,
+      "A variant's config (textproto); repeat for each variant; none = "
+      "the defaults");
+  replay_cmd->add_option("--bundle", replay.bundles,
+                         "Bundle: one for every variant, or one per variant");
+  replay_cmd->add_option("--target", replay.targets,
+                         "Replay against a running server (host:port) instead, one per "
+                         "variant");
+  replay_cmd->add_option("--name", replay.names, "Variant names, one per variant");
+  replay_cmd->add_option("--sweep", replay.sweep,
+                         "One variant per value of a parameter, e.g. "
+                         "ann_beam_width=128,256,512: the recall-latency curve");
+  replay_cmd->add_option("--threads", replay.options.threads, "In-process threads")
+      ->capture_default_str();
+  replay_cmd->add_option("--k", replay.options.k, "Cut-off of NDCG, recall and hit rate")
+      ->capture_default_str();
+  replay_cmd->add_option("--positive", replay.options.positive_objective,
+                         "Objective whose positive outcomes are relevant (default: the "
+                         "log's)");
+  replay_cmd->add_option("--seed", replay.options.seed, "Bootstrap seed")
+      ->capture_default_str();
+  replay_cmd
+      ->add_option("--resamples", replay.options.bootstrap_resamples,
+                   "Bootstrap resamples")
+      ->capture_default_str();
+  replay_cmd
+      ->add_option("--top-diffs", replay.options.top_diffs,
+                   "Requests whose pages differ most, kept per variant")
+      ->capture_default_str();
+  replay_cmd->add_option("--limit", replay.limit, "Replay only the first N records")
+      ->capture_default_str();
+  replay_cmd
+      ->add_option("--concurrency", replay.options.concurrency,
+                   "--target: calls in flight")
+      ->capture_default_str();
+  replay_cmd->add_flag("--open-loop", replay.options.open_loop,
+                       "--target: send at the logged arrival times");
+  replay_cmd
+      ->add_option("--speed", replay.options.speed,
+                   "--open-loop: time scale (2 = twice as fast)")
+      ->capture_default_str();
+  AddDuration(replay_cmd, "--deadline", &replay_deadline, "--target: per-call deadline",
+              absl::Milliseconds(1), absl::Hours(1));
+  replay_cmd->add_flag("--no-latency", replay_no_latency,
+                       "Leave latency out: the output is then the same bytes for the "
+                       "same inputs and seed");
+  replay_cmd->add_option("--json", replay.json_out, "Write the report as JSON");
+  replay_cmd->add_option("--html", replay.html_out,
+                         "Write a self-contained HTML report (SVG charts)");
+
   // Exit codes (docs/OPERATIONS.md): 0 done; 1 failed at run time; 2 bad
   // usage or an invalid argument.
   try {
@@ -576,6 +643,16 @@ int main(int argc, char** argv) {
           absl::InvalidArgumentError("give --user or --bundle with --sample-users"));
     }
     return RunQuery(query);
+  }
+  if (replay_cmd->parsed()) {
+    replay.options.include_latency = !replay_no_latency;
+    replay.options.deadline_ms =
+        static_cast<int>(absl::ToInt64Milliseconds(replay_deadline));
+    if (absl::Status valid = ValidateReplayOptions(replay.options); !valid.ok()) {
+      return Fail(valid);
+    }
+    absl::Status status = RunReplayCommand(std::move(replay));
+    return status.ok() ? 0 : Fail(status);
   }
   if (load_cmd->parsed()) {
     load.duration_s = absl::ToDoubleSeconds(load_duration);

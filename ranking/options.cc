@@ -58,6 +58,7 @@ absl::StatusOr<RankingOptions> ResolveOptions(
   FEEDRANK_TAKE(creator_cap, 0, 1000)
   FEEDRANK_TAKE(exclude_pushdown_threshold, 0, 1000000)
   FEEDRANK_TAKE(min_rerank_candidates, 0, 10000)
+  FEEDRANK_TAKE(rerank_candidates, 0, 100000)
 #undef FEEDRANK_TAKE
   if (o.default_count > o.max_count) {
     return absl::InvalidArgumentError(absl::StrCat(

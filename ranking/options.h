@@ -34,6 +34,7 @@ struct RankingOptions {
   float freshness_boost = 0;
   float freshness_half_life_hours = 24;
   int min_rerank_candidates = 50;
+  int rerank_candidates = -1;  // -1 = all; 0 = no model
 };
 
 // Applies defaults and checks ranges; `objectives` are the model's objective

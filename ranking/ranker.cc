@@ -287,9 +287,14 @@ void Ranker::Score(const CatalogView& view, const RankRequest& request,
   StageClock clock(options_.clock, &stats);
   std::vector<Candidate>& candidates = batch->candidates;
 
-  // Rerank as many candidates as the time left allows, in retrieval order.
+  // Rerank as many candidates as the config and the time left allow, in
+  // retrieval order.
   size_t rerank = candidates.size();
-  {
+  if (o.rerank_candidates >= 0 && size_t(o.rerank_candidates) < rerank) {
+    rerank = static_cast<size_t>(o.rerank_candidates);
+    if (rerank > 0) candidates.resize(rerank);
+  }
+  if (rerank > 0) {
     const double left =
         MicrosUntil(request.deadline, clock.last()) - costs.reserve_micros;
     const double fits = costs.score_ns_per_row > 0

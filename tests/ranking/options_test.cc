@@ -56,6 +56,7 @@ TEST(OptionsTest, EachOutOfRangeFieldIsNamed) {
            {"params { ann_candidates: 20000 }", "ann_candidates"},
            {"params { popular_candidates: 5000 }", "popular_candidates"},
            {"params { max_exclude_ids: 2000000 }", "max_exclude_ids"},
+           {"params { rerank_candidates: 200000 }", "rerank_candidates"},
            {"params { freshness_boost: -1 }", "freshness_boost"},
            {"params { freshness_half_life_hours: 0 }", "freshness_half_life_hours"},
            {"params { objective_weights { key: \"nope\" value: 1 } }", "nope"},

@@ -205,6 +205,33 @@ TEST_F(RankerTest, CreatorCapOfOne) {
   EXPECT_EQ(result.items.size(), 60u);
 }
 
+TEST_F(RankerTest, RerankCandidatesBoundsTheModelAndZeroIsRetrievalOrder) {
+  RankRequest request;
+  request.user_id = KnownUser(21);
+  request.count = 20;
+  RankingConfig bounded;
+  bounded.mutable_params()->set_rerank_candidates(40);
+  RankResult result;
+  ASSERT_TRUE(MakeRanker(bounded)->Rank(request, &result).ok());
+  EXPECT_EQ(result.stats.scored, 40);
+  EXPECT_EQ(result.items.size(), 20u);
+  EXPECT_FALSE(result.degraded());
+
+  // 0: no model at all, and not a degradation: the page is the candidates
+  // by retrieval score.
+  RankingConfig none;
+  none.mutable_params()->set_rerank_candidates(0);
+  ASSERT_TRUE(MakeRanker(none)->Rank(request, &result).ok());
+  EXPECT_EQ(result.stats.scored, 0);
+  EXPECT_TRUE(result.predictions.empty());
+  EXPECT_FALSE(result.degraded());
+  ASSERT_EQ(result.items.size(), 20u);
+  for (size_t i = 1; i < result.items.size(); ++i) {
+    EXPECT_GE(result.items[i - 1].score, result.items[i].score);
+  }
+  EXPECT_EQ(result.stats.micros(RankStage::kModel), 0);
+}
+
 TEST_F(RankerTest, ColdStartUserGetsAFullPage) {
   auto ranker = MakeRanker();
   RankRequest request;

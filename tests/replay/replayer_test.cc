@@ -1,0 +1,241 @@
+#include "replay/replayer.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "server/feed_server.h"
+#include "tests/test_bundles.h"
+
+namespace feedrank {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Records for the bundle's users at its data time: outcomes are a few
+// videos each, some liked. Relevance is random, but fixed by the seed.
+std::vector<v1::ReplayRecord> Records(const Bundle& bundle, int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const Catalog& catalog = *bundle.catalog;
+  std::vector<v1::ReplayRecord> out;
+  for (int i = 0; i < n; ++i) {
+    v1::ReplayRecord r;
+    const uint64_t user =
+        catalog.user_id(static_cast<int32_t>(rng() % catalog.num_users()));
+    r.mutable_request()->set_user_id(user);
+    r.mutable_request()->set_request_id(absl::StrCat("req-", i));
+    r.mutable_request()->mutable_context()->set_client_time_ms(
+        bundle.manifest.data_time_ms());
+    r.set_time_ms(bundle.manifest.data_time_ms());
+    for (const std::string& o : bundle.model->objectives()) r.add_objectives(o);
+    r.set_positive_objective(r.objectives(0));
+    for (int j = 0; j < 8; ++j) {
+      v1::ReplayOutcome* o = r.add_outcomes();
+      o->set_video_id(
+          catalog.video_id(static_cast<int32_t>(rng() % catalog.num_videos())));
+      for (int h = 0; h < r.objectives_size(); ++h) o->add_labels(rng() % 3 == 0 ? 1 : 0);
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+class ReplayerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    testing::WriteSmallBundle(testing::SmallSynth(3000, 200), dir_->Sub("bundle"));
+    auto bundle = LoadBundle(dir_->Sub("bundle"));
+    ASSERT_TRUE(bundle.ok()) << bundle.status();
+    bundle_ = new std::shared_ptr<const Bundle>(*bundle);
+  }
+  static void TearDownTestSuite() {
+    delete bundle_;
+    delete dir_;
+  }
+
+  ReplayVariant Variant(const std::string& name, v1::RankingConfig config = {}) {
+    ReplayVariant v;
+    v.name = name;
+    v.config = config;
+    v.bundle = *bundle_;
+    v.bundle_path = dir_->Sub("bundle");
+    return v;
+  }
+
+  static const v1::ReplayReport::Metric* FindMetric(const v1::ReplayReport::Variant& v,
+                                                    const std::string& name) {
+    for (const auto& m : v.metrics()) {
+      if (m.name() == name) return &m;
+    }
+    return nullptr;
+  }
+
+  static testing::TempDir* dir_;
+  static std::shared_ptr<const Bundle>* bundle_;
+};
+testing::TempDir* ReplayerTest::dir_ = nullptr;
+std::shared_ptr<const Bundle>* ReplayerTest::bundle_ = nullptr;
+
+TEST_F(ReplayerTest, IdenticalVariantsDifferByExactlyZero) {
+  const auto records = Records(**bundle_, 300, 1);
+  ReplayOptions options;
+  options.bootstrap_resamples = 200;
+  auto report = RunReplay(records, {Variant("a"), Variant("b")}, options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->variants_size(), 2);
+  const auto& b = report->variants(1);
+  EXPECT_EQ(b.same_pages(), 300);
+  ASSERT_GT(b.deltas_size(), 5);
+  for (const auto& d : b.deltas()) {
+    EXPECT_EQ(d.delta(), 0) << d.name();
+    EXPECT_LE(d.lo(), 0) << d.name();
+    EXPECT_GE(d.hi(), 0) << d.name();
+    EXPECT_FALSE(d.significant()) << d.name();
+  }
+  EXPECT_EQ(report->top_diffs_size(), 0);
+  // The metrics are there and rest on the users with positives.
+  const auto* ndcg = FindMetric(report->variants(0), "ndcg@10");
+  ASSERT_NE(ndcg, nullptr);
+  EXPECT_GT(ndcg->users(), 50);
+  EXPECT_EQ(ndcg->users(), report->users_with_positives());
+  ASSERT_NE(FindMetric(report->variants(0), "auc/" + records[0].objectives(0)), nullptr);
+}
+
+TEST_F(ReplayerTest, TheFiguresDoNotDependOnThreadsAndLatencyOffIsByteIdentical) {
+  const auto records = Records(**bundle_, 200, 2);
+  v1::RankingConfig other;
+  other.mutable_params()->set_creator_cap(1);
+  ReplayOptions one;
+  one.threads = 1;
+  one.include_latency = false;
+  one.bootstrap_resamples = 200;
+  ReplayOptions four = one;
+  four.threads = 4;
+  auto a = RunReplay(records, {Variant("a"), Variant("cap1", other)}, one);
+  auto b = RunReplay(records, {Variant("a"), Variant("cap1", other)}, four);
+  ASSERT_TRUE(a.ok() && b.ok());
+  b->set_threads(1);
+  EXPECT_EQ(a->SerializeAsString(), b->SerializeAsString());
+  EXPECT_EQ(a->variants(0).latency_size(), 0);
+}
+
+TEST_F(ReplayerTest, RetrievalOrderIsADifferentVariantAndDiffsAreListed) {
+  const auto records = Records(**bundle_, 200, 3);
+  v1::RankingConfig no_model;
+  no_model.mutable_params()->set_rerank_candidates(0);
+  ReplayOptions options;
+  options.bootstrap_resamples = 200;
+  options.top_diffs = 5;
+  ReplayPages pages;
+  auto report = RunReplay(records, {Variant("model"), Variant("retrieval", no_model)},
+                          options, "", &pages);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_LT(report->variants(1).same_pages(), 200);
+  ASSERT_EQ(report->top_diffs_size(), 5);
+  // Sorted by Jaccard, lowest first, and they are the replayed pages.
+  for (int i = 1; i < 5; ++i) {
+    EXPECT_LE(report->top_diffs(i - 1).jaccard(), report->top_diffs(i).jaccard());
+  }
+  // No model ran: no AUC for the retrieval-order variant.
+  EXPECT_EQ(FindMetric(report->variants(1), "auc/" + records[0].objectives(0)), nullptr);
+  EXPECT_EQ(report->variants(1).degraded(), 0);
+}
+
+TEST_F(ReplayerTest, InProcessAndAgainstAServerGiveTheSamePages) {
+  const auto records = Records(**bundle_, 150, 4);
+  ServerOptions server_options;
+  server_options.address = "127.0.0.1:0";
+  server_options.bundle_dir = dir_->Sub("bundle");
+  auto server = FeedServer::Start(server_options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->Load().ok());
+  ReplayOptions options;
+  options.bootstrap_resamples = 200;
+  ReplayPages local, remote;
+  auto in_process = RunReplay(records, {Variant("local")}, options, "", &local);
+  ASSERT_TRUE(in_process.ok()) << in_process.status();
+  ReplayVariant target = Variant("server");
+  target.target = absl::StrCat("127.0.0.1:", (*server)->port());
+  options.concurrency = 4;
+  auto against = RunReplay(records, {target}, options, "", &remote);
+  ASSERT_TRUE(against.ok()) << against.status();
+  ASSERT_EQ(local.size(), 1u);
+  ASSERT_EQ(remote.size(), 1u);
+  for (size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(local[0][i], remote[0][i]) << "record " << i;
+    EXPECT_FALSE(local[0][i].empty());
+  }
+  EXPECT_EQ(against->variants(0).errors(), 0);
+  // The quality figures agree too (same pages, same outcomes).
+  EXPECT_EQ(FindMetric(in_process->variants(0), "ndcg@10")->value(),
+            FindMetric(against->variants(0), "ndcg@10")->value());
+  // Open loop at the logged times (all equal here: a burst) also answers.
+  options.open_loop = true;
+  options.speed = 10;
+  auto open = RunReplay(records, {target}, options);
+  ASSERT_TRUE(open.ok()) << open.status();
+  EXPECT_EQ(open->variants(0).errors(), 0);
+  ASSERT_GT(open->variants(0).latency_size(), 0);
+  EXPECT_EQ(open->variants(0).latency(0).stage(), "request");
+  (*server)->Shutdown();
+}
+
+TEST_F(ReplayerTest, ASweepDrawsRecallAgainstExactSearch) {
+  const auto records = Records(**bundle_, 100, 5);
+  auto sweep = ParseSweep("ann_beam_width=16,64,512");
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  std::vector<ReplayVariant> variants;
+  for (int64_t value : sweep->second) {
+    v1::RankingConfig config;
+    ASSERT_TRUE(SetRankingParam(config.mutable_params(), sweep->first, value).ok());
+    ReplayVariant v = Variant(absl::StrCat("beam", value), config);
+    v.sweep_override = absl::StrCat(sweep->first, "=", value);
+    variants.push_back(v);
+  }
+  ReplayOptions options;
+  options.bootstrap_resamples = 100;
+  options.exact_recall = true;
+  auto report = RunReplay(records, variants, options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->sweep_size(), 3);
+  EXPECT_EQ(report->sweep(0).param(), "ann_beam_width");
+  EXPECT_EQ(report->sweep(2).value(), 512);
+  // A wider beam finds at least as much of the exact top; 512 nearly all.
+  EXPECT_LE(report->sweep(0).recall_vs_exact(),
+            report->sweep(2).recall_vs_exact() + 1e-9);
+  EXPECT_GT(report->sweep(2).recall_vs_exact(), 0.9);
+}
+
+TEST_F(ReplayerTest, BadSweepsAndOptionsAreRefusedByName) {
+  EXPECT_THAT(ParseSweep("beam=1,2").status().message(), HasSubstr("not a field"));
+  EXPECT_THAT(ParseSweep("ann_beam_width=1,x").status().message(),
+              HasSubstr("not an integer"));
+  EXPECT_THAT(ParseSweep("ann_beam_width").status().message(), HasSubstr("FIELD=V1"));
+  EXPECT_THAT(ParseSweep("objective_weights=1").status().message(),
+              HasSubstr("not a numeric"));
+  ReplayOptions bad;
+  bad.k = 0;
+  EXPECT_THAT(ValidateReplayOptions(bad).message(), HasSubstr("k:"));
+  const auto records = Records(**bundle_, 10, 6);
+  ReplayOptions options;
+  options.positive_objective = "nope";
+  auto report = RunReplay(records, {Variant("a")}, options);
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(report.status().message(), HasSubstr("'nope'"));
+  // A config that does not resolve names the variant.
+  v1::RankingConfig config;
+  config.mutable_params()->set_max_count(0);
+  report = RunReplay(records, {Variant("broken", config)}, ReplayOptions());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(report.status().message(), HasSubstr("broken"));
+  EXPECT_THAT(RunReplay(records, {Variant("a"), Variant("a")}, ReplayOptions())
+                  .status()
+                  .message(),
+              HasSubstr("two are named"));
+}
+
+}  // namespace
+}  // namespace feedrank
