@@ -20,10 +20,10 @@
 #include "base/log.h"
 #include "base/simd.h"
 #include "base/status_macros.h"
+#include "evaluation/metrics.h"
 #include "ranking/bundle.h"
 #include "ranking/ranker.h"
 #include "replay/replay_log.h"
-#include "training/evaluation.h"
 
 namespace feedrank {
 namespace {
@@ -538,7 +538,8 @@ Histories UserHistories(const InteractionLog& log, const Prepared& p) {
 // event.
 absl::Status WriteReplayLog(const TrainOptions& o, const InteractionLog& log,
                             const Prepared& p, const Histories& history) {
-  ASSIGN_OR_RETURN(std::unique_ptr<ReplayLogWriter> out, ReplayLogWriter::Open(o.replay_out));
+  ASSIGN_OR_RETURN(std::unique_ptr<ReplayLogWriter> out,
+                   ReplayLogWriter::Open(o.replay_out));
   int64_t records = 0;
   absl::flat_hash_set<uint64_t> done;
   for (size_t test_row : p.test) {
@@ -738,6 +739,10 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
     out.positives_total += u.positives.size();
     out.positives_in_catalog += in_catalog;
     const double npos = double(u.positives.size());
+    // Recall here is over ALL the user's held-out positives (what
+    // docs/QUALITY.md publishes, and what the random baseline's expectation
+    // below assumes), not RecallAtK's min(k, positives): the two differ for
+    // a user with more than k positives.
     auto recall = [&](const std::vector<int32_t>& rows, size_t k) {
       int64_t found = 0;
       for (size_t i = 0; i < rows.size() && i < k; ++i) {

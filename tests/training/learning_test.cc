@@ -1,10 +1,11 @@
 // The learners recover planted signals.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 
+#include "evaluation/metrics.h"
 #include "training/embedding_trainer.h"
-#include "training/evaluation.h"
 #include "training/mlp_trainer.h"
 
 namespace feedrank {
@@ -146,29 +147,6 @@ TEST(EmbeddingTrainerTest, RefusesUnknownMethod) {
   EmbeddingOptions options;
   options.method = "svd";
   EXPECT_FALSE(TrainEmbeddings(2, 2, {{0, 0}}, options).ok());
-}
-
-TEST(EvaluationTest, AucNdcgAndIntervals) {
-  EXPECT_DOUBLE_EQ(Auc({0.9f, 0.8f, 0.1f}, {1, 1, 0}), 1.0);
-  EXPECT_DOUBLE_EQ(Auc({0.1f, 0.8f, 0.9f}, {1, 1, 0}), 0.0);
-  EXPECT_DOUBLE_EQ(Auc({0.5f, 0.5f}, {1, 0}), 0.5);
-  EXPECT_DOUBLE_EQ(Auc({0.3f, 0.6f, 0.4f, 0.2f}, {1, 1, 0, 0}), 0.75);
-  EXPECT_TRUE(std::isnan(Auc({0.3f}, {1})));
-  EXPECT_DOUBLE_EQ(NdcgAtK({true, false}, 1, 10), 1.0);
-  EXPECT_NEAR(NdcgAtK({false, true}, 1, 10), 1 / std::log2(3.0), 1e-12);
-  EXPECT_DOUBLE_EQ(NdcgAtK({false, false}, 2, 10), 0.0);
-  std::vector<double> values(200);
-  for (int i = 0; i < 200; ++i) values[i] = i % 2;
-  const Interval mean = MeanWithCi(values, 500, 1);
-  EXPECT_DOUBLE_EQ(mean.value, 0.5);
-  EXPECT_LT(mean.lo, 0.5);
-  EXPECT_GT(mean.hi, 0.5);
-  EXPECT_GT(mean.lo, 0.35);
-  const Interval auc =
-      AucWithCi({0.9f, 0.8f, 0.2f, 0.1f}, {1, 0, 1, 0}, {0, 0, 1, 1}, 2, 200, 3);
-  EXPECT_DOUBLE_EQ(auc.value, 0.75);
-  EXPECT_LE(auc.lo, auc.value);
-  EXPECT_GE(auc.hi, auc.value);
 }
 
 }  // namespace
