@@ -549,10 +549,12 @@ absl::Status FeedServer::Load() {
   }
   if (!status.ok()) return status;
   SetReady(true);
-  {
-    absl::MutexLock lock(&state_mu_);
-    if (shutting_down_ || watcher_.joinable()) return status;
-  }
+  // The watcher starts under state_mu_: a Shutdown that begins after the
+  // check below then sees it and joins it, and one that began before is
+  // seen here (starting it after the lock let a SIGTERM during Load leave
+  // it unjoined).
+  absl::MutexLock lock(&state_mu_);
+  if (shutting_down_ || watcher_.joinable()) return status;
   if (options_.watch_interval > absl::ZeroDuration())
     watcher_ = std::thread([this] { Watch(); });
   return status;
