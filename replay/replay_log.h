@@ -48,7 +48,8 @@ absl::Status ValidateReplayRecord(const v1::ReplayRecord& record);
 class ReplayLogReader {
  public:
   static absl::StatusOr<std::unique_ptr<ReplayLogReader>> Open(
-      const std::string& path, BadRecordPolicy policy, FileSystem& fs = *FileSystem::Real());
+      const std::string& path, BadRecordPolicy policy,
+      FileSystem& fs = *FileSystem::Real());
   ~ReplayLogReader();
 
   // The next good record into `record`; false at the end of the file.
@@ -102,7 +103,8 @@ class ReplayLogWriter {
       const std::string& path, FileSystem& fs = *FileSystem::Real());
   // As Open, in the given format whatever the name.
   static absl::StatusOr<std::unique_ptr<ReplayLogWriter>> Open(
-      const std::string& path, ReplayLogFormat format, FileSystem& fs = *FileSystem::Real());
+      const std::string& path, ReplayLogFormat format,
+      FileSystem& fs = *FileSystem::Real());
   ~ReplayLogWriter();
 
   absl::Status Append(const v1::ReplayRecord& record);
