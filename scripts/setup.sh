@@ -24,6 +24,9 @@ packages=(
   # scripts/test.sh: the sanitizer builds (clang with its sanitizer run-times,
   # llvm-symbolizer for the reports' stacks) and the format check.
   clang-14 libclang-rt-14-dev llvm-14 clang-format-14
+  # tests/replay/report_test.cc renders the HTML replay report in headless
+  # Chromium (a screenshot and the rendered DOM).
+  chromium
 )
 missing=()
 for p in "${packages[@]}"; do
