@@ -1,6 +1,6 @@
 // How `feedrank replay` shows its ReplayReport (proto/feedrank/v1/replay.proto)
 // to people: a plain-text table for the terminal, and one self-contained HTML
-// page with its charts drawn as inline SVG (docs/REPLAY_REPORT.md).
+// page with its charts drawn as inline SVG (docs/REPLAY.md, "Reading the report").
 //
 // Both are pure functions of the report: the same report gives the same
 // bytes (no clock, no locale; numbers through absl::StrFormat), so a report
