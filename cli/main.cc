@@ -278,7 +278,7 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--out", train.out, "Output bundle directory (must not exist)")
       ->required();
   train_cmd->add_option("--replay-out", train.replay_out,
-                        "Write the held-out days as a replay log (JSON lines)");
+                        "Write the held-out days as a replay log (binary; JSON lines when the name ends in .jsonl)");
   train_cmd->add_option("--report", train_report, "Write the quality report (markdown)");
   train_cmd->add_option("--holdout-days", train.holdout_days, "Last days held out")
       ->capture_default_str();

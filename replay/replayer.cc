@@ -196,7 +196,8 @@ class InProcessVariant {
     for (size_t i = 0; i < n; ++i) exact.insert(all[i].row);
     int found = 0;
     for (const Candidate& c : batch.candidates) {
-      if (c.source == CandidateSource::kAnn && c.row >= 0) found += exact.contains(c.row);
+      const bool ann = c.source == CandidateSource::kAnn || c.source == CandidateSource::kColdStart;
+      if (ann && c.row >= 0) found += exact.contains(c.row);
     }
     return double(found) / double(n);
   }
