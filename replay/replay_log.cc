@@ -20,7 +20,8 @@ constexpr size_t kWriteBuffer = 1 << 16;
 }  // namespace
 
 ReplayLogFormat ReplayLogFormatFor(const std::string& path) {
-  return absl::EndsWith(path, ".jsonl") ? ReplayLogFormat::kJsonLines : ReplayLogFormat::kBinary;
+  return absl::EndsWith(path, ".jsonl") ? ReplayLogFormat::kJsonLines
+                                        : ReplayLogFormat::kBinary;
 }
 
 absl::Status ValidateReplayRecord(const v1::ReplayRecord& record) {
@@ -28,35 +29,36 @@ absl::Status ValidateReplayRecord(const v1::ReplayRecord& record) {
   for (int i = 0; i < record.outcomes_size(); ++i) {
     const int labels = record.outcomes(i).labels_size();
     if (labels != objectives) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("outcomes[", i, "] has ", labels, " labels; the record names ",
-                       objectives, " objectives"));
+      return absl::InvalidArgumentError(absl::StrCat("outcomes[", i, "] has ", labels,
+                                                     " labels; the record names ",
+                                                     objectives, " objectives"));
     }
   }
   if (!record.positive_objective().empty()) {
     bool found = false;
-    for (const std::string& name : record.objectives()) found |= name == record.positive_objective();
+    for (const std::string& name : record.objectives())
+      found |= name == record.positive_objective();
     if (!found) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "positive_objective ", QuoteForError(record.positive_objective()),
-          " is not one of the record's objectives"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("positive_objective ", QuoteForError(record.positive_objective()),
+                       " is not one of the record's objectives"));
     }
   }
   if (record.time_ms() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("time_ms ", record.time_ms(), " is negative"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("time_ms ", record.time_ms(), " is negative"));
   }
   return absl::OkStatus();
 }
 
-ReplayLogReader::ReplayLogReader(std::unique_ptr<ReadableFile> file, ReplayLogFormat format,
-                                 BadRecordPolicy policy)
+ReplayLogReader::ReplayLogReader(std::unique_ptr<ReadableFile> file,
+                                 ReplayLogFormat format, BadRecordPolicy policy)
     : file_(std::move(file)), format_(format), policy_(policy) {}
 
 ReplayLogReader::~ReplayLogReader() = default;
 
-absl::StatusOr<std::unique_ptr<ReplayLogReader>> ReplayLogReader::Open(const std::string& path,
-                                                                       BadRecordPolicy policy,
-                                                                       FileSystem& fs) {
+absl::StatusOr<std::unique_ptr<ReplayLogReader>> ReplayLogReader::Open(
+    const std::string& path, BadRecordPolicy policy, FileSystem& fs) {
   ASSIGN_OR_RETURN(std::unique_ptr<ReadableFile> file, fs.OpenForRead(path));
   return std::unique_ptr<ReplayLogReader>(
       new ReplayLogReader(std::move(file), ReplayLogFormatFor(path), policy));
@@ -82,7 +84,8 @@ absl::StatusOr<bool> ReplayLogReader::Fill(size_t n) {
 
 absl::Status ReplayLogReader::Bad(uint64_t at, const std::string& what) {
   std::string where = absl::StrCat(file_->path(), ": bad record at byte ", at);
-  if (format_ == ReplayLogFormat::kJsonLines) absl::StrAppend(&where, " (line ", line_, ")");
+  if (format_ == ReplayLogFormat::kJsonLines)
+    absl::StrAppend(&where, " (line ", line_, ")");
   const std::string problem = absl::StrCat(where, ": ", what);
   if (policy_ == BadRecordPolicy::kFail) {
     return absl::DataLossError(
@@ -96,7 +99,7 @@ absl::Status ReplayLogReader::Bad(uint64_t at, const std::string& what) {
 absl::StatusOr<bool> ReplayLogReader::Next(v1::ReplayRecord* record) {
   while (!stop_) {
     ASSIGN_OR_RETURN(Step step, format_ == ReplayLogFormat::kBinary ? NextBinary(record)
-                                                                     : NextJson(record));
+                                                                    : NextJson(record));
     if (step == Step::kEnd) break;
     if (step == Step::kSkipped) continue;
     ++stats_.records;
@@ -105,15 +108,16 @@ absl::StatusOr<bool> ReplayLogReader::Next(v1::ReplayRecord* record) {
   return false;
 }
 
-absl::StatusOr<ReplayLogReader::Step> ReplayLogReader::Check(uint64_t at,
-                                                             const v1::ReplayRecord& record) {
+absl::StatusOr<ReplayLogReader::Step> ReplayLogReader::Check(
+    uint64_t at, const v1::ReplayRecord& record) {
   absl::Status valid = ValidateReplayRecord(record);
   if (valid.ok()) return Step::kRecord;
   RETURN_IF_ERROR(Bad(at, std::string(valid.message())));
   return Step::kSkipped;
 }
 
-absl::StatusOr<ReplayLogReader::Step> ReplayLogReader::NextBinary(v1::ReplayRecord* record) {
+absl::StatusOr<ReplayLogReader::Step> ReplayLogReader::NextBinary(
+    v1::ReplayRecord* record) {
   const uint64_t at = offset_;
   ASSIGN_OR_RETURN(bool any, Fill(1));
   if (!any) return Step::kEnd;
@@ -129,41 +133,44 @@ absl::StatusOr<ReplayLogReader::Step> ReplayLogReader::NextBinary(v1::ReplayReco
         static_cast<int>(std::min<size_t>(avail, 10)));
     if (!in.ReadVarint64(&length)) {
       stop_ = true;
-      RETURN_IF_ERROR(Bad(at, avail < 10 ? "the file ends inside a length prefix"
-                                         : "unreadable length prefix; the rest of the file "
-                                           "cannot be framed"));
+      RETURN_IF_ERROR(Bad(at, avail < 10
+                                  ? "the file ends inside a length prefix"
+                                  : "unreadable length prefix; the rest of the file "
+                                    "cannot be framed"));
       return Step::kEnd;
     }
     prefix = static_cast<size_t>(in.CurrentPosition());
   }
   if (length > kMaxReplayRecordBytes) {
     stop_ = true;
-    RETURN_IF_ERROR(Bad(at, absl::StrCat("length prefix ", length, " exceeds ",
-                                         kMaxReplayRecordBytes,
-                                         " bytes; the rest of the file cannot be framed")));
+    RETURN_IF_ERROR(
+        Bad(at, absl::StrCat("length prefix ", length, " exceeds ", kMaxReplayRecordBytes,
+                             " bytes; the rest of the file cannot be framed")));
     return Step::kEnd;
   }
   ASSIGN_OR_RETURN(bool whole, Fill(prefix + length));
   if (!whole) {
     stop_ = true;
-    RETURN_IF_ERROR(Bad(at, absl::StrCat("truncated: the record says ", length,
-                                         " bytes and the file has ",
-                                         buffer_.size() - pos_ - prefix)));
+    RETURN_IF_ERROR(Bad(
+        at, absl::StrCat("truncated: the record says ", length,
+                         " bytes and the file has ", buffer_.size() - pos_ - prefix)));
     return Step::kEnd;
   }
-  const bool parsed = record->ParseFromArray(buffer_.data() + pos_ + prefix,
-                                             static_cast<int>(length));
+  const bool parsed =
+      record->ParseFromArray(buffer_.data() + pos_ + prefix, static_cast<int>(length));
   pos_ += prefix + length;
   offset_ += prefix + length;
   if (!parsed) {
-    RETURN_IF_ERROR(Bad(at, absl::StrCat("the ", length,
-                                         " bytes do not parse as a feedrank.v1.ReplayRecord")));
+    RETURN_IF_ERROR(
+        Bad(at, absl::StrCat("the ", length,
+                             " bytes do not parse as a feedrank.v1.ReplayRecord")));
     return Step::kSkipped;
   }
   return Check(at, *record);
 }
 
-absl::StatusOr<ReplayLogReader::Step> ReplayLogReader::NextJson(v1::ReplayRecord* record) {
+absl::StatusOr<ReplayLogReader::Step> ReplayLogReader::NextJson(
+    v1::ReplayRecord* record) {
   while (true) {
     // One line: up to '\n' or the end of the file.
     size_t newline;
@@ -198,8 +205,8 @@ absl::StatusOr<ReplayLogReader::Step> ReplayLogReader::NextJson(v1::ReplayRecord
     offset_ += consumed;
     if (blank) continue;
     if (!parsed.ok()) {
-      RETURN_IF_ERROR(Bad(at, absl::StrCat("not a feedrank.v1.ReplayRecord: ",
-                                           parsed.message())));
+      RETURN_IF_ERROR(
+          Bad(at, absl::StrCat("not a feedrank.v1.ReplayRecord: ", parsed.message())));
       return Step::kSkipped;
     }
     return Check(at, *record);
@@ -224,14 +231,13 @@ absl::StatusOr<std::vector<v1::ReplayRecord>> ReadReplayLog(const std::string& p
   return records;
 }
 
-absl::StatusOr<std::unique_ptr<ReplayLogWriter>> ReplayLogWriter::Open(const std::string& path,
-                                                                       FileSystem& fs) {
+absl::StatusOr<std::unique_ptr<ReplayLogWriter>> ReplayLogWriter::Open(
+    const std::string& path, FileSystem& fs) {
   return Open(path, ReplayLogFormatFor(path), fs);
 }
 
-absl::StatusOr<std::unique_ptr<ReplayLogWriter>> ReplayLogWriter::Open(const std::string& path,
-                                                                       ReplayLogFormat format,
-                                                                       FileSystem& fs) {
+absl::StatusOr<std::unique_ptr<ReplayLogWriter>> ReplayLogWriter::Open(
+    const std::string& path, ReplayLogFormat format, FileSystem& fs) {
   ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, fs.OpenForWrite(path));
   return std::unique_ptr<ReplayLogWriter>(new ReplayLogWriter(std::move(file), format));
 }
@@ -241,12 +247,14 @@ ReplayLogWriter::~ReplayLogWriter() {
 }
 
 absl::Status ReplayLogWriter::Append(const v1::ReplayRecord& record) {
-  if (file_ == nullptr) return absl::FailedPreconditionError("replay log writer is closed");
+  if (file_ == nullptr)
+    return absl::FailedPreconditionError("replay log writer is closed");
   const size_t before = pending_.size();
   if (format_ == ReplayLogFormat::kBinary) {
     const size_t length = record.ByteSizeLong();
     uint8_t prefix[10];
-    uint8_t* end = google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(length, prefix);
+    uint8_t* end =
+        google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(length, prefix);
     pending_.append(reinterpret_cast<const char*>(prefix), end - prefix);
     if (!record.AppendToString(&pending_)) {
       pending_.resize(before);
@@ -270,6 +278,8 @@ absl::Status ReplayLogWriter::Append(const v1::ReplayRecord& record) {
 
 absl::Status ReplayLogWriter::Flush() {
   if (pending_.empty()) return absl::OkStatus();
+  if (file_ == nullptr)
+    return absl::FailedPreconditionError("replay log writer is closed");
   absl::Status s = file_->Append(pending_);
   pending_.clear();
   return s;

@@ -48,7 +48,8 @@ absl::Status ValidateReplayRecord(const v1::ReplayRecord& record);
 class ReplayLogReader {
  public:
   static absl::StatusOr<std::unique_ptr<ReplayLogReader>> Open(
-      const std::string& path, BadRecordPolicy policy, FileSystem& fs = *FileSystem::Real());
+      const std::string& path, BadRecordPolicy policy,
+      FileSystem& fs = *FileSystem::Real());
   ~ReplayLogReader();
 
   // The next good record into `record`; false at the end of the file.
@@ -102,10 +103,13 @@ class ReplayLogWriter {
       const std::string& path, FileSystem& fs = *FileSystem::Real());
   // As Open, in the given format whatever the name.
   static absl::StatusOr<std::unique_ptr<ReplayLogWriter>> Open(
-      const std::string& path, ReplayLogFormat format, FileSystem& fs = *FileSystem::Real());
+      const std::string& path, ReplayLogFormat format,
+      FileSystem& fs = *FileSystem::Real());
   ~ReplayLogWriter();
 
   absl::Status Append(const v1::ReplayRecord& record);
+  // Hands the buffered records to the file (Append buffers up to 64 KiB).
+  absl::Status Flush();
   // Flushes and closes; Append after Close is an error.
   absl::Status Close();
   uint64_t bytes_written() const { return bytes_; }
@@ -114,7 +118,6 @@ class ReplayLogWriter {
  private:
   ReplayLogWriter(std::unique_ptr<WritableFile> file, ReplayLogFormat format)
       : file_(std::move(file)), format_(format) {}
-  absl::Status Flush();
 
   std::unique_ptr<WritableFile> file_;
   ReplayLogFormat format_;

@@ -538,7 +538,8 @@ Histories UserHistories(const InteractionLog& log, const Prepared& p) {
 // event.
 absl::Status WriteReplayLog(const TrainOptions& o, const InteractionLog& log,
                             const Prepared& p, const Histories& history) {
-  ASSIGN_OR_RETURN(std::unique_ptr<ReplayLogWriter> out, ReplayLogWriter::Open(o.replay_out));
+  ASSIGN_OR_RETURN(std::unique_ptr<ReplayLogWriter> out,
+                   ReplayLogWriter::Open(o.replay_out));
   int64_t records = 0;
   absl::flat_hash_set<uint64_t> done;
   for (size_t test_row : p.test) {

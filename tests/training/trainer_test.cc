@@ -1,5 +1,4 @@
 #include "training/trainer.h"
-#include "replay/replay_log.h"
 
 #include <gmock/gmock.h>
 #include <google/protobuf/util/json_util.h>
@@ -19,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/client.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
+#include "replay/replay_log.h"
 #include "server/feed_server.h"
 #include "tests/test_bundles.h"
 
