@@ -119,6 +119,11 @@ absl::StatusOr<std::unique_ptr<RequestLog>> RequestLog::Open(
 
 RequestLog::~RequestLog() { Close(); }
 
+bool RequestLog::Full() const {
+  return static_cast<int>(queue_.size()) >= std::max(1, options_.max_queued / 4) ||
+         queued_bytes_ >= options_.max_queued_bytes / 4;
+}
+
 bool RequestLog::Sample() const {
   if (sample_threshold_ == UINT64_MAX) return true;
   if (sample_threshold_ == 0) return false;
@@ -137,8 +142,7 @@ void RequestLog::Submit(RequestLogEntry&& entry) {
     }
     queue_.push_back(std::move(entry));
     queued_bytes_ += bytes;
-    wake = static_cast<int>(queue_.size()) >= std::max(1, options_.max_queued / 4) ||
-           queued_bytes_ >= options_.max_queued_bytes / 4;
+    wake = Full();
   }
   if (wake) wake_.Signal();
 }
@@ -182,8 +186,7 @@ void RequestLog::Run() {
     {
       MutexLock lock(&mu_);
       wake_.WaitFor(&mu_, kWriterPoll, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return closed_ ||
-               static_cast<int>(queue_.size()) >= std::max(1, options_.max_queued / 4);
+        return closed_ || Full();
       });
       batch.swap(queue_);
       queued_bytes_ = 0;

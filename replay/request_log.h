@@ -135,6 +135,8 @@ class RequestLog {
  private:
   RequestLog(const RequestLogOptions& options, FileSystem& fs);
   void Run();
+  // The queue holds enough to wake the writer before its poll.
+  bool Full() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Opens the current file when none is open (rotating a non-empty one away).
   absl::Status EnsureOpen();
   absl::Status Rotate();
