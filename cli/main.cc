@@ -25,6 +25,7 @@
 #include "cli/synth.h"
 #include "embeddings/manifest.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
+#include "replay/join.h"
 #include "server/feed_server.h"
 #include "training/trainer.h"
 
@@ -278,7 +279,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--out", train.out, "Output bundle directory (must not exist)")
       ->required();
   train_cmd->add_option("--replay-out", train.replay_out,
-                        "Write the held-out days as a replay log (binary; JSON lines when the name ends in .jsonl)");
+                        "Write the held-out days as a replay log (binary; JSON lines "
+                        "when the name ends in .jsonl)");
   train_cmd->add_option("--report", train_report, "Write the quality report (markdown)");
   train_cmd->add_option("--holdout-days", train.holdout_days, "Last days held out")
       ->capture_default_str();
@@ -423,6 +425,29 @@ int main(int argc, char** argv) {
   serve_cmd->add_flag("--no-reflection", no_reflection,
                       "Do not serve gRPC server reflection");
 
+  // serve: the request log (replay/request_log.h, docs/OPERATIONS.md)
+  serve_cmd->add_option(
+      "--request-log", serve.request_log.path,
+      "Log sampled answered RankFeed calls as replay records to this "
+      "file (binary; JSON lines when it ends in .jsonl; default: none)");
+  serve_cmd
+      ->add_option("--request-log-sample", serve.request_log.sample_rate,
+                   "Share of answered calls logged to --request-log")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--request-log-max-bytes", serve.request_log.max_bytes,
+                   "Rotate --request-log once it reaches this size (e.g. 256MiB, 1G; "
+                   "0 = never)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--request-log-keep", serve.request_log.keep,
+                   "Rotated request log files kept (PATH.1 ... PATH.N)")
+      ->check(CLI::Range(0, 10000))
+      ->capture_default_str();
+  // end of the request log's flags
+
   // query
   QueryFlags query;
   auto* query_cmd =
@@ -560,6 +585,41 @@ int main(int argc, char** argv) {
   replay_cmd->add_option("--json", replay.json_out, "Write the report as JSON");
   replay_cmd->add_option("--html", replay.html_out,
                          "Write a self-contained HTML report (SVG charts)");
+  // replay-join (replay/join.h, docs/REPLAY.md)
+  ReplayJoinOptions join;
+  std::string join_mapping, join_on_bad = "fail";
+  auto* join_cmd = app.add_subcommand(
+      "replay-join",
+      "Join later outcomes (an impression/engagement log) onto a request log, making "
+      "a replay log");
+  join_cmd
+      ->add_option("--requests", join.request_logs,
+                   "Request log(s) written by serve --request-log, oldest first "
+                   "(repeatable or comma-separated: PATH.2,PATH.1,PATH)")
+      ->delimiter(',')
+      ->required();
+  join_cmd
+      ->add_option("--outcomes", join.outcomes_path,
+                   "Impression/engagement log (CSV or TSV with a header)")
+      ->required();
+  join_cmd
+      ->add_option("--mapping", join_mapping,
+                   "Column mapping of --outcomes, textproto feedrank.v1.LogMapping (as "
+                   "train --mapping)")
+      ->required();
+  AddDuration(join_cmd, "--window", &join.window,
+              "Outcomes within this long after a request (and before the user's next "
+              "request) join it",
+              absl::Milliseconds(1), absl::Hours(24 * 30));
+  join_cmd
+      ->add_option("--out", join.out_path, "Replay log to write (.jsonl = JSON lines)")
+      ->required();
+  join_cmd
+      ->add_option("--on-bad-record", join_on_bad,
+                   "A bad request log record: fail, or skip it (counted)")
+      ->check(CLI::IsMember({"fail", "skip"}))
+      ->capture_default_str();
+  // end of replay-join's flags
 
   // Exit codes (docs/OPERATIONS.md): 0 done; 1 failed at run time; 2 bad
   // usage or an invalid argument.
@@ -673,5 +733,31 @@ int main(int argc, char** argv) {
     if (load_json) std::cout << ReportJson(*report) << "\n";
     return 0;
   }
+  // replay-join
+  if (join_cmd->parsed()) {
+    auto mapping = ReadLogMapping(join_mapping);
+    if (!mapping.ok()) return Fail(mapping.status());
+    join.mapping = *std::move(mapping);
+    join.on_bad_record =
+        join_on_bad == "skip" ? BadRecordPolicy::kSkip : BadRecordPolicy::kFail;
+    auto stats = JoinReplayLog(join);
+    if (!stats.ok()) return Fail(stats.status());
+    for (const std::string& problem : stats->problems) {
+      std::fprintf(stderr, "skipped: %s\n", problem.c_str());
+    }
+    std::fprintf(stderr,
+                 "replay-join: %lld requests (%lld with outcomes, %lld bad records "
+                 "skipped); %lld outcomes: %lld joined, %lld matched no request; wrote "
+                 "%s\n",
+                 static_cast<long long>(stats->requests),
+                 static_cast<long long>(stats->requests_with_outcomes),
+                 static_cast<long long>(stats->skipped_records),
+                 static_cast<long long>(stats->outcomes),
+                 static_cast<long long>(stats->outcomes_joined),
+                 static_cast<long long>(stats->outcomes_unmatched),
+                 join.out_path.c_str());
+    return 0;
+  }
+  // end of replay-join
   return 0;
 }

@@ -278,6 +278,8 @@ absl::Status ReplayLogWriter::Append(const v1::ReplayRecord& record) {
 
 absl::Status ReplayLogWriter::Flush() {
   if (pending_.empty()) return absl::OkStatus();
+  if (file_ == nullptr)
+    return absl::FailedPreconditionError("replay log writer is closed");
   absl::Status s = file_->Append(pending_);
   pending_.clear();
   return s;

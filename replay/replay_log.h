@@ -108,6 +108,8 @@ class ReplayLogWriter {
   ~ReplayLogWriter();
 
   absl::Status Append(const v1::ReplayRecord& record);
+  // Hands the buffered records to the file (Append buffers up to 64 KiB).
+  absl::Status Flush();
   // Flushes and closes; Append after Close is an error.
   absl::Status Close();
   uint64_t bytes_written() const { return bytes_; }
@@ -116,7 +118,6 @@ class ReplayLogWriter {
  private:
   ReplayLogWriter(std::unique_ptr<WritableFile> file, ReplayLogFormat format)
       : file_(std::move(file)), format_(format) {}
-  absl::Status Flush();
 
   std::unique_ptr<WritableFile> file_;
   ReplayLogFormat format_;

@@ -132,8 +132,8 @@ grpc::ServerUnaryReactor* FeedRankerService::RankFeed(
       workers_->TrySubmit([this, context, request, response, reactor, deadline, arrived] {
         CallSummary summary;
         const grpc::Status status =
-            Handle(context, *request, deadline, response, &summary);
-        Finish(reactor, status, arrived, summary);
+            Handle(context, *request, arrived, deadline, response, &summary);
+        Finish(reactor, status, arrived, std::move(summary));
       });
   if (!queued) {
     overloaded_.fetch_add(1, std::memory_order_relaxed);
@@ -148,10 +148,15 @@ grpc::ServerUnaryReactor* FeedRankerService::RankFeed(
 
 void FeedRankerService::Finish(grpc::ServerUnaryReactor* reactor,
                                const grpc::Status& status, SteadyTime arrived,
-                               const CallSummary& summary) {
+                               CallSummary&& summary) {
   const int code = static_cast<int>(status.error_code());
   const int64_t micros = MicrosBetween(arrived, options_->env.clock->Now());
   metrics_->RecordCall(Method::kRankFeed, code, micros);
+  // Answered calls only: a replay needs the page the server returned.
+  if (summary.log_entry.has_value() && status.ok()) {
+    summary.log_entry->latency_us = micros;
+    request_log_->Submit(std::move(*summary.log_entry));
+  }
   if (access_log_ != nullptr) {
     AccessEntry entry;
     entry.method = "RankFeed";
@@ -181,7 +186,7 @@ void FeedRankerService::Finish(grpc::ServerUnaryReactor* reactor,
 
 grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
                                        const grpc::ByteBuffer& request_bytes,
-                                       SteadyTime deadline,
+                                       SteadyTime arrived, SteadyTime deadline,
                                        grpc::ByteBuffer* response_bytes,
                                        CallSummary* summary) {
   if (context->IsCancelled()) {
@@ -246,6 +251,26 @@ grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
   info.config_version = snapshot->config.version();
   info.catalog_version = snapshot->view->version();
   RankResultToProto(*request, result, info, response);
+  if (request_log_ != nullptr && request_log_->Sample()) {
+    // A compact copy; the log's thread parses and writes it.
+    RequestLogEntry& entry = summary->log_entry.emplace();
+    std::vector<grpc::Slice> slices;
+    if (bytes->Dump(&slices).ok()) {
+      entry.request.reserve(size);
+      for (const grpc::Slice& slice : slices) {
+        entry.request.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+      }
+    }
+    const Clock& clock = *options_->env.clock;
+    entry.time_ms = clock.UnixMillis() - MicrosBetween(arrived, clock.Now()) / 1000;
+    entry.bundle_version = std::string(info.bundle_version);
+    entry.config_version = std::string(info.config_version);
+    entry.catalog_version = info.catalog_version;
+    entry.video_ids.reserve(result.items.size());
+    for (const RankedVideo& item : result.items) entry.video_ids.push_back(item.video_id);
+    entry.degraded = result.degrade_causes != 0;
+    entry.known_user = !result.cold_start;
+  }
   bool own_buffer;
   return grpc::GenericSerialize<grpc::ProtoBufferWriter, v1::RankFeedResponse>(
       *response, response_bytes, &own_buffer);
@@ -297,6 +322,7 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (o.env.clock == nullptr || o.env.fs == nullptr) {
     return bad("server: env needs a clock and a file system");
   }
+  RETURN_IF_ERROR(ValidateRequestLogOptions(o.request_log));
   return absl::OkStatus();
 }
 
@@ -364,13 +390,18 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
   if (!o.access_log.path.empty()) {
     ASSIGN_OR_RETURN(server->access_log_, AccessLog::Open(o.access_log));
   }
+  if (!o.request_log.path.empty()) {
+    ASSIGN_OR_RETURN(server->request_log_, RequestLog::Open(o.request_log, *o.env.fs));
+    server->metrics_->SetRequestLogCounts(
+        [log = server->request_log_.get()] { return log->counts(); });
+  }
   ASSIGN_OR_RETURN(server->workers_, WorkerPool::Create(o.workers, o.max_queue));
   server->metrics_->SetQueueDepth(
       [pool = server->workers_.get()] { return double(pool->queued()); });
   server->snapshots_ = std::make_unique<SnapshotManager>(o.env);
   server->service_ = std::make_unique<FeedRankerService>(
       server->snapshots_.get(), server->workers_.get(), &o, server->metrics_.get(),
-      server->access_log_.get());
+      server->access_log_.get(), server->request_log_.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   // gRPC turns SO_REUSEPORT on by default: a second server on the port would
@@ -667,7 +698,16 @@ void FeedServer::Shutdown() {
     server_->Wait();
     LogInfo("stopped");
   }
+  // A scrape after this must not read the pool it is about to lose.
+  metrics_->SetQueueDepth(nullptr);
   workers_.reset();
+  // Every call has finished: write what is queued and close the file.
+  if (request_log_ != nullptr) {
+    request_log_->Close();
+    const RequestLogCounts c = request_log_->counts();
+    LogInfo("request log %s closed: %d records written, %d dropped, %d failed",
+            options_.request_log.path, c.written, c.dropped, c.failed);
+  }
   monitoring_.reset();
   access_log_.reset();
   stopped_.Notify();

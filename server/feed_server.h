@@ -41,6 +41,7 @@
 #include "base/env.h"
 #include "base/mutex.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
+#include "replay/request_log.h"
 #include "server/access_log.h"
 #include "server/metrics.h"
 #include "server/monitoring.h"
@@ -99,6 +100,9 @@ struct ServerOptions {
   // HTTP address of /metrics, /healthz and /readyz; empty = none.
   std::string metrics_address;
   AccessLogOptions access_log;
+  // Sampled answered calls as replay records (replay/request_log.h); off
+  // when the path is empty. Written through `env.fs`.
+  RequestLogOptions request_log;
   ConnectionLimits limits;
   // Serve gRPC server reflection, v1 and v1alpha (grpcurl, the
   // reflection-based clients).
@@ -119,6 +123,9 @@ struct CallSummary {
   int items = 0;
   uint32_t degrade_causes = 0;
   std::shared_ptr<const Snapshot> snapshot;
+  // Set when the call was sampled for the request log; its latency is
+  // filled in and it is submitted when the call finishes OK.
+  std::optional<RequestLogEntry> log_entry;
 };
 
 // RankFeed as a raw (ByteBuffer) callback method: the worker parses the
@@ -132,12 +139,13 @@ class FeedRankerService final
  public:
   FeedRankerService(const SnapshotManager* snapshots, WorkerPool* workers,
                     const ServerOptions* options, ServerMetrics* metrics,
-                    AccessLog* access_log)
+                    AccessLog* access_log, RequestLog* request_log = nullptr)
       : snapshots_(snapshots),
         workers_(workers),
         options_(options),
         metrics_(metrics),
-        access_log_(access_log) {}
+        access_log_(access_log),
+        request_log_(request_log) {}
 
   grpc::ServerUnaryReactor* RankFeed(grpc::CallbackServerContext* context,
                                      const grpc::ByteBuffer* request,
@@ -153,16 +161,18 @@ class FeedRankerService final
 
  private:
   grpc::Status Handle(grpc::CallbackServerContext* context,
-                      const grpc::ByteBuffer& request, SteadyTime deadline,
-                      grpc::ByteBuffer* response, CallSummary* summary);
+                      const grpc::ByteBuffer& request, SteadyTime arrived,
+                      SteadyTime deadline, grpc::ByteBuffer* response,
+                      CallSummary* summary);
   void Finish(grpc::ServerUnaryReactor* reactor, const grpc::Status& status,
-              SteadyTime arrived, const CallSummary& summary);
+              SteadyTime arrived, CallSummary&& summary);
 
   const SnapshotManager* snapshots_;
   WorkerPool* workers_;
   const ServerOptions* options_;
   ServerMetrics* metrics_;
-  AccessLog* access_log_;  // may be null
+  AccessLog* access_log_;    // may be null
+  RequestLog* request_log_;  // may be null
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> cancelled_in_queue_{0};
   std::atomic<int64_t> overloaded_{0};
@@ -204,6 +214,8 @@ class FeedServer {
   WorkerPool& workers() { return *workers_; }
   const FeedRankerService& service() const { return *service_; }
   const ServerMetrics& metrics() const { return *metrics_; }
+  // The request log (closed once Shutdown has returned); null without one.
+  const RequestLog* request_log() const { return request_log_.get(); }
   // The version directory served from bundle_root (-1 otherwise).
   int64_t served_version() const { return served_version_.load(); }
 
@@ -225,6 +237,7 @@ class FeedServer {
   ServerOptions options_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<AccessLog> access_log_;
+  std::unique_ptr<RequestLog> request_log_;
   std::unique_ptr<SnapshotManager> snapshots_;
   std::unique_ptr<WorkerPool> workers_;  // outlives every call
   std::unique_ptr<FeedRankerService> service_;

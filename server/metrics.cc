@@ -169,6 +169,11 @@ void ServerMetrics::SetQueueDepth(std::function<double()> read) {
   queue_depth_ = std::move(read);
 }
 
+void ServerMetrics::SetRequestLogCounts(std::function<RequestLogCounts()> read) {
+  MutexLock lock(&mu_);
+  request_log_counts_ = std::move(read);
+}
+
 uint64_t ServerMetrics::calls(Method method, int grpc_code) const {
   return Sum([&](const Shard& s) -> const std::atomic<uint64_t>& {
     return s.calls[static_cast<int>(method)][grpc_code];
@@ -318,6 +323,7 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
     out.push_back(std::move(t));
   }
   std::function<double()> queue_depth;
+  std::function<RequestLogCounts()> request_log_counts;
   {
     MutexLock lock(&mu_);
     MetricFamily b =
@@ -337,6 +343,7 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
     }
     out.push_back(std::move(c));
     queue_depth = queue_depth_;
+    request_log_counts = request_log_counts_;
   }
   {
     MetricFamily f = Family("feedrank_queue_depth", "Calls waiting for a ranking thread.",
@@ -344,6 +351,22 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
     ClientMetric s;
     s.gauge.value = queue_depth ? queue_depth() : 0;
     f.metric.push_back(std::move(s));
+    out.push_back(std::move(f));
+  }
+  if (request_log_counts) {
+    const RequestLogCounts c = request_log_counts();
+    MetricFamily f = Family("feedrank_request_log_records_total",
+                            "Sampled calls for the request log, by outcome: written, "
+                            "dropped (queue full) or failed (write error).",
+                            MetricType::Counter);
+    for (const auto& [outcome, n] :
+         {std::pair<const char*, int64_t>{"written", c.written},
+          {"dropped", c.dropped},
+          {"failed", c.failed}}) {
+      ClientMetric s = Sample({{"outcome", outcome}});
+      s.counter.value = double(n);
+      f.metric.push_back(std::move(s));
+    }
     out.push_back(std::move(f));
   }
   {

@@ -28,6 +28,7 @@
 #include "absl/base/thread_annotations.h"
 #include "base/mutex.h"
 #include "ranking/ranker.h"
+#include "replay/request_log.h"
 
 namespace feedrank {
 
@@ -79,6 +80,9 @@ class ServerMetrics : public prometheus::Collectable {
                   const std::string& config_version);
   // Gauges read at scrape time (queue depth, calls in flight).
   void SetQueueDepth(std::function<double()> read);
+  // The request log's counts, read at scrape time
+  // (feedrank_request_log_records_total); the family is absent until set.
+  void SetRequestLogCounts(std::function<RequestLogCounts()> read);
   void AddInFlight(int delta) {
     ThisThreadsShard().in_flight.fetch_add(delta, std::memory_order_relaxed);
   }
@@ -131,6 +135,7 @@ class ServerMetrics : public prometheus::Collectable {
   std::string bundle_dir_ ABSL_GUARDED_BY(mu_);
   std::string config_version_ ABSL_GUARDED_BY(mu_);
   std::function<double()> queue_depth_ ABSL_GUARDED_BY(mu_);
+  std::function<RequestLogCounts()> request_log_counts_ ABSL_GUARDED_BY(mu_);
   const int64_t start_unix_ms_;
 };
 

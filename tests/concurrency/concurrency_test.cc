@@ -11,12 +11,56 @@
 #include <thread>
 
 #include "base/mutex.h"
+#include "replay/replay_log.h"
+#include "replay/request_log.h"
 #include "server/snapshot_manager.h"
 #include "server/worker_pool.h"
 #include "tests/test_bundles.h"
+#include "tests/test_util.h"
 
 namespace feedrank {
 namespace {
+
+TEST(ConcurrencyTest, RequestLogCountsEverySubmittedEntryOnceUnderContention) {
+  constexpr int kProducers = 4, kEntries = 2000;
+  testing::TempDir dir;
+  RequestLogOptions options;
+  options.path = dir.Sub("requests.log");
+  options.sample_rate = 1;
+  options.max_queued = 64;  // small: some entries are dropped
+  options.max_bytes = kMinRequestLogBytes;
+  options.keep = 10000;
+  auto log = RequestLog::Open(options, *FileSystem::Real());
+  ASSERT_TRUE(log.ok()) << log.status();
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      for (int i = 0; i < kEntries; ++i) {
+        if (!(*log)->Sample()) continue;
+        v1::RankFeedRequest request;
+        request.set_user_id(p * kEntries + i);
+        RequestLogEntry entry;
+        entry.request = request.SerializeAsString();
+        entry.video_ids = {1, 2, 3};
+        (*log)->Submit(std::move(entry));
+      }
+    });
+  }
+  for (std::thread& t : producers) t.join();
+  (*log)->Close();
+  const RequestLogCounts c = (*log)->counts();
+  EXPECT_EQ(c.written + c.dropped, kProducers * kEntries);
+  EXPECT_EQ(c.failed, 0);
+  auto files = RequestLogFiles(options.path, *FileSystem::Real());
+  ASSERT_TRUE(files.ok());
+  std::set<uint64_t> users;
+  for (const std::string& file : *files) {
+    auto records = ReadReplayLog(file, BadRecordPolicy::kFail);
+    ASSERT_TRUE(records.ok()) << records.status();
+    for (const v1::ReplayRecord& r : *records) users.insert(r.request().user_id());
+  }
+  EXPECT_EQ(int64_t(users.size()), c.written);  // each once
+}
 
 TEST(ConcurrencyTest, WorkerPoolRunsEveryAcceptedTaskOnceUnderContention) {
   constexpr int kProducers = 4, kTasks = 2000;
