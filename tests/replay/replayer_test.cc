@@ -6,6 +6,8 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "feedrank/v1/ranker.grpc.pb.h"
+#include "replay/replay_log.h"
 #include "server/feed_server.h"
 #include "tests/test_bundles.h"
 
@@ -181,6 +183,68 @@ TEST_F(ReplayerTest, InProcessAndAgainstAServerGiveTheSamePages) {
   ASSERT_GT(open->variants(0).latency_size(), 0);
   EXPECT_EQ(open->variants(0).latency(0).stage(), "request");
   (*server)->Shutdown();
+}
+
+TEST_F(ReplayerTest, AServersRequestLogReplaysToThePagesItServed) {
+  // A server logs every answered call; replaying its log in process, and
+  // against the server again, gives back the pages it served.
+  testing::TempDir logs;
+  ServerOptions server_options;
+  server_options.address = "127.0.0.1:0";
+  server_options.bundle_dir = dir_->Sub("bundle");
+  server_options.request_log.path = logs.Sub("requests.log");
+  server_options.request_log.sample_rate = 1;
+  auto server = FeedServer::Start(server_options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->Load().ok());
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::FeedRanker::NewStub(channel);
+  const Catalog& catalog = *(*bundle_)->catalog;
+  for (int i = 0; i < 80; ++i) {
+    v1::RankFeedRequest request;
+    request.set_user_id(catalog.user_id(i * 7 % catalog.num_users()));
+    request.set_request_id(absl::StrCat("live-", i));
+    request.set_count(5 + i % 20);
+    request.mutable_context()->set_client_time_ms((*bundle_)->manifest.data_time_ms());
+    if (i % 3 == 0) request.add_exclude_ids(catalog.video_id(i));
+    v1::RankFeedResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->RankFeed(&context, request, &response).ok());
+  }
+  // A second server for the target replay; the first flushes its log.
+  (*server)->Shutdown();
+  auto records = ReadReplayLog(logs.Sub("requests.log"), BadRecordPolicy::kFail);
+  ASSERT_TRUE(records.ok()) << records.status();
+  ASSERT_EQ(records->size(), 80u);
+  auto same_as_served = [](const v1::ReplayReport& report) {
+    for (const auto& m : report.variants(0).metrics()) {
+      if (m.name() == "same_page_as_served") return m;
+    }
+    ADD_FAILURE() << "no same_page_as_served";
+    return v1::ReplayReport::Metric();
+  };
+  ReplayOptions options;
+  options.bootstrap_resamples = 100;
+  ReplayPages pages;
+  auto in_process = RunReplay(*records, {Variant("local")}, options, "", &pages);
+  ASSERT_TRUE(in_process.ok()) << in_process.status();
+  EXPECT_EQ(same_as_served(*in_process).value(), 1.0);
+  EXPECT_EQ(same_as_served(*in_process).requests(), 80);
+  for (size_t i = 0; i < records->size(); ++i) {
+    const auto& served = (*records)[i].served().video_ids();
+    EXPECT_EQ(pages[0][i], std::vector<uint64_t>(served.begin(), served.end())) << i;
+  }
+  server_options.request_log = RequestLogOptions();
+  auto again = FeedServer::Start(server_options);
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_TRUE((*again)->Load().ok());
+  ReplayVariant target = Variant("server");
+  target.target = absl::StrCat("127.0.0.1:", (*again)->port());
+  auto remote = RunReplay(*records, {target}, options);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  EXPECT_EQ(same_as_served(*remote).value(), 1.0);
+  (*again)->Shutdown();
 }
 
 TEST_F(ReplayerTest, ASweepDrawsRecallAgainstExactSearch) {
