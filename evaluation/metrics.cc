@@ -201,6 +201,34 @@ Interval PairedAucDeltaWithCi(const std::vector<float>& a_scores,
   return FromSamples(delta, std::move(samples));
 }
 
+Interval PairedAucDeltaOverUsers(const std::vector<float>& a_scores,
+                                 const std::vector<float>& a_labels,
+                                 const std::vector<int32_t>& a_groups,
+                                 const std::vector<float>& b_scores,
+                                 const std::vector<float>& b_labels,
+                                 const std::vector<int32_t>& b_groups, int num_groups,
+                                 int resamples, uint64_t seed) {
+  if (!GroupsValid(a_scores.size(), a_labels, a_groups, num_groups) ||
+      !GroupsValid(b_scores.size(), b_labels, b_groups, num_groups)) {
+    return {kNan, kNan, kNan};
+  }
+  const std::vector<size_t> a_order = DescendingOrder(a_scores);
+  const std::vector<size_t> b_order = DescendingOrder(b_scores);
+  std::vector<double> a_weight(a_scores.size(), 1.0), b_weight(b_scores.size(), 1.0);
+  const double delta = WeightedAuc(b_scores, b_labels, b_order, b_weight) -
+                       WeightedAuc(a_scores, a_labels, a_order, a_weight);
+  std::mt19937_64 rng(seed);
+  std::vector<double> multiplicity, samples;
+  for (int r = 0; r < resamples && num_groups > 0; ++r) {
+    DrawUsers(num_groups, &rng, &multiplicity);
+    for (size_t i = 0; i < a_scores.size(); ++i) a_weight[i] = multiplicity[a_groups[i]];
+    for (size_t i = 0; i < b_scores.size(); ++i) b_weight[i] = multiplicity[b_groups[i]];
+    samples.push_back(WeightedAuc(b_scores, b_labels, b_order, b_weight) -
+                      WeightedAuc(a_scores, a_labels, a_order, a_weight));
+  }
+  return FromSamples(delta, std::move(samples));
+}
+
 double Percentile(std::vector<double>* values, double q) {
   if (values->empty()) return 0.0;
   if (std::isnan(q)) return kNan;

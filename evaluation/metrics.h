@@ -77,6 +77,18 @@ Interval PairedAucDeltaWithCi(const std::vector<float>& a_scores,
                               const std::vector<int32_t>& groups, int num_groups,
                               int resamples, uint64_t seed);
 
+// The AUC of b's rows minus a's when a and b are different rows of the same
+// users (two rankers' pages, each labelled where observed): a paired
+// bootstrap over users — each resample draws users once and weighs both
+// sides' rows by the same draw. NaN as AucWithCi.
+Interval PairedAucDeltaOverUsers(const std::vector<float>& a_scores,
+                                 const std::vector<float>& a_labels,
+                                 const std::vector<int32_t>& a_groups,
+                                 const std::vector<float>& b_scores,
+                                 const std::vector<float>& b_labels,
+                                 const std::vector<int32_t>& b_groups, int num_groups,
+                                 int resamples, uint64_t seed);
+
 // The q-th percentile (q in [0, 100], clamped) of `values` by linear
 // interpolation between order statistics, as numpy.percentile's default:
 // the value at fractional index (n - 1) * q / 100 of the sorted values.

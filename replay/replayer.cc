@@ -413,6 +413,60 @@ struct VariantFigures {
   double coverage = std::nan("");
 };
 
+void SetMetric(v1::ReplayReport::Metric* metric, const std::string& name,
+               const Interval& ci, int64_t users, int64_t requests) {
+  metric->set_name(name);
+  metric->set_value(ci.value);
+  metric->set_lo(ci.lo);
+  metric->set_hi(ci.hi);
+  metric->set_users(users);
+  metric->set_requests(requests);
+}
+
+void AddDelta(v1::ReplayReport::Variant* out, const std::string& name, const Interval& d,
+              int64_t users, bool* any_few) {
+  v1::ReplayReport::Delta* delta = out->add_deltas();
+  delta->set_name(name);
+  delta->set_delta(d.value);
+  delta->set_lo(d.lo);
+  delta->set_hi(d.hi);
+  delta->set_significant(d.lo > 0 || d.hi < 0);
+  delta->set_users(users);
+  delta->set_few_users(users < kFewUsers);
+  *any_few |= delta->few_users();
+}
+
+// The paired difference of per-user values (NaN = the user has none), over
+// the users both variants have a value for.
+void AddPairedDelta(v1::ReplayReport::Variant* out, const std::string& name,
+                    const std::vector<double>& base_user,
+                    const std::vector<double>& per_user, int resamples, uint64_t seed,
+                    bool* any_few) {
+  std::vector<double> a, b;
+  for (size_t u = 0; u < per_user.size(); ++u) {
+    if (std::isnan(per_user[u]) || std::isnan(base_user[u])) continue;
+    a.push_back(base_user[u]);
+    b.push_back(per_user[u]);
+  }
+  AddDelta(out, name, PairedDeltaWithCi(a, b, resamples, seed), int64_t(a.size()),
+           any_few);
+}
+
+// Each user's mean log loss over their labelled rows; NaN for a user with
+// none.
+std::vector<double> LogLossPerUser(const VariantFigures::Rows& rows, int64_t users) {
+  std::vector<double> sum(users, 0), n(users, 0);
+  for (size_t i = 0; i < rows.scores.size(); ++i) {
+    sum[rows.users[i]] += LogLoss({rows.scores[i]}, {rows.labels[i]});
+    n[rows.users[i]] += 1;
+  }
+  std::vector<double> out(users, std::nan(""));
+  for (int64_t u = 0; u < users; ++u) {
+    if (n[u] > 0) out[u] = sum[u] / n[u];
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::Status ValidateReplayOptions(const ReplayOptions& o) {
@@ -719,77 +773,48 @@ absl::StatusOr<v1::ReplayReport> RunReplay(const std::vector<v1::ReplayRecord>& 
     for (size_t m = 0; m < f.names.size(); ++m, ++seed) {
       const std::vector<double> per_user = PerUser(f.per_request[m], truths, num_users);
       const std::vector<double> defined = Defined(per_user);
-      v1::ReplayReport::Metric* metric = out->add_metrics();
-      metric->set_name(f.names[m]);
-      const Interval ci = MeanWithCi(defined, b, seed);
-      metric->set_value(ci.value);
-      metric->set_lo(ci.lo);
-      metric->set_hi(ci.hi);
-      metric->set_users(static_cast<int64_t>(defined.size()));
-      metric->set_requests(CountDefined(f.per_request[m]));
+      SetMetric(out->add_metrics(), f.names[m], MeanWithCi(defined, b, seed),
+                int64_t(defined.size()), CountDefined(f.per_request[m]));
       if (v == 0) continue;
-      // Paired over users with the metric in both variants.
       const VariantFigures& base = figures[0];
       auto at = std::find(base.names.begin(), base.names.end(), f.names[m]);
       if (at == base.names.end()) continue;
-      const std::vector<double> base_user =
-          PerUser(base.per_request[at - base.names.begin()], truths, num_users);
-      std::vector<double> a, bb;
-      for (int64_t u = 0; u < num_users; ++u) {
-        if (std::isnan(per_user[u]) || std::isnan(base_user[u])) continue;
-        a.push_back(base_user[u]);
-        bb.push_back(per_user[u]);
-      }
-      const Interval d = PairedDeltaWithCi(a, bb, b, seed);
-      v1::ReplayReport::Delta* delta = out->add_deltas();
-      delta->set_name(f.names[m]);
-      delta->set_delta(d.value);
-      delta->set_lo(d.lo);
-      delta->set_hi(d.hi);
-      delta->set_significant(d.lo > 0 || d.hi < 0);
-      delta->set_users(static_cast<int64_t>(a.size()));
-      delta->set_few_users(int64_t(a.size()) < kFewUsers);
-      any_few |= delta->few_users();
+      AddPairedDelta(
+          out, f.names[m],
+          PerUser(base.per_request[at - base.names.begin()], truths, num_users), per_user,
+          b, seed, &any_few);
     }
-    // Per-head AUC and log loss over the labelled items of the pages.
+    // Per-head AUC and log loss over the labelled items of the pages; their
+    // differences paired over users like the others.
     for (const auto& [head, rows] : f.heads) {
       std::set<int32_t> users(rows.users.begin(), rows.users.end());
       const Interval auc =
           AucWithCi(rows.scores, rows.labels, rows.users, int(num_users), b, seed++);
-      v1::ReplayReport::Metric* metric = out->add_metrics();
-      metric->set_name("auc/" + head);
-      metric->set_value(auc.value);
-      metric->set_lo(auc.lo);
-      metric->set_hi(auc.hi);
-      metric->set_users(static_cast<int64_t>(users.size()));
-      metric->set_requests(static_cast<int64_t>(rows.scores.size()));
-      // Log loss: per user, then the mean over users.
-      std::vector<double> sum(num_users, 0), n(num_users, 0);
-      for (size_t i = 0; i < rows.scores.size(); ++i) {
-        sum[rows.users[i]] += LogLoss({rows.scores[i]}, {rows.labels[i]});
-        n[rows.users[i]] += 1;
+      SetMetric(out->add_metrics(), "auc/" + head, auc, int64_t(users.size()),
+                int64_t(rows.scores.size()));
+      const std::vector<double> loss = LogLossPerUser(rows, num_users);
+      const std::vector<double> defined = Defined(loss);
+      SetMetric(out->add_metrics(), "logloss/" + head, MeanWithCi(defined, b, seed++),
+                int64_t(defined.size()), int64_t(rows.scores.size()));
+      if (v == 0) continue;
+      auto base_rows = figures[0].heads.find(head);
+      if (base_rows == figures[0].heads.end()) continue;
+      const VariantFigures::Rows& a = base_rows->second;
+      std::set<int32_t> both;
+      for (int32_t u : a.users) {
+        if (users.count(u)) both.insert(u);
       }
-      std::vector<double> per_user;
-      for (int64_t u = 0; u < num_users; ++u) {
-        if (n[u] > 0) per_user.push_back(sum[u] / n[u]);
-      }
-      const Interval ll = MeanWithCi(per_user, b, seed++);
-      metric = out->add_metrics();
-      metric->set_name("logloss/" + head);
-      metric->set_value(ll.value);
-      metric->set_lo(ll.lo);
-      metric->set_hi(ll.hi);
-      metric->set_users(static_cast<int64_t>(per_user.size()));
-      metric->set_requests(static_cast<int64_t>(rows.scores.size()));
+      AddDelta(
+          out, "auc/" + head,
+          PairedAucDeltaOverUsers(a.scores, a.labels, a.users, rows.scores, rows.labels,
+                                  rows.users, int(num_users), b, seed++),
+          int64_t(both.size()), &any_few);
+      AddPairedDelta(out, "logloss/" + head, LogLossPerUser(a, num_users), loss, b,
+                     seed++, &any_few);
     }
     if (!std::isnan(f.coverage)) {
-      v1::ReplayReport::Metric* metric = out->add_metrics();
-      metric->set_name("coverage");
-      metric->set_value(f.coverage);
-      metric->set_lo(f.coverage);
-      metric->set_hi(f.coverage);
-      metric->set_users(num_users);
-      metric->set_requests(static_cast<int64_t>(records.size()));
+      SetMetric(out->add_metrics(), "coverage", {f.coverage, f.coverage, f.coverage},
+                num_users, int64_t(records.size()));
       if (v > 0 && !std::isnan(figures[0].coverage)) {
         v1::ReplayReport::Delta* delta = out->add_deltas();
         delta->set_name("coverage");

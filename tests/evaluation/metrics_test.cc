@@ -281,5 +281,30 @@ TEST(PairedAucDeltaWithCiTest, SameUsersForBothArms) {
   EXPECT_TRUE(AllNan(PairedAucDeltaWithCi(a, {0.5f}, labels, groups, 2, 100, 5)));
 }
 
+TEST(PairedAucDeltaOverUsersTest, DifferentRowsOfTheSameUsers) {
+  // a has two rows per user; b has other rows (another ranker's page): user
+  // 0 a positive 0.7 and a negative 0.6, user 1 one negative 0.9.
+  const std::vector<float> a = {0.2f, 0.8f, 0.9f, 0.1f};
+  const std::vector<float> a_labels = {1, 0, 1, 0};
+  const std::vector<int32_t> a_groups = {0, 0, 1, 1};
+  const std::vector<float> b = {0.7f, 0.6f, 0.9f};
+  const std::vector<float> b_labels = {1, 0, 0};
+  const std::vector<int32_t> b_groups = {0, 0, 1};
+  // a's AUC 0.75 (above); b's: the positive 0.7 beats 0.6, not 0.9 -> 0.5.
+  const Interval delta =
+      PairedAucDeltaOverUsers(a, a_labels, a_groups, b, b_labels, b_groups, 2, 400, 6);
+  EXPECT_DOUBLE_EQ(delta.value, -0.25);
+  EXPECT_LE(delta.lo, delta.value);
+  EXPECT_GE(delta.hi, delta.value);
+  // The same rows on both sides: exactly 0, resample by resample.
+  const Interval same =
+      PairedAucDeltaOverUsers(a, a_labels, a_groups, a, a_labels, a_groups, 2, 400, 6);
+  EXPECT_EQ(same.value, 0.0);
+  EXPECT_EQ(same.lo, 0.0);
+  EXPECT_EQ(same.hi, 0.0);
+  EXPECT_TRUE(AllNan(PairedAucDeltaOverUsers(a, a_labels, {0, 0, 1, 5}, b, b_labels,
+                                             b_groups, 2, 100, 6)));
+}
+
 }  // namespace
 }  // namespace feedrank
