@@ -4,7 +4,8 @@
 // Eigen's aligned allocations go through them) with counting versions and
 // checks that warm Rank calls of varying sizes — page size, exclude lists,
 // deadline-shrunk reranks, cold starts, two bundles of different sizes —
-// allocate nothing.
+// allocate nothing. Likewise ExperimentConfig::Assign with a reused
+// Assignment, pinned or not.
 #include <gtest/gtest.h>
 #include <malloc.h>
 
@@ -12,6 +13,7 @@
 #include <random>
 #include <thread>
 
+#include "ranking/experiments.h"
 #include "ranking/ranker.h"
 #include "tests/test_bundles.h"
 #include "tests/test_env.h"
@@ -170,6 +172,66 @@ TEST(AllocationTest, WarmRankCallsOfVaryingSizesAllocateNothing) {
   request.deadline = clock.Now() + std::chrono::microseconds(500);
   ASSERT_TRUE(cases[0].ranker->Rank(request, &result).ok());
   EXPECT_TRUE(result.has_cause(DegradeCause::kRerankShrunk));
+}
+
+TEST(AllocationTest, AssignWithAReusedAssignmentAllocatesNothing) {
+  auto proto = ParseConfig(R"pb(
+    allow_pinning: true
+    layers {
+      name: "ranking"
+      salt: "ranking-1"
+      experiments {
+        name: "beam"
+        ranges { begin: 0 end: 3000 }
+        arms {
+          name: "a"
+          ranges { begin: 0 end: 1000 }
+          overrides { max_count: 100 }
+        }
+        arms {
+          name: "b"
+          ranges { begin: 1000 end: 3000 }
+          overrides { max_count: 300 }
+        }
+      }
+    }
+    layers {
+      name: "page"
+      salt: "page-1"
+      experiments {
+        name: "cap"
+        ranges { begin: 0 end: 10000 }
+        arms {
+          name: "p0"
+          ranges { begin: 0 end: 5000 }
+          overrides { creator_cap: 0 }
+        }
+        arms {
+          name: "p1"
+          ranges { begin: 5000 end: 10000 }
+          overrides { creator_cap: 5 }
+        }
+      }
+    }
+  )pb");
+  ASSERT_TRUE(proto.ok()) << proto.status();
+  auto config = ExperimentConfig::Create(*proto, {"click", "like"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  const std::vector<ArmPin> pins = {{"ranking", "b"}}, none;
+  Assignment out;
+  ASSERT_TRUE(config->Assign(0, &out).ok());  // sizes out.arms
+  int64_t sum = 0;
+  EXPECT_EQ(CountAllocations([&] {
+              for (uint64_t u = 0; u < 10000; ++u) {
+                if (!config->Assign(u, u % 2 ? pins : none, &out).ok()) {
+                  sum = -1;
+                  return;
+                }
+                sum += out.options->max_count;
+              }
+            }),
+            0);
+  EXPECT_GT(sum, 0);
 }
 
 }  // namespace
