@@ -548,6 +548,10 @@ int main(int argc, char** argv) {
   replay_cmd->add_option("--sweep", replay.sweep,
                          "One variant per value of a parameter, e.g. "
                          "ann_beam_width=128,256,512: the recall-latency curve");
+  replay_cmd->add_flag(
+      "--arms", replay.arms,
+      "One variant per experiment arm of the --config (every user pinned "
+      "to it), after its defaults and its users' own arms");
   replay_cmd->add_option("--threads", replay.options.threads, "In-process threads")
       ->capture_default_str();
   replay_cmd->add_option("--k", replay.options.k, "Cut-off of NDCG, recall and hit rate")

@@ -98,6 +98,11 @@ absl::Status RunReplayCommand(ReplayCommand c) {
     return absl::InvalidArgumentError(
         "--sweep varies one config: give at most one --config");
   }
+  if (c.arms && (target_mode || !c.sweep.empty() || c.configs.size() != 1)) {
+    return absl::InvalidArgumentError(
+        "--arms compares the arms of one config in process: give exactly one --config, "
+        "no --target or --sweep");
+  }
   if (c.bundles.empty() && !target_mode) {
     return absl::InvalidArgumentError("--bundle: in process, replay needs a bundle");
   }
@@ -155,6 +160,31 @@ absl::Status RunReplayCommand(ReplayCommand c) {
     }
     if (!c.names.empty()) v.name = c.names[i];
     variants.push_back(std::move(v));
+  }
+  if (c.arms) {
+    // Defaults first (the base), then the users' own arms, then each arm for
+    // every user.
+    ReplayVariant assigned = variants.front();
+    const std::string stem = assigned.name;
+    ReplayVariant defaults = assigned;
+    defaults.config.clear_layers();
+    defaults.name = assigned.name + "@defaults";
+    assigned.name += "@assigned";
+    variants = {defaults, assigned};
+    for (const v1::Layer& layer : assigned.config.layers()) {
+      for (const v1::Experiment& experiment : layer.experiments()) {
+        for (const v1::Arm& arm : experiment.arms()) {
+          ReplayVariant pinned = assigned;
+          pinned.pins = {{layer.name(), arm.name()}};
+          pinned.name = absl::StrCat(stem, "@", layer.name(), "/", arm.name());
+          variants.push_back(std::move(pinned));
+        }
+      }
+    }
+    if (variants.size() == 2) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--arms: config ", QuoteForError(c.configs[0]), " has no experiment arms"));
+    }
   }
   // Names must tell variants apart: suffix repeats.
   std::map<std::string, int> seen;

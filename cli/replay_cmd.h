@@ -20,6 +20,9 @@ struct ReplayCommand {
   std::vector<std::string> targets;
   std::vector<std::string> names;
   std::string sweep;  // FIELD=V1,V2,...
+  // One variant per arm of the one --config's experiments (pinned), after
+  // the config's defaults (no experiments) and its users' own arms.
+  bool arms = false;
   int64_t limit = 0;  // first N records; 0 = all
   std::string json_out;
   std::string html_out;

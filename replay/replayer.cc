@@ -24,6 +24,7 @@
 #include "evaluation/metrics.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
 #include "google/protobuf/descriptor.h"
+#include "ranking/experiments.h"
 #include "ranking/options.h"
 #include "ranking/ranker.h"
 #include "ranking/request.h"
@@ -95,33 +96,98 @@ class InProcessVariant {
   static absl::StatusOr<std::unique_ptr<InProcessVariant>> Create(
       const ReplayVariant& v) {
     if (v.bundle == nullptr) return Invalid("variant " + v.name, "has no bundle");
-    auto options = ResolveOptions(v.config, v.bundle->model->objectives());
-    if (!options.ok()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("variant ", QuoteForError(v.name), ": config ",
-                       QuoteForError(v.config_path), " does not resolve against bundle ",
-                       QuoteForError(v.bundle_path), ": ", options.status().message()));
+    auto fail = [&](absl::string_view why) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "variant ", QuoteForError(v.name), ": config ", QuoteForError(v.config_path),
+          " does not resolve against bundle ", QuoteForError(v.bundle_path), ": ", why));
+    };
+    // Offline, any arm may be pinned, whatever the config allows requests.
+    RankingConfig config = v.config;
+    if (!v.pins.empty()) config.set_allow_pinning(true);
+    auto experiments = ExperimentConfig::Create(config, v.bundle->model->objectives());
+    if (!experiments.ok()) return fail(experiments.status().message());
+    std::unique_ptr<InProcessVariant> out(new InProcessVariant(
+        v, std::make_unique<ExperimentConfig>(*std::move(experiments))));
+    // The bundles arms may select, loaded once; they must score the same
+    // objectives as the default bundle (the arms' weights were resolved
+    // against its model).
+    for (const v1::BundleRef& ref : v.config.bundles()) {
+      auto bundle = LoadBundle(ref.dir());
+      if (!bundle.ok()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("variant ", QuoteForError(v.name), ": bundles ",
+                         QuoteForError(ref.name()), ": ", bundle.status().message()));
+      }
+      if ((*bundle)->model->objectives() != v.bundle->model->objectives()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "variant ", QuoteForError(v.name), ": bundles ", QuoteForError(ref.name()),
+            " scores other objectives than the default bundle"));
+      }
+      out->bundles_[ref.name()] = *std::move(bundle);
     }
-    RankerOptions ranker_options;
-    ranker_options.ranking = *options;
-    // No deadline in replay unless the request has one: the costs only
-    // matter for the budget.
-    auto ranker = Ranker::Create(v.bundle, ranker_options);
-    if (!ranker.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat("variant ", QuoteForError(v.name),
-                                                        ": ", ranker.status().message()));
+    // Every combination's ranker is made on first use; check the defaults'
+    // now so that a bad variant fails before the run.
+    Assignment assignment;
+    if (absl::Status s = out->experiments_->Assign(0, out->pins_, &assignment); !s.ok()) {
+      return Invalid("variant " + v.name, std::string(s.message()));
     }
-    return std::unique_ptr<InProcessVariant>(new InProcessVariant(std::move(*ranker)));
+    auto ranker = out->RankerFor(assignment);
+    if (!ranker.ok()) return fail(ranker.status().message());
+    return out;
+  }
+
+  // The ranker of the user's arms (the default options when the config has
+  // no layers).
+  absl::StatusOr<const Ranker*> RankerFor(const Assignment& assignment) const {
+    absl::MutexLock lock(&mu_);
+    std::unique_ptr<Ranker>& ranker = rankers_[assignment.combination];
+    if (ranker == nullptr) {
+      std::shared_ptr<const Bundle> bundle = bundle_;
+      if (!assignment.bundle.empty()) {
+        auto it = bundles_.find(assignment.bundle);
+        if (it == bundles_.end()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "an arm names bundle ", QuoteForError(std::string(assignment.bundle)),
+              ", which the config does not list"));
+        }
+        bundle = it->second;
+      }
+      RankerOptions ranker_options;
+      ranker_options.ranking = *assignment.options;
+      // No deadline in replay unless the request has one: the costs only
+      // matter for the budget.
+      ASSIGN_OR_RETURN(ranker, Ranker::Create(bundle, ranker_options));
+    }
+    return ranker.get();
   }
 
   void Run(const v1::ReplayRecord& record, const Truth& truth, bool exact_recall,
            PageResult* out) const {
+    thread_local Assignment assignment;
+    absl::Status assigned =
+        experiments_->Assign(record.request().user_id(), pins_, &assignment);
+    absl::StatusOr<const Ranker*> ranker =
+        assigned.ok() ? RankerFor(assignment) : absl::StatusOr<const Ranker*>(assigned);
+    if (!ranker.ok()) {
+      out->ok = false;
+      out->error = absl::StatusCodeToString(ranker.status().code());
+      return;
+    }
+    RunWith(**ranker, record, truth, exact_recall, out);
+  }
+
+ private:
+  InProcessVariant(const ReplayVariant& v, std::unique_ptr<ExperimentConfig> experiments)
+      : bundle_(v.bundle), pins_(v.pins), experiments_(std::move(experiments)) {}
+
+  void RunWith(const Ranker& ranker, const v1::ReplayRecord& record, const Truth& truth,
+               bool exact_recall, PageResult* out) const {
     const auto start = std::chrono::steady_clock::now();
     LoggedTimeClock clock(record.time_ms());
     RankRequest request;
     absl::Status status = RankRequestFromProto(record.request(), clock, &request);
-    const CatalogView& view = *ranker_->bundle().view;
-    if (status.ok()) status = ranker_->Validate(view, request, clock.Now());
+    const CatalogView& view = *ranker.bundle().view;
+    if (status.ok()) status = ranker.Validate(view, request, clock.Now());
     if (!status.ok()) {
       out->ok = false;
       out->error = absl::StatusCodeToString(status.code());
@@ -131,8 +197,8 @@ class InProcessVariant {
     thread_local CandidateBatch batch;
     thread_local RankResult result;
     batch.Clear();
-    batch.user = ranker_->LookUpUser(view, request.user_id);
-    ranker_->Retrieve(view, request, &batch);
+    batch.user = ranker.LookUpUser(view, request.user_id);
+    ranker.Retrieve(view, request, &batch);
     // Which source brought each relevant video.
     for (const Candidate& c : batch.candidates) {
       const uint64_t id = c.row >= 0 ? view.video_id(c.row) : c.video_id;
@@ -161,8 +227,8 @@ class InProcessVariant {
         if (ann && c.row >= 0) ann_rows.push_back(c.row);
       }
     }
-    ranker_->Score(view, request, &batch);
-    ranker_->Assemble(&view, request, &batch, &result);
+    ranker.Score(view, request, &batch);
+    ranker.Assemble(&view, request, &batch, &result);
     out->ok = true;
     out->degraded = result.degraded();
     out->page.clear();
@@ -177,20 +243,15 @@ class InProcessVariant {
     out->total_us = MicrosBetween(start, std::chrono::steady_clock::now());
     // Untimed: a brute-force scan of the catalogue.
     if (exact_recall)
-      out->recall_vs_exact = ExactRecall(view, request, batch.user, ann_rows);
+      out->recall_vs_exact = ExactRecall(ranker, view, request, batch.user, ann_rows);
   }
-
-  const Ranker& ranker() const { return *ranker_; }
-
- private:
-  explicit InProcessVariant(std::unique_ptr<Ranker> ranker)
-      : ranker_(std::move(ranker)) {}
 
   // The ANN source's kept candidates against the exact top ann_candidates
   // live, not excluded rows by inner product.
-  double ExactRecall(const CatalogView& view, const RankRequest& request,
-                     const UserQuery& user, const std::vector<int32_t>& ann_rows) const {
-    const int want = ranker_->options().ann_candidates;
+  static double ExactRecall(const Ranker& ranker, const CatalogView& view,
+                            const RankRequest& request, const UserQuery& user,
+                            const std::vector<int32_t>& ann_rows) {
+    const int want = ranker.options().ann_candidates;
     if (want == 0 || user.embedding == nullptr) return std::nan("");
     absl::flat_hash_set<uint64_t> excluded(request.exclude_ids.begin(),
                                            request.exclude_ids.end());
@@ -211,7 +272,13 @@ class InProcessVariant {
     return double(found) / double(n);
   }
 
-  std::unique_ptr<Ranker> ranker_;
+  std::shared_ptr<const Bundle> bundle_;
+  std::vector<ArmPin> pins_;
+  std::unique_ptr<ExperimentConfig> experiments_;
+  absl::flat_hash_map<std::string, std::shared_ptr<const Bundle>> bundles_;
+  mutable absl::Mutex mu_;
+  // By arm combination.
+  mutable absl::flat_hash_map<int, std::unique_ptr<Ranker>> rankers_ ABSL_GUARDED_BY(mu_);
 };
 
 // Runs every record through `variant` on `threads` threads; returns the

@@ -42,6 +42,11 @@ struct ReplayVariant {
   std::string target;
   // The sweep's override, e.g. "ann_beam_width=256" (informational).
   std::string sweep_override;
+  // In process, a config with experiment layers ranks each user with their
+  // arms (ranking/experiments.h), as the server does; these pins put every
+  // user in the given arm of a layer instead (allowed offline whatever the
+  // config's allow_pinning).
+  std::vector<std::pair<std::string, std::string>> pins;
 };
 
 struct ReplayOptions {

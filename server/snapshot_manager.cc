@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
 #include "base/status_macros.h"
+#include "ranking/experiments.h"
 
 namespace feedrank {
 
@@ -14,6 +15,14 @@ absl::Status SnapshotManager::Install(std::shared_ptr<const Bundle> bundle,
 
 absl::Status SnapshotManager::InstallLocked(std::shared_ptr<const Bundle> bundle,
                                             const RankingConfig& config) {
+  // Experiment layers are checked, but not served yet: refusing them beats
+  // serving every user the defaults while the config says otherwise.
+  RETURN_IF_ERROR(ValidateExperiments(config, bundle->model->objectives()));
+  if (config.layers_size() > 0 || config.bundles_size() > 0) {
+    return absl::InvalidArgumentError(
+        "layers, bundles: experiment configs are replayed (feedrank replay --arms) but not "
+        "served yet; docs/EXPERIMENTS.md");
+  }
   ASSIGN_OR_RETURN(RankingOptions options,
                    ResolveOptions(config, bundle->model->objectives()));
   const RankerCosts costs = Ranker::Calibrate(bundle, options, env_.clock);

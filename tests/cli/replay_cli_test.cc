@@ -82,6 +82,47 @@ TEST_F(ReplayCliTest, TwoConfigsGiveATableJsonAndHtmlThatRepeatByteForByte) {
   EXPECT_THAT(html1, ::testing::Not(HasSubstr("http://")));
 }
 
+TEST_F(ReplayCliTest, ArmsOfOneConfigBecomeVariants) {
+  testing::WriteFile(dir_.Sub("exp.textproto"), R"pb(
+    version: "exp"
+    layers {
+      name: "rank"
+      salt: "s"
+      experiments {
+        name: "e"
+        ranges { begin: 0 end: 10000 }
+        arms {
+          name: "model"
+          ranges { begin: 0 end: 5000 }
+        }
+        arms {
+          name: "retrieval"
+          ranges { begin: 5000 end: 10000 }
+          overrides { rerank_candidates: 0 }
+        }
+      }
+    }
+  )pb");
+  std::string out;
+  ASSERT_EQ(Replay({"--log", dir_.Sub("log.bin"), "--bundle", dir_.Sub("bundle"),
+                    "--config", dir_.Sub("exp.textproto"), "--arms", "--no-latency",
+                    "--resamples", "100", "--json", dir_.Sub("arms.json")},
+                   &out),
+            0)
+      << out;
+  const std::string json = testing::ReadFile(dir_.Sub("arms.json"));
+  for (const char* name :
+       {"exp@defaults", "exp@assigned", "exp@rank/model", "exp@rank/retrieval"}) {
+    EXPECT_THAT(json, HasSubstr(absl::StrCat("\"name\": \"", name, "\""))) << name;
+  }
+  // --arms needs one config with arms.
+  EXPECT_EQ(Replay({"--log", dir_.Sub("log.bin"), "--bundle", dir_.Sub("bundle"),
+                    "--config", dir_.Sub("a.textproto"), "--arms"},
+                   &out),
+            2);
+  EXPECT_THAT(out, HasSubstr("has no experiment arms"));
+}
+
 TEST_F(ReplayCliTest, BadFlagsAndBadLogsFailWithTheirExitCodes) {
   std::string out;
   // An unknown config field: refused, naming the file.

@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
+#include "ranking/experiments.h"
+#include "ranking/options.h"
 #include "replay/replay_log.h"
 #include "server/feed_server.h"
 #include "tests/test_bundles.h"
@@ -245,6 +247,61 @@ TEST_F(ReplayerTest, AServersRequestLogReplaysToThePagesItServed) {
   ASSERT_TRUE(remote.ok()) << remote.status();
   EXPECT_EQ(same_as_served(*remote).value(), 1.0);
   (*again)->Shutdown();
+}
+
+TEST_F(ReplayerTest, AConfigsArmsReplayAsTheServerAssignsThemOrPinned) {
+  // One layer, two arms splitting every bucket: the model, and retrieval
+  // order. Replayed as assigned, each user's page is their arm's.
+  auto config = ParseConfig(R"pb(
+    version: "exp"
+    layers {
+      name: "rank"
+      salt: "rank-salt"
+      experiments {
+        name: "model-or-not"
+        ranges { begin: 0 end: 10000 }
+        arms {
+          name: "model"
+          ranges { begin: 0 end: 5000 }
+        }
+        arms {
+          name: "retrieval"
+          ranges { begin: 5000 end: 10000 }
+          overrides { rerank_candidates: 0 }
+        }
+      }
+    }
+  )pb");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const auto records = Records(**bundle_, 200, 7);
+  ReplayVariant assigned = Variant("assigned", *config);
+  ReplayVariant model = assigned;
+  model.name = "model";
+  model.pins = {{"rank", "model"}};
+  ReplayVariant retrieval = assigned;
+  retrieval.name = "retrieval";
+  retrieval.pins = {{"rank", "retrieval"}};
+  ReplayOptions options;
+  options.bootstrap_resamples = 100;
+  ReplayPages pages;
+  auto report = RunReplay(records, {assigned, model, retrieval}, options, "", &pages);
+  ASSERT_TRUE(report.ok()) << report.status();
+  int in_model = 0, in_retrieval = 0;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const bool retrieval_arm =
+        Bucket(records[i].request().user_id(), "rank-salt") >= 5000;
+    EXPECT_EQ(pages[0][i], pages[retrieval_arm ? 2 : 1][i]) << i;
+    (retrieval_arm ? in_retrieval : in_model) += 1;
+  }
+  EXPECT_GT(in_model, 50);
+  EXPECT_GT(in_retrieval, 50);
+  EXPECT_LT(report->variants(2).same_pages(), 200);
+  // A pin of an arm the config lacks names it.
+  ReplayVariant bad = assigned;
+  bad.pins = {{"rank", "nope"}};
+  auto refused = RunReplay(records, {bad}, options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("nope"));
 }
 
 TEST_F(ReplayerTest, ASweepDrawsRecallAgainstExactSearch) {

@@ -437,6 +437,28 @@ TEST_F(ServerTest, RefusedBundleOrConfigKeepsThePreviousSnapshot) {
   status = server_->snapshots().Install(before->bundle, bad);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(server_->snapshots().Current(), before);
+
+  // A valid experiment config is refused until experiments are served, not
+  // served as if it had none; an invalid one gets its own reason.
+  auto layered = ParseConfig(R"pb(
+    layers {
+      name: "l"
+      salt: "s"
+      experiments {
+        name: "e"
+        ranges { begin: 0 end: 100 }
+        arms { name: "a" ranges { begin: 0 end: 100 } }
+      }
+    }
+  )pb");
+  ASSERT_TRUE(layered.ok()) << layered.status();
+  status = server_->snapshots().Install(before->bundle, *layered);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("not served yet"));
+  layered->mutable_layers(0)->clear_salt();
+  status = server_->snapshots().Install(before->bundle, *layered);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("salt"));
+  EXPECT_EQ(server_->snapshots().Current(), before);
   ExpectStillServing();
 }
 
