@@ -20,7 +20,8 @@ absl::Status SnapshotManager::InstallLocked(std::shared_ptr<const Bundle> bundle
   RETURN_IF_ERROR(ValidateExperiments(config, bundle->model->objectives()));
   if (config.layers_size() > 0 || config.bundles_size() > 0) {
     return absl::InvalidArgumentError(
-        "layers, bundles: experiment configs are replayed (feedrank replay --arms) but not "
+        "layers, bundles: experiment configs are replayed (feedrank replay --arms) but "
+        "not "
         "served yet; docs/EXPERIMENTS.md");
   }
   ASSIGN_OR_RETURN(RankingOptions options,

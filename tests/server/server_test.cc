@@ -447,7 +447,10 @@ TEST_F(ServerTest, RefusedBundleOrConfigKeepsThePreviousSnapshot) {
       experiments {
         name: "e"
         ranges { begin: 0 end: 100 }
-        arms { name: "a" ranges { begin: 0 end: 100 } }
+        arms {
+          name: "a"
+          ranges { begin: 0 end: 100 }
+        }
       }
     }
   )pb");
