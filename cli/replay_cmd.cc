@@ -13,7 +13,10 @@
 #include "base/log.h"
 #include "base/quote.h"
 #include "base/status_macros.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/type_resolver_util.h"
 #include "ranking/bundle.h"
 #include "ranking/options.h"
 #include "replay/replay_log.h"
@@ -228,8 +231,23 @@ absl::Status RunReplayCommand(ReplayCommand c) {
     print.add_whitespace = true;
     // Zeros too (a delta of exactly 0 is a result).
     print.always_print_primitive_fields = true;
+    // Through deterministic serialization, which orders map keys (errors by
+    // code), so that the same report is the same bytes.
+    std::string bytes;
+    {
+      google::protobuf::io::StringOutputStream stream(&bytes);
+      google::protobuf::io::CodedOutputStream coded(&stream);
+      coded.SetSerializationDeterministic(true);
+      report.SerializeToCodedStream(&coded);
+    }
+    std::unique_ptr<google::protobuf::util::TypeResolver> resolver(
+        google::protobuf::util::NewTypeResolverForDescriptorPool(
+            "type.googleapis.com", report.GetDescriptor()->file()->pool()));
     std::string json;
-    if (!google::protobuf::util::MessageToJsonString(report, &json, print).ok()) {
+    if (!google::protobuf::util::BinaryToJsonString(
+             resolver.get(), "type.googleapis.com/" + report.GetDescriptor()->full_name(), bytes,
+             &json, print)
+             .ok()) {
       return absl::InternalError("cannot encode the report as JSON");
     }
     RETURN_IF_ERROR(WriteText(c.json_out, json));
