@@ -245,8 +245,8 @@ absl::Status RunReplayCommand(ReplayCommand c) {
             "type.googleapis.com", report.GetDescriptor()->file()->pool()));
     std::string json;
     if (!google::protobuf::util::BinaryToJsonString(
-             resolver.get(), "type.googleapis.com/" + report.GetDescriptor()->full_name(), bytes,
-             &json, print)
+             resolver.get(), "type.googleapis.com/" + report.GetDescriptor()->full_name(),
+             bytes, &json, print)
              .ok()) {
       return absl::InternalError("cannot encode the report as JSON");
     }

@@ -130,6 +130,11 @@ class ExperimentConfig {
 
   // The options of users in no experiment of any layer (the config's params).
   const RankingOptions& default_options() const { return combinations_[0].options; }
+  // The options of combination `c` (Assignment::combination), in
+  // [0, combination_count()).
+  const RankingOptions& combination_options(int c) const {
+    return combinations_[c].options;
+  }
   int layer_count() const { return static_cast<int>(layers_.size()); }
   int combination_count() const { return static_cast<int>(combinations_.size()); }
   bool allow_pinning() const { return allow_pinning_; }

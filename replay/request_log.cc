@@ -46,7 +46,7 @@ int64_t SteadyMillis() {
 
 uint64_t EntryBytes(const RequestLogEntry& e) {
   return sizeof(e) + e.request.size() + e.video_ids.size() * sizeof(uint64_t) +
-         e.bundle_version.size() + e.config_version.size();
+         e.bundle_version.size() + e.config_version.size() + e.arms.size() * 32;
 }
 
 }  // namespace
@@ -244,6 +244,7 @@ void RequestLog::Write(RequestLogEntry& entry) {
   served->set_config_version(std::move(entry.config_version));
   served->set_catalog_version(entry.catalog_version);
   served->mutable_video_ids()->Add(entry.video_ids.begin(), entry.video_ids.end());
+  for (std::string& arm : entry.arms) served->add_arms(std::move(arm));
   served->set_latency_us(entry.latency_us);
   served->set_degraded(entry.degraded);
   if (absl::Status appended = writer_->Append(record); !appended.ok()) {

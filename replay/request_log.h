@@ -92,6 +92,8 @@ struct RequestLogEntry {
   uint64_t catalog_version = 0;
   // The page, in order.
   std::vector<uint64_t> video_ids;
+  // The arm of each layer that served it, "layer/arm".
+  std::vector<std::string> arms;
   int64_t latency_us = 0;
   bool degraded = false;
   bool known_user = false;

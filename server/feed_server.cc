@@ -236,8 +236,22 @@ grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
   }
   rank.deadline = deadline;
 
+  // The user's arms: one hash per layer, the ranker precomputed. Pins are
+  // copied only when a request has them (QA traffic).
+  thread_local Assignment assignment;
+  thread_local std::vector<ArmPin> pins;
+  pins.clear();
+  for (const v1::ArmPin& pin : request->pin_arms())
+    pins.emplace_back(pin.layer(), pin.arm());
+  if (absl::Status status =
+          snapshot->experiments->Assign(request->user_id(), pins, &assignment);
+      !status.ok()) {
+    return ToGrpc(
+        absl::InvalidArgumentError(absl::StrCat("pin_arms: ", status.message())));
+  }
   thread_local RankResult result;
-  if (absl::Status status = snapshot->ranker->Rank(*snapshot->view, rank, &result);
+  if (absl::Status status = snapshot->RankerFor(assignment.combination)
+                                .Rank(*snapshot->view, rank, &result);
       !status.ok()) {
     return ToGrpc(status);
   }
@@ -251,6 +265,14 @@ grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
   info.config_version = snapshot->config.version();
   info.catalog_version = snapshot->view->version();
   RankResultToProto(*request, result, info, response);
+  for (const ArmAssignment* arm : assignment.arms) {
+    if (arm == nullptr) continue;
+    v1::ServedArm* served = response->add_arms();
+    served->set_layer(arm->layer);
+    served->set_experiment(arm->experiment);
+    served->set_arm(arm->arm);
+  }
+  response->set_pinned(assignment.pinned);
   if (request_log_ != nullptr && request_log_->Sample()) {
     // A compact copy; the log's thread parses and writes it.
     RequestLogEntry& entry = summary->log_entry.emplace();
@@ -266,6 +288,9 @@ grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
     entry.bundle_version = std::string(info.bundle_version);
     entry.config_version = std::string(info.config_version);
     entry.catalog_version = info.catalog_version;
+    for (const ArmAssignment* arm : assignment.arms) {
+      if (arm != nullptr) entry.arms.push_back(absl::StrCat(arm->layer, "/", arm->arm));
+    }
     entry.video_ids.reserve(result.items.size());
     for (const RankedVideo& item : result.items) entry.video_ids.push_back(item.video_id);
     entry.degraded = result.degrade_causes != 0;

@@ -15,25 +15,33 @@ absl::Status SnapshotManager::Install(std::shared_ptr<const Bundle> bundle,
 
 absl::Status SnapshotManager::InstallLocked(std::shared_ptr<const Bundle> bundle,
                                             const RankingConfig& config) {
-  // Experiment layers are checked, but not served yet: refusing them beats
-  // serving every user the defaults while the config says otherwise.
-  RETURN_IF_ERROR(ValidateExperiments(config, bundle->model->objectives()));
-  if (config.layers_size() > 0 || config.bundles_size() > 0) {
+  // Arms that rank with another bundle need it loaded side by side, which
+  // the server does not do yet: refused rather than served with the default.
+  if (config.bundles_size() > 0) {
     return absl::InvalidArgumentError(
-        "layers, bundles: experiment configs are replayed (feedrank replay --arms) but "
-        "not "
+        "bundles: arms on a second bundle are replayed (feedrank replay --arms) but not "
         "served yet; docs/EXPERIMENTS.md");
   }
-  ASSIGN_OR_RETURN(RankingOptions options,
-                   ResolveOptions(config, bundle->model->objectives()));
+  ASSIGN_OR_RETURN(ExperimentConfig experiments,
+                   ExperimentConfig::Create(config, bundle->model->objectives()));
+  const RankingOptions& options = experiments.default_options();
   const RankerCosts costs = Ranker::Calibrate(bundle, options, env_.clock);
   auto snapshot = std::make_shared<Snapshot>();
   snapshot->bundle = bundle;
   snapshot->view = bundle->view;
   snapshot->config = config;
-  ASSIGN_OR_RETURN(
-      snapshot->ranker,
-      Ranker::Create(bundle, RankerOptions{std::move(options), costs, env_.clock}));
+  ASSIGN_OR_RETURN(snapshot->ranker,
+                   Ranker::Create(bundle, RankerOptions{options, costs, env_.clock}));
+  // One ranker per combination of arms, made here so that no request
+  // resolves or checks anything. They share the defaults' measured costs.
+  snapshot->arm_rankers.resize(experiments.combination_count() - 1);
+  for (int c = 1; c < experiments.combination_count(); ++c) {
+    ASSIGN_OR_RETURN(
+        snapshot->arm_rankers[c - 1],
+        Ranker::Create(bundle, RankerOptions{experiments.combination_options(c), costs,
+                                             env_.clock}));
+  }
+  snapshot->experiments = std::make_unique<ExperimentConfig>(std::move(experiments));
   current_.Store(std::move(snapshot));
   LogInfo(
       "serving bundle %s (%s, %d videos, %d users) with config '%s'; "

@@ -26,6 +26,7 @@
 #include "base/mutex.h"
 #include "embeddings/catalog_view.h"
 #include "ranking/bundle.h"
+#include "ranking/experiments.h"
 #include "ranking/options.h"
 #include "ranking/ranker.h"
 
@@ -35,7 +36,17 @@ struct Snapshot {
   std::shared_ptr<const Bundle> bundle;
   std::shared_ptr<const CatalogView> view;
   RankingConfig config;
+  // The config's experiments: each user's arms (ranking/experiments.h).
+  std::unique_ptr<ExperimentConfig> experiments;
+  // The ranker of users in no experiment (the config's params)...
   std::unique_ptr<Ranker> ranker;
+  // ...and of every other combination of arms, by combination - 1; all
+  // share the default options' measured costs.
+  std::vector<std::unique_ptr<Ranker>> arm_rankers;
+
+  const Ranker& RankerFor(int combination) const {
+    return combination == 0 ? *ranker : *arm_rankers[combination - 1];
+  }
 };
 
 class SnapshotManager {

@@ -14,8 +14,10 @@
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/substitute.h"
 #include "cli/client.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
+#include "ranking/experiments.h"
 #include "server/feed_server.h"
 #include "tests/test_bundles.h"
 #include "tests/test_env.h"
@@ -350,6 +352,10 @@ TEST_F(ServerTest, CallsCancelledWhileQueuedAreNotRankedAndAFullQueueRefuses) {
   // released: it skips that call and ranks the other.
   calls[0]->context.TryCancel();
   EXPECT_EQ(calls[0]->done.get_future().get().error_code(), grpc::StatusCode::CANCELLED);
+  // The client knows at once; the server learns it when the transport
+  // delivers the stream's reset, which a loaded machine may delay. Give it
+  // time before the worker looks (the call stays queued meanwhile).
+  absl::SleepFor(absl::Milliseconds(300));
   {
     std::lock_guard<std::mutex> lock(mu);
     release = true;
@@ -438,12 +444,11 @@ TEST_F(ServerTest, RefusedBundleOrConfigKeepsThePreviousSnapshot) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(server_->snapshots().Current(), before);
 
-  // A valid experiment config is refused until experiments are served, not
-  // served as if it had none; an invalid one gets its own reason.
+  // An experiment config that is wrong is refused with its reason; one
+  // whose arms need a second bundle is refused until those are served.
   auto layered = ParseConfig(R"pb(
     layers {
       name: "l"
-      salt: "s"
       experiments {
         name: "e"
         ranges { begin: 0 end: 100 }
@@ -457,12 +462,105 @@ TEST_F(ServerTest, RefusedBundleOrConfigKeepsThePreviousSnapshot) {
   ASSERT_TRUE(layered.ok()) << layered.status();
   status = server_->snapshots().Install(before->bundle, *layered);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(status.message()), HasSubstr("not served yet"));
-  layered->mutable_layers(0)->clear_salt();
-  status = server_->snapshots().Install(before->bundle, *layered);
   EXPECT_THAT(std::string(status.message()), HasSubstr("salt"));
+  layered->mutable_layers(0)->set_salt("s");
+  auto* ref = layered->add_bundles();
+  ref->set_name("v2");
+  ref->set_dir("/elsewhere");
+  status = server_->snapshots().Install(before->bundle, *layered);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("not served yet"));
   EXPECT_EQ(server_->snapshots().Current(), before);
   ExpectStillServing();
+}
+
+TEST_F(ServerTest, EachAnswerCarriesItsArmsAndIsRankedWithThem) {
+  Load();
+  // Two arms of one layer with opposite value models: each answer's scores
+  // are its arm's weights times its predictions.
+  const auto& objectives = server_->snapshots().Current()->bundle->model->objectives();
+  ASSERT_GE(objectives.size(), 2u);
+  const std::string text = absl::Substitute(
+      R"cfg(
+        version: "exp-1"
+        params { max_count: 100 }
+        layers {
+          name: "value"
+          salt: "value-salt"
+          experiments {
+            name: "weights"
+            ranges { begin: 0 end: 8000 }
+            arms {
+              name: "first"
+              ranges { begin: 0 end: 4000 }
+              overrides { objective_weights { key: "$0" value: 5 } }
+            }
+            arms {
+              name: "second"
+              ranges { begin: 4000 end: 8000 }
+              overrides { objective_weights { key: "$1" value: 5 } }
+            }
+          }
+        }
+      )cfg",
+      objectives[0], objectives[1]);
+  auto config = ParseConfig(text);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto current = server_->snapshots().Current();
+  ASSERT_TRUE(server_->snapshots().Install(current->bundle, *config).ok());
+  const Catalog& catalog = *current->bundle->catalog;
+  int arms_seen[3] = {0, 0, 0};
+  for (int i = 0; i < 60; ++i) {
+    v1::RankFeedRequest request;
+    request.set_user_id(catalog.user_id(i));
+    request.set_count(10);
+    v1::RankFeedResponse response;
+    ASSERT_TRUE(Call(request, &response).ok());
+    EXPECT_EQ(response.config_version(), "exp-1");
+    EXPECT_FALSE(response.pinned());
+    const int bucket = Bucket(request.user_id(), "value-salt");
+    const std::string want = bucket < 4000 ? "first" : bucket < 8000 ? "second" : "";
+    if (want.empty()) {
+      EXPECT_EQ(response.arms_size(), 0);
+    } else {
+      ASSERT_EQ(response.arms_size(), 1);
+      EXPECT_EQ(response.arms(0).layer(), "value");
+      EXPECT_EQ(response.arms(0).experiment(), "weights");
+      EXPECT_EQ(response.arms(0).arm(), want);
+    }
+    ++arms_seen[want.empty() ? 0 : want == "first" ? 1 : 2];
+    // The weights of the arm explain the score (defaults weigh 1).
+    for (const v1::RankedItem& item : response.items()) {
+      ASSERT_EQ(item.predictions_size(), int(objectives.size()));
+      double score = 0;
+      for (int h = 0; h < item.predictions_size(); ++h) {
+        const bool heavy = (want == "first" && h == 0) || (want == "second" && h == 1);
+        score += (heavy ? 5.0 : 1.0) * item.predictions(h);
+      }
+      EXPECT_NEAR(item.score(), score, 1e-4 * std::max(1.0, std::abs(score)));
+    }
+  }
+  EXPECT_GT(arms_seen[1], 10);
+  EXPECT_GT(arms_seen[2], 10);
+  // Pins are refused unless the config allows them...
+  v1::RankFeedRequest pinned;
+  pinned.set_user_id(catalog.user_id(0));
+  auto* pin = pinned.add_pin_arms();
+  pin->set_layer("value");
+  pin->set_arm("second");
+  v1::RankFeedResponse response;
+  grpc::Status status = Call(pinned, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("pin_arms"));
+  // ...and honoured, and said, when it does.
+  config->set_allow_pinning(true);
+  ASSERT_TRUE(server_->snapshots().Install(current->bundle, *config).ok());
+  response.Clear();
+  ASSERT_TRUE(Call(pinned, &response).ok());
+  EXPECT_TRUE(response.pinned());
+  ASSERT_EQ(response.arms_size(), 1);
+  EXPECT_EQ(response.arms(0).arm(), "second");
+  pin->set_arm("third");
+  EXPECT_THAT(Call(pinned, &response).error_message(), HasSubstr("third"));
 }
 
 TEST_F(ServerTest, ReloadsOfAlternatingConfigsNeverMixACall) {
