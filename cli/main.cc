@@ -25,8 +25,8 @@
 #include "cli/synth.h"
 #include "embeddings/manifest.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
-#include "replay/join.h"
 #include "server/feed_server.h"
+#include "training/replay_join.h"
 #include "training/trainer.h"
 
 namespace feedrank {
@@ -589,7 +589,7 @@ int main(int argc, char** argv) {
   replay_cmd->add_option("--json", replay.json_out, "Write the report as JSON");
   replay_cmd->add_option("--html", replay.html_out,
                          "Write a self-contained HTML report (SVG charts)");
-  // replay-join (replay/join.h, docs/REPLAY.md)
+  // replay-join (training/replay_join.h, docs/REPLAY.md)
   ReplayJoinOptions join;
   std::string join_mapping, join_on_bad = "fail";
   auto* join_cmd = app.add_subcommand(

@@ -1,6 +1,6 @@
 // JoinReplayLog (`feedrank replay-join`) on real files: a request log as the
 // server writes it, a CSV outcome log and its mapping.
-#include "replay/join.h"
+#include "training/replay_join.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

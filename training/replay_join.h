@@ -16,8 +16,8 @@
 //
 // Nothing is written unless both inputs read cleanly: the output is written
 // to a temporary sibling and renamed over `out_path` at the end.
-#ifndef FEEDRANK_REPLAY_JOIN_H_
-#define FEEDRANK_REPLAY_JOIN_H_
+#ifndef FEEDRANK_TRAINING_REPLAY_JOIN_H_
+#define FEEDRANK_TRAINING_REPLAY_JOIN_H_
 
 #include <cstdint>
 #include <string>
@@ -71,4 +71,4 @@ absl::StatusOr<ReplayJoinStats> JoinReplayLog(const ReplayJoinOptions& options,
 
 }  // namespace feedrank
 
-#endif  // FEEDRANK_REPLAY_JOIN_H_
+#endif  // FEEDRANK_TRAINING_REPLAY_JOIN_H_

@@ -1,4 +1,4 @@
-#include "replay/join.h"
+#include "training/replay_join.h"
 
 #include <unistd.h>
 
