@@ -403,7 +403,10 @@ absl::Status ExperimentConfig::Assign(uint64_t user_id, const std::vector<ArmPin
                                       Assignment* out) const {
   // Every pin checked before `out` is touched.
   for (size_t i = 0; i < pins.size(); ++i) {
-    const auto& [layer_name, arm_name] = pins[i];
+    // Named references, not a structured binding: clang 14 cannot capture
+    // one in a lambda.
+    const std::string& layer_name = pins[i].first;
+    const std::string& arm_name = pins[i].second;
     auto path = [&, i = i] {
       return absl::StrCat("pins[", i, "] '", layer_name, "' -> '", arm_name, "'");
     };
