@@ -304,6 +304,46 @@ TEST_F(ReplayerTest, AConfigsArmsReplayAsTheServerAssignsThemOrPinned) {
   EXPECT_THAT(refused.status().message(), HasSubstr("nope"));
 }
 
+TEST_F(ReplayerTest, AnArmOnASecondBundleRanksWithThatBundle) {
+  testing::TempDir other;
+  SynthOptions synth = testing::SmallSynth(3000, 200);
+  synth.seed = 23;
+  synth.version = "second";
+  testing::WriteSmallBundle(synth, other.Sub("bundle"));
+  auto config = ParseConfig(absl::StrCat(R"cfg(
+    bundles { name: "v2" dir: ")cfg",
+                                         other.Sub("bundle"), R"cfg(" }
+    layers {
+      name: "model"
+      salt: "m"
+      experiments {
+        name: "new-model"
+        ranges { begin: 0 end: 10000 }
+        arms { name: "old" ranges { begin: 0 end: 5000 } }
+        arms { name: "new" ranges { begin: 5000 end: 10000 } bundle: "v2" }
+      }
+    }
+  )cfg"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  const auto records = Records(**bundle_, 100, 8);
+  ReplayVariant pinned = Variant("new", *config);
+  pinned.pins = {{"model", "new"}};
+  auto second = LoadBundle(other.Sub("bundle"));
+  ASSERT_TRUE(second.ok()) << second.status();
+  ReplayVariant direct = Variant("direct");
+  direct.bundle = *second;
+  ReplayOptions options;
+  options.bootstrap_resamples = 100;
+  ReplayPages a, b;
+  ASSERT_TRUE(RunReplay(records, {pinned}, options, "", &a).ok());
+  ASSERT_TRUE(RunReplay(records, {direct}, options, "", &b).ok());
+  EXPECT_EQ(a, b);
+  // And not the default bundle's pages.
+  ReplayPages c;
+  ASSERT_TRUE(RunReplay(records, {Variant("default")}, options, "", &c).ok());
+  EXPECT_NE(a, c);
+}
+
 TEST_F(ReplayerTest, ASweepDrawsRecallAgainstExactSearch) {
   const auto records = Records(**bundle_, 100, 5);
   auto sweep = ParseSweep("ann_beam_width=16,64,512");
