@@ -563,6 +563,116 @@ TEST_F(ServerTest, EachAnswerCarriesItsArmsAndIsRankedWithThem) {
   EXPECT_THAT(Call(pinned, &response).error_message(), HasSubstr("third"));
 }
 
+TEST_F(ServerTest, ArmFlipsUnderLoadNeverFailOrMixACall) {
+  // Flips every ~50 ms between two experiment configs whose arms weigh
+  // different objectives, and a broken one (overlapping ranges) that must be
+  // refused: no call fails, and every score is explained by the version and
+  // arm its answer reports.
+  testing::TempDir configs;
+  const std::string path = configs.Sub("config.textproto");
+  auto config = [](const std::string& version, const std::string& first,
+                   const std::string& second, int second_begin) {
+    return absl::Substitute(
+        R"cfg(
+          version: "$0"
+          layers {
+            name: "value"
+            salt: "flip-salt"
+            experiments {
+              name: "w"
+              ranges { begin: 0 end: 10000 }
+              arms {
+                name: "first"
+                ranges { begin: 0 end: 5000 }
+                overrides { objective_weights { key: "$1" value: 3 } }
+              }
+              arms {
+                name: "second"
+                ranges { begin: $3 end: 10000 }
+                overrides { objective_weights { key: "$2" value: 3 } }
+              }
+            }
+          }
+        )cfg",
+        version, first, second, second_begin);
+  };
+  // SynthObjectives() order: click 0, share 5.
+  const std::string a = config("a", "click", "share", 5000);
+  const std::string b = config("b", "share", "click", 5000);
+  const std::string broken = config("broken", "click", "share", 4000);
+  testing::WriteFile(path, a);
+  server_->Shutdown();
+  StartServer(absl::ZeroDuration(), [&](ServerOptions* o) { o->config_path = path; });
+  Load();
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0}, mixed{0}, calls{0};
+  std::set<std::string> seen;  // "version/arm", guarded by mu
+  std::mutex mu;
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      auto stub = v1::FeedRanker::NewStub(channel_);
+      for (int i = 0; !stop.load(); ++i) {
+        v1::RankFeedRequest request;
+        request.set_user_id(User((t * 7 + i) % 40));
+        request.set_count(8);
+        v1::RankFeedResponse response;
+        grpc::ClientContext context;
+        if (!stub->RankFeed(&context, request, &response).ok()) {
+          ++failures;
+          continue;
+        }
+        ++calls;
+        const std::string& version = response.config_version();
+        if (response.arms_size() != 1 || (version != "a" && version != "b")) {
+          ++mixed;
+          continue;
+        }
+        const std::string& arm = response.arms(0).arm();
+        const bool first = arm == "first";
+        // The arm the hash gives this user, and the objective it weighs.
+        const bool hashed_first = Bucket(request.user_id(), "flip-salt") < 5000;
+        const int heavy = (version == "a") == first ? 0 : 5;
+        bool consistent = first == hashed_first;
+        for (const v1::RankedItem& item : response.items()) {
+          double want = 0;
+          for (int h = 0; h < item.predictions_size(); ++h) {
+            want += (h == heavy ? 3.0 : 1.0) * item.predictions(h);
+          }
+          consistent &=
+              std::abs(item.score() - want) < 1e-4 * std::max(1.0, std::abs(want));
+        }
+        if (!consistent) ++mixed;
+        std::lock_guard<std::mutex> lock(mu);
+        seen.insert(version + "/" + arm);
+      }
+    });
+  }
+  int refused = 0;
+  for (int i = 0; i < 24; ++i) {
+    const int kind = i % 3;  // b, broken, a
+    testing::WriteFile(path, kind == 0 ? b : kind == 1 ? broken : a);
+    const absl::Status status = server_->Reload();
+    if (kind == 1) {
+      EXPECT_FALSE(status.ok());
+      EXPECT_THAT(std::string(status.message()), HasSubstr("overlaps"));
+      refused += !status.ok();
+    } else {
+      EXPECT_TRUE(status.ok()) << status;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  stop = true;
+  for (auto& client : clients) client.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(mixed.load(), 0);
+  EXPECT_EQ(refused, 8);
+  EXPECT_GT(calls.load(), 50);
+  for (const char* want : {"a/first", "a/second", "b/first", "b/second"}) {
+    EXPECT_TRUE(seen.count(want)) << want;
+  }
+}
+
 TEST_F(ServerTest, ReloadsOfAlternatingConfigsNeverMixACall) {
   // Two configs whose answers differ (page size, and which objective the
   // score weighs); every answer must be the one of the version it reports.
