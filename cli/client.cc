@@ -47,9 +47,14 @@ std::string CodeName(grpc::StatusCode code) {
 
 std::string FormatFeed(const v1::RankFeedRequest& request,
                        const v1::RankFeedResponse& response) {
+  std::string arms;
+  for (const v1::ServedArm& arm : response.arms()) {
+    absl::StrAppend(&arms, arms.empty() ? "  arms " : ",", arm.layer(), "/", arm.arm());
+  }
+  if (response.pinned()) arms += " [pinned]";
   std::string out = absl::StrFormat(
-      "user %d: %d items  bundle %s  config '%s'%s%s\n", request.user_id(),
-      response.items_size(), response.bundle_version(), response.config_version(),
+      "user %d: %d items  bundle %s  config '%s'%s%s%s\n", request.user_id(),
+      response.items_size(), response.bundle_version(), response.config_version(), arms,
       response.cold_start() ? "  [cold start]" : "",
       response.degraded() ? absl::StrCat("  [degraded: ", response.degraded_reason(), "]")
                           : "");
