@@ -472,4 +472,19 @@ std::vector<ArmShare> BucketShares(const ExperimentConfig& config) {
   return shares;
 }
 
+absl::StatusOr<std::vector<std::unique_ptr<Ranker>>> CreateArmRankers(
+    const ExperimentConfig& experiments, const BundleLookup& bundle_for,
+    const RankerCosts& costs, const Clock* clock) {
+  std::vector<std::unique_ptr<Ranker>> rankers(experiments.combination_count());
+  for (int c = 0; c < experiments.combination_count(); ++c) {
+    ASSIGN_OR_RETURN(std::shared_ptr<const Bundle> bundle,
+                     bundle_for(experiments.combination_bundle(c)));
+    ASSIGN_OR_RETURN(
+        rankers[c],
+        Ranker::Create(std::move(bundle),
+                       RankerOptions{experiments.combination_options(c), costs, clock}));
+  }
+  return rankers;
+}
+
 }  // namespace feedrank

@@ -15,6 +15,8 @@
 #define FEEDRANK_RANKING_EXPERIMENTS_H_
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "ranking/options.h"
+#include "ranking/ranker.h"
 
 namespace feedrank {
 
@@ -135,6 +138,9 @@ class ExperimentConfig {
   const RankingOptions& combination_options(int c) const {
     return combinations_[c].options;
   }
+  // The RankingConfig.bundles name combination `c` ranks with; empty = the
+  // default bundle.
+  const std::string& combination_bundle(int c) const { return combinations_[c].bundle; }
   int layer_count() const { return static_cast<int>(layers_.size()); }
   int combination_count() const { return static_cast<int>(combinations_.size()); }
   bool allow_pinning() const { return allow_pinning_; }
@@ -184,6 +190,16 @@ absl::Status ValidateExperiments(const RankingConfig& config,
 // order, then one for the buckets in no experiment (also when there are
 // none). The buckets of a layer's entries sum to kBuckets.
 std::vector<ArmShare> BucketShares(const ExperimentConfig& config);
+
+// One Ranker per combination of arms, indexed by Assignment::combination,
+// so that no request resolves or checks anything. `bundle_for` gives the
+// bundle of a combination's bundle name ("" = the default); all share
+// `costs` and `clock`. Errors: those of `bundle_for` and Ranker::Create.
+using BundleLookup =
+    std::function<absl::StatusOr<std::shared_ptr<const Bundle>>(const std::string& name)>;
+absl::StatusOr<std::vector<std::unique_ptr<Ranker>>> CreateArmRankers(
+    const ExperimentConfig& experiments, const BundleLookup& bundle_for,
+    const RankerCosts& costs, const Clock* clock);
 
 }  // namespace feedrank
 

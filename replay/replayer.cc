@@ -125,55 +125,35 @@ class InProcessVariant {
       }
       out->bundles_[ref.name()] = *std::move(bundle);
     }
-    // Every combination's ranker is made on first use; check the defaults'
-    // now so that a bad variant fails before the run.
+    // One ranker per combination of arms, as the server makes them.
+    auto rankers = CreateArmRankers(
+        *out->experiments_,
+        [&](const std::string& name) -> absl::StatusOr<std::shared_ptr<const Bundle>> {
+          if (name.empty()) return v.bundle;
+          return out->bundles_.at(name);  // ExperimentConfig checked the name
+        },
+        RankerCosts(), Clock::Real());
+    if (!rankers.ok()) return fail(rankers.status().message());
+    out->rankers_ = *std::move(rankers);
+    // Pins are checked when the variant is made, not per request.
     Assignment assignment;
     if (absl::Status s = out->experiments_->Assign(0, out->pins_, &assignment); !s.ok()) {
       return Invalid("variant " + v.name, std::string(s.message()));
     }
-    auto ranker = out->RankerFor(assignment);
-    if (!ranker.ok()) return fail(ranker.status().message());
     return out;
-  }
-
-  // The ranker of the user's arms (the default options when the config has
-  // no layers).
-  absl::StatusOr<const Ranker*> RankerFor(const Assignment& assignment) const {
-    absl::MutexLock lock(&mu_);
-    std::unique_ptr<Ranker>& ranker = rankers_[assignment.combination];
-    if (ranker == nullptr) {
-      std::shared_ptr<const Bundle> bundle = bundle_;
-      if (!assignment.bundle.empty()) {
-        auto it = bundles_.find(assignment.bundle);
-        if (it == bundles_.end()) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "an arm names bundle ", QuoteForError(std::string(assignment.bundle)),
-              ", which the config does not list"));
-        }
-        bundle = it->second;
-      }
-      RankerOptions ranker_options;
-      ranker_options.ranking = *assignment.options;
-      // No deadline in replay unless the request has one: the costs only
-      // matter for the budget.
-      ASSIGN_OR_RETURN(ranker, Ranker::Create(bundle, ranker_options));
-    }
-    return ranker.get();
   }
 
   void Run(const v1::ReplayRecord& record, const Truth& truth, bool exact_recall,
            PageResult* out) const {
     thread_local Assignment assignment;
-    absl::Status assigned =
-        experiments_->Assign(record.request().user_id(), pins_, &assignment);
-    absl::StatusOr<const Ranker*> ranker =
-        assigned.ok() ? RankerFor(assignment) : absl::StatusOr<const Ranker*>(assigned);
-    if (!ranker.ok()) {
+    if (absl::Status s =
+            experiments_->Assign(record.request().user_id(), pins_, &assignment);
+        !s.ok()) {
       out->ok = false;
-      out->error = absl::StatusCodeToString(ranker.status().code());
+      out->error = absl::StatusCodeToString(s.code());
       return;
     }
-    RunWith(**ranker, record, truth, exact_recall, out);
+    RunWith(*rankers_[assignment.combination], record, truth, exact_recall, out);
   }
 
  private:
@@ -276,9 +256,8 @@ class InProcessVariant {
   std::vector<ArmPin> pins_;
   std::unique_ptr<ExperimentConfig> experiments_;
   absl::flat_hash_map<std::string, std::shared_ptr<const Bundle>> bundles_;
-  mutable absl::Mutex mu_;
-  // By arm combination.
-  mutable absl::flat_hash_map<int, std::unique_ptr<Ranker>> rankers_ ABSL_GUARDED_BY(mu_);
+  // By arm combination (Assignment::combination).
+  std::vector<std::unique_ptr<Ranker>> rankers_;
 };
 
 // Runs every record through `variant` on `threads` threads; returns the

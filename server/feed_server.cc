@@ -206,7 +206,7 @@ grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
   }
   // The reader only reads the buffer; its API takes a non-const pointer.
   grpc::ByteBuffer* bytes = const_cast<grpc::ByteBuffer*>(&request_bytes);
-  const int max_exclude = snapshot->ranker->options().max_exclude_ids;
+  const int max_exclude = snapshot->RankerFor(0).options().max_exclude_ids;
   if (const int64_t excluded = CountExcludeIds(bytes); excluded > max_exclude) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("exclude_ids: ", excluded, " ids, at most ",

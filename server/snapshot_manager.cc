@@ -30,17 +30,14 @@ absl::Status SnapshotManager::InstallLocked(std::shared_ptr<const Bundle> bundle
   snapshot->bundle = bundle;
   snapshot->view = bundle->view;
   snapshot->config = config;
-  ASSIGN_OR_RETURN(snapshot->ranker,
-                   Ranker::Create(bundle, RankerOptions{options, costs, env_.clock}));
-  // One ranker per combination of arms, made here so that no request
-  // resolves or checks anything. They share the defaults' measured costs.
-  snapshot->arm_rankers.resize(experiments.combination_count() - 1);
-  for (int c = 1; c < experiments.combination_count(); ++c) {
-    ASSIGN_OR_RETURN(
-        snapshot->arm_rankers[c - 1],
-        Ranker::Create(bundle, RankerOptions{experiments.combination_options(c), costs,
-                                             env_.clock}));
-  }
+  ASSIGN_OR_RETURN(
+      snapshot->rankers,
+      CreateArmRankers(
+          experiments,
+          [&](const std::string&) -> absl::StatusOr<std::shared_ptr<const Bundle>> {
+            return bundle;  // `bundles` are refused above
+          },
+          costs, env_.clock));
   snapshot->experiments = std::make_unique<ExperimentConfig>(std::move(experiments));
   current_.Store(std::move(snapshot));
   LogInfo(

@@ -38,15 +38,11 @@ struct Snapshot {
   RankingConfig config;
   // The config's experiments: each user's arms (ranking/experiments.h).
   std::unique_ptr<ExperimentConfig> experiments;
-  // The ranker of users in no experiment (the config's params)...
-  std::unique_ptr<Ranker> ranker;
-  // ...and of every other combination of arms, by combination - 1; all
-  // share the default options' measured costs.
-  std::vector<std::unique_ptr<Ranker>> arm_rankers;
+  // One ranker per combination of arms (CreateArmRankers); [0] ranks users
+  // in no experiment. All share the default options' measured costs.
+  std::vector<std::unique_ptr<Ranker>> rankers;
 
-  const Ranker& RankerFor(int combination) const {
-    return combination == 0 ? *ranker : *arm_rankers[combination - 1];
-  }
+  const Ranker& RankerFor(int combination) const { return *rankers[combination]; }
 };
 
 class SnapshotManager {

@@ -171,7 +171,7 @@ TEST_F(SharedBundleTest, SnapshotSwapsNeverShowAMixedSnapshotAndFreeTheOld) {
         std::shared_ptr<const Snapshot> s = manager.Current();
         RankRequest request;
         request.user_id = s->bundle->catalog->user_id(t);
-        if (!s->ranker->Rank(*s->view, request, &result).ok()) {
+        if (!s->RankerFor(0).Rank(*s->view, request, &result).ok()) {
           bad.fetch_add(1);
           continue;
         }

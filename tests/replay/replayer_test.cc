@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <functional>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -377,9 +379,27 @@ TEST_F(ReplayerTest, BadSweepsAndOptionsAreRefusedByName) {
   EXPECT_THAT(ParseSweep("ann_beam_width").status().message(), HasSubstr("FIELD=V1"));
   EXPECT_THAT(ParseSweep("objective_weights=1").status().message(),
               HasSubstr("not a numeric"));
-  ReplayOptions bad;
-  bad.k = 0;
-  EXPECT_THAT(ValidateReplayOptions(bad).message(), HasSubstr("k:"));
+  struct Case {
+    std::function<void(ReplayOptions*)> set;
+    const char* field;
+  };
+  for (const Case& c : std::vector<Case>{
+           {[](ReplayOptions* o) { o->k = 0; }, "k:"},
+           {[](ReplayOptions* o) { o->threads = 0; }, "threads:"},
+           {[](ReplayOptions* o) { o->threads = 257; }, "threads:"},
+           {[](ReplayOptions* o) { o->bootstrap_resamples = 99; },
+            "bootstrap_resamples:"},
+           {[](ReplayOptions* o) { o->top_diffs = -1; }, "top_diffs:"},
+           {[](ReplayOptions* o) { o->concurrency = 0; }, "concurrency:"},
+           {[](ReplayOptions* o) { o->speed = 0; }, "speed:"},
+           {[](ReplayOptions* o) { o->speed = std::nan(""); }, "speed:"},
+           {[](ReplayOptions* o) { o->deadline_ms = 0; }, "deadline_ms:"},
+       }) {
+    ReplayOptions bad;
+    c.set(&bad);
+    EXPECT_THAT(ValidateReplayOptions(bad).message(), HasSubstr(c.field)) << c.field;
+  }
+  EXPECT_TRUE(ValidateReplayOptions(ReplayOptions()).ok());
   const auto records = Records(**bundle_, 10, 6);
   ReplayOptions options;
   options.positive_objective = "nope";
