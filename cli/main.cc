@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "base/log.h"
 #include "base/npy.h"
+#include "cli/admin_cmd.h"
 #include "cli/build_bundle.h"
 #include "cli/client.h"
 #include "cli/loadgen.h"
@@ -424,6 +425,20 @@ int main(int argc, char** argv) {
               absl::ZeroDuration(), absl::Hours(24 * 365));
   serve_cmd->add_flag("--no-reflection", no_reflection,
                       "Do not serve gRPC server reflection");
+  serve.admin_address = "auto";
+  std::string admin_token_file;
+  serve_cmd
+      ->add_option("--admin-address", serve.admin_address,
+                   "host:port of the FeedAdmin service (ApplyConfig, GetConfig); "
+                   "loopback unless --admin-token-file; empty = none; auto = "
+                   "127.0.0.1 and the --address port + 1 (a free port when that is 0)")
+      ->capture_default_str();
+  serve_cmd->add_option("--admin-token-file", admin_token_file,
+                        "File holding the token admin calls must carry "
+                        "(authorization: Bearer <token>)");
+  AddDuration(serve_cmd, "--guardrail-interval", &serve.guardrail_interval,
+              "How often experiment arms' guardrails are checked (0 = never)",
+              absl::ZeroDuration(), absl::Hours(1));
 
   // serve: the request log (replay/request_log.h, docs/OPERATIONS.md)
   serve_cmd->add_option(
@@ -447,6 +462,27 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 10000))
       ->capture_default_str();
   // end of the request log's flags
+
+  // admin
+  AdminFlags admin;
+  auto* admin_cmd = app.add_subcommand("admin", "Call a server's FeedAdmin service");
+  admin_cmd->require_subcommand(1);
+  auto* admin_apply = admin_cmd->add_subcommand(
+      "apply", "Validate a ranking config on the server and serve it (or --dry-run)");
+  auto* admin_get = admin_cmd->add_subcommand(
+      "get", "Print the config served, its bundles, arm shares and reverted arms");
+  for (CLI::App* sub : {admin_apply, admin_get}) {
+    sub->add_option("--target", admin.target, "The server's --admin-address")
+        ->capture_default_str();
+    sub->add_option("--token-file", admin.token_file,
+                    "Token file, when the server has --admin-token-file");
+  }
+  admin_apply->add_option("--config", admin.config_path, "Textproto RankingConfig")
+      ->required();
+  admin_apply->add_flag("--dry-run", admin.dry_run,
+                        "Only validate and print the bucket shares");
+  admin_apply->add_option("--expected-version", admin.expected_version,
+                          "Refuse unless the server serves this config version");
 
   // query
   QueryFlags query;
@@ -682,9 +718,28 @@ int main(int argc, char** argv) {
     SetMinLogLevel(*ParseLogLevel(log_level));
     SetLogFormat(*ParseLogFormat(log_format));
     serve.reflection = !no_reflection;
+    if (serve.admin_address == "auto") {
+      std::string host;
+      int port = 0;
+      if (ParseHostPort(serve.address, &host, &port).ok() && port > 0 && port < 65535) {
+        serve.admin_address = absl::StrCat("127.0.0.1:", port + 1);
+      } else {
+        serve.admin_address = "127.0.0.1:0";
+      }
+    }
+    if (!admin_token_file.empty()) {
+      auto token = ReadTokenFile(admin_token_file);
+      if (!token.ok()) return Fail(token.status());
+      serve.admin_token = *std::move(token);
+    }
     if (absl::Status valid = ValidateServerOptions(serve); !valid.ok())
       return Fail(valid);
     return RunServe(serve);
+  }
+  if (admin_cmd->parsed()) {
+    absl::Status status =
+        admin_apply->parsed() ? RunAdminApply(admin) : RunAdminGet(admin);
+    return status.ok() ? 0 : Fail(status);
   }
   if (query_cmd->parsed()) {
     if (query.sample_users > 0) {

@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 #include "embeddings/manifest.h"
 
@@ -32,7 +35,61 @@ absl::StatusOr<std::shared_ptr<const Bundle>> LoadBundle(const std::string& dir,
   bundle->view = CatalogView::Of(bundle->catalog);
   ASSIGN_OR_RETURN(bundle->model, ScoringModel::Load(dir, bundle->manifest.model(),
                                                      bundle->features.width(), fs));
+  if (auto names = fs.ListDir(dir); names.ok()) {
+    for (const std::string& name : *names) {
+      auto info = fs.Stat(BundlePath(dir, name));
+      if (info.ok() && !info->is_directory) bundle->file_bytes += info->size;
+    }
+  }
   return std::shared_ptr<const Bundle>(std::move(bundle));
+}
+
+namespace {
+
+// "a/./b/../c/" -> "a/c"; keeps a leading "/" and leading ".." parts.
+std::string Normalize(const std::string& path) {
+  const bool absolute = !path.empty() && path[0] == '/';
+  std::vector<std::string> parts;
+  for (absl::string_view part : absl::StrSplit(path, '/', absl::SkipEmpty())) {
+    if (part == ".") continue;
+    if (part == ".." && !parts.empty() && parts.back() != "..") {
+      parts.pop_back();
+      continue;
+    }
+    if (part == ".." && absolute) continue;  // "/.." is "/"
+    parts.emplace_back(part);
+  }
+  std::string out = absl::StrJoin(parts, "/");
+  if (absolute) return "/" + out;
+  return out.empty() ? "." : out;
+}
+
+}  // namespace
+
+std::string ParentDir(const std::string& path) {
+  const std::string p = Normalize(path.empty() ? "." : path);
+  if (p == "/") return p;
+  const size_t slash = p.find_last_of('/');
+  if (slash == std::string::npos) return p == ".." ? "../.." : ".";
+  return slash == 0 ? "/" : p.substr(0, slash);
+}
+
+absl::StatusOr<std::string> ResolveBundleRefDir(const std::string& base,
+                                                const std::string& dir, bool confine) {
+  if (dir.empty()) return absl::InvalidArgumentError("bundle dir is empty");
+  const std::string root = Normalize(base.empty() ? "." : base);
+  const std::string path = Normalize(dir[0] == '/' ? dir : absl::StrCat(root, "/", dir));
+  if (confine) {
+    const bool inside =
+        root == "." ? (path != ".." && !absl::StartsWith(path, "../") && path[0] != '/')
+                    : (path == root || absl::StartsWith(path, root + "/"));
+    if (!inside) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bundle dir '", dir, "' resolves to '", path, "', outside the bundle base '",
+          root, "' (a config applied through FeedAdmin names bundles under it)"));
+    }
+  }
+  return path;
 }
 
 absl::StatusOr<std::shared_ptr<const Bundle>> MakeBundle(const BundleManifest& manifest,

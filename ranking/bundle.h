@@ -28,7 +28,22 @@ struct Bundle {
   std::shared_ptr<const CatalogView> view;
   FeatureSet features;
   std::unique_ptr<ScoringModel> model;
+  // Bytes of the bundle directory's files when it was loaded: what it holds
+  // in memory, to within the tables derived at load (0 for MakeBundle).
+  int64_t file_bytes = 0;
 };
+
+// The directory a RankingConfig.bundles entry names: `dir` itself when it
+// is absolute, else `base`/`dir` (the server's base is the parent directory
+// of --bundle or --bundle-root; replay's that of --bundle). Lexically
+// normalised ("a/./b/../c" is "a/c"). With `confine`, an error
+// (InvalidArgument naming `dir`) when the result is not inside `base`: what
+// configs applied through the admin RPC must keep to.
+// The directory that holds `path` ("." for a bare name or an empty path).
+std::string ParentDir(const std::string& path);
+
+absl::StatusOr<std::string> ResolveBundleRefDir(const std::string& base,
+                                                const std::string& dir, bool confine);
 
 // Loads and validates the bundle in `dir` through `fs`. Errors name the file
 // and the problem (see embeddings/catalog.h, ranking/model.h); Cancelled

@@ -1,9 +1,12 @@
 #include "ranking/experiments.h"
 
 #include <google/protobuf/descriptor.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/reflection.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -86,9 +89,10 @@ int Bucket(uint64_t user_id, absl::string_view salt) {
 // first error wins.
 class ExperimentConfigBuilder {
  public:
-  ExperimentConfigBuilder(const RankingConfig& config,
-                          const std::vector<std::string>& objectives)
-      : config_(config), objectives_(objectives) {}
+  ExperimentConfigBuilder(
+      const RankingConfig& config, const std::vector<std::string>& objectives,
+      const std::vector<std::pair<std::string, std::string>>& reverted)
+      : config_(config), objectives_(objectives), reverted_(reverted) {}
 
   absl::StatusOr<ExperimentConfig> Build() {
     // The defaults first: an arm's error then always concerns the arm.
@@ -272,13 +276,32 @@ class ExperimentConfigBuilder {
               absl::StrCat(apath, ": with its overrides, ", resolved.status().message()));
         }
         ArmInfo arm_info;
-        arm_info.names = {layer.name(), ex.name(), arm.name()};
+        arm_info.names.layer = layer.name();
+        arm_info.names.experiment = ex.name();
+        arm_info.names.arm = arm.name();
+        arm_info.names.id = static_cast<int>(out_.arm_ids_.size());
+        out_.arm_ids_.emplace_back(l, static_cast<int>(info.arms.size()));
+        {
+          v1::Arm what;
+          *what.mutable_overrides() = arm.overrides();
+          what.set_bundle(arm.bundle());
+          *what.mutable_guardrail() = arm.guardrail();
+          // Deterministic bytes (maps sorted), hashed.
+          std::string bytes;
+          google::protobuf::io::StringOutputStream stream(&bytes);
+          google::protobuf::io::CodedOutputStream coded(&stream);
+          coded.SetSerializationDeterministic(true);
+          what.SerializeToCodedStream(&coded);
+          coded.Trim();
+          arm_info.fingerprint = Fnv1a64(bytes);
+        }
         arm_info.experiment = e;
         arm_info.buckets = arm_buckets;
         info.arms.push_back(std::move(arm_info));
         arm_protos_[l].push_back(&arm);
         arm_paths_[l].push_back(apath);
       }
+      RETURN_IF_ERROR(CheckControlAndGuardrails(l, e, epath, &info));
       if (static_cast<int>(arm_of_bucket.size()) != experiment_buckets) {
         // The first run of the experiment's buckets that no arm holds.
         int b = 0;
@@ -348,10 +371,14 @@ class ExperimentConfigBuilder {
         const LayerInfo& layer = out_.layers_[l];
         choice[l] = static_cast<int>(index / layer.stride % (layer.arms.size() + 1));
         if (choice[l] == 0) continue;
-        const v1::Arm& arm = *arm_protos_[l][choice[l] - 1];
+        const v1::Arm& assigned = *arm_protos_[l][choice[l] - 1];
+        const int served = served_arm_[l][choice[l] - 1];
+        const v1::Arm& arm = *arm_protos_[l][served];
         combined.mutable_params()->MergeFrom(arm.overrides());
         if (!arm.bundle().empty()) c.bundle = arm.bundle();
-        names.push_back(absl::StrCat(LayerPath(l), " arm '", arm.name(), "'"));
+        names.push_back(absl::StrCat(
+            LayerPath(l), " arm '", assigned.name(), "'",
+            &arm == &assigned ? "" : absl::StrCat(" (reverted to '", arm.name(), "')")));
       }
       auto resolved = ResolveOptions(combined, objectives_);
       if (!resolved.ok()) {
@@ -364,8 +391,84 @@ class ExperimentConfigBuilder {
     return absl::OkStatus();
   }
 
+  // The control arm of experiment `e` of layer `l`, and the guardrails of
+  // its arms; marks the reverted arms (served_arm_).
+  absl::Status CheckControlAndGuardrails(int l, int e, const std::string& epath,
+                                         LayerInfo* info) {
+    const v1::Layer& layer = config_.layers(l);
+    const v1::Experiment& ex = layer.experiments(e);
+    // The experiment's arms are the last ex.arms_size() of the layer's.
+    const int first = static_cast<int>(info->arms.size()) - ex.arms_size();
+    int control = 0;
+    if (!ex.control().empty()) {
+      control = -1;
+      for (int a = 0; a < ex.arms_size(); ++a) {
+        if (ex.arms(a).name() == ex.control()) control = a;
+      }
+      if (control < 0) {
+        std::vector<std::string> names;
+        for (const v1::Arm& arm : ex.arms()) names.push_back(arm.name());
+        return absl::InvalidArgumentError(absl::StrCat(epath, ": control '", ex.control(),
+                                                       "' is not one of its arms (",
+                                                       absl::StrJoin(names, ", "), ")"));
+      }
+    }
+    served_arm_.resize(config_.layers_size());
+    for (int a = 0; a < ex.arms_size(); ++a) {
+      const v1::Arm& arm = ex.arms(a);
+      const std::string apath = absl::StrCat(epath, " ", ArmRef(l, e, a));
+      ArmInfo& arm_info = info->arms[first + a];
+      bool reverted = false;
+      for (const auto& r : reverted_) {
+        if (r.first == layer.name() && r.second == arm.name() && a != control)
+          reverted = true;
+      }
+      served_arm_[l].push_back(reverted ? first + control : first + a);
+      if (reverted) arm_info.names.reverted_to = ex.arms(control).name();
+      if (!arm.has_guardrail()) continue;
+      const v1::Guardrail& g = arm.guardrail();
+      const std::string gpath = apath + ": guardrail";
+      if (a == control) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            gpath,
+            " is set on the experiment's control arm, which users are moved back to"));
+      }
+      auto share = [&](const char* name, float v) -> absl::Status {
+        if (!std::isfinite(v) || v < 0 || v > 1) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(gpath, ".", name, ": ", v, " is outside (0, 1]"));
+        }
+        return absl::OkStatus();
+      };
+      if (!std::isfinite(g.max_p99_ms()) || g.max_p99_ms() < 0 ||
+          g.max_p99_ms() > 600000) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            gpath, ".max_p99_ms: ", g.max_p99_ms(), " is outside (0, 600000]"));
+      }
+      RETURN_IF_ERROR(share("max_error_rate", g.max_error_rate()));
+      RETURN_IF_ERROR(share("max_degraded_share", g.max_degraded_share()));
+      if (g.max_p99_ms() == 0 && g.max_error_rate() == 0 && g.max_degraded_share() == 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            gpath, ": sets no limit (max_p99_ms, max_error_rate, max_degraded_share)"));
+      }
+      arm_info.guardrail = g;
+      if (g.window_seconds() == 0) arm_info.guardrail.set_window_seconds(60);
+      if (arm_info.guardrail.window_seconds() > 3600) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            gpath, ".window_seconds: ", g.window_seconds(), " is outside [1, 3600]"));
+      }
+      if (g.min_calls() == 0) arm_info.guardrail.set_min_calls(100);
+      arm_info.has_guardrail = true;
+    }
+    return absl::OkStatus();
+  }
+
   const RankingConfig& config_;
   const std::vector<std::string>& objectives_;
+  const std::vector<std::pair<std::string, std::string>>& reverted_;
+  // Per layer, per arm (as LayerInfo::arms): the index of the arm whose
+  // overrides serve it (its own, or its control's when reverted).
+  std::vector<std::vector<int>> served_arm_;
   RankingParams base_;  // config_.params with the weights spelled out
   std::vector<std::string> bundle_names_;
   // Per layer, per arm (as LayerInfo::arms): the proto and its path.
@@ -375,8 +478,9 @@ class ExperimentConfigBuilder {
 };
 
 absl::StatusOr<ExperimentConfig> ExperimentConfig::Create(
-    const RankingConfig& config, const std::vector<std::string>& objectives) {
-  return ExperimentConfigBuilder(config, objectives).Build();
+    const RankingConfig& config, const std::vector<std::string>& objectives,
+    const std::vector<std::pair<std::string, std::string>>& reverted) {
+  return ExperimentConfigBuilder(config, objectives, reverted).Build();
 }
 
 absl::Status ValidateExperiments(const RankingConfig& config,

@@ -60,6 +60,12 @@ struct ArmAssignment {
   std::string layer;
   std::string experiment;
   std::string arm;
+  // Index of the arm among all arms of the config (layer by layer, in config
+  // order), in [0, ExperimentConfig::arm_count()).
+  int id = 0;
+  // The control arm that serves this arm's users instead, when a guardrail
+  // reverted it (ExperimentConfig::Create's `reverted`); empty otherwise.
+  std::string reverted_to;
 };
 
 // The result of ExperimentConfig::Assign. Its pointers point into the
@@ -110,8 +116,15 @@ class ExperimentConfig {
   // 'fresh' ranges[0] [5000, 7000)"; those of ResolveOptions for `params`.
   // The rules are listed in docs/EXPERIMENTS.md. A config without layers is
   // valid: one combination, the default options.
+  //
+  // `reverted` names arms (layer, arm) whose users are served with their
+  // experiment's control arm instead (its overrides and bundle) while they
+  // stay assigned to, and reported as, their own arm (ArmAssignment::
+  // reverted_to): what a guardrail does. Names no longer in the config are
+  // ignored; a control arm is never reverted.
   static absl::StatusOr<ExperimentConfig> Create(
-      const RankingConfig& config, const std::vector<std::string>& objectives);
+      const RankingConfig& config, const std::vector<std::string>& objectives,
+      const std::vector<std::pair<std::string, std::string>>& reverted = {});
 
   ExperimentConfig(ExperimentConfig&&) = default;
   ExperimentConfig& operator=(ExperimentConfig&&) = default;
@@ -142,6 +155,21 @@ class ExperimentConfig {
   // default bundle.
   const std::string& combination_bundle(int c) const { return combinations_[c].bundle; }
   int layer_count() const { return static_cast<int>(layers_.size()); }
+  // Every arm of the config, by ArmAssignment::id.
+  int arm_count() const { return static_cast<int>(arm_ids_.size()); }
+  const ArmAssignment& arm(int id) const {
+    return layers_[arm_ids_[id].first].arms[arm_ids_[id].second].names;
+  }
+  // The arm's guardrail; null when it has none.
+  const v1::Guardrail* guardrail(int id) const {
+    const ArmInfo& a = layers_[arm_ids_[id].first].arms[arm_ids_[id].second];
+    return a.has_guardrail ? &a.guardrail : nullptr;
+  }
+  // A fingerprint of what arm `id` serves: its overrides, bundle and
+  // guardrail. A guardrail trip holds while it is unchanged.
+  uint64_t arm_fingerprint(int id) const {
+    return layers_[arm_ids_[id].first].arms[arm_ids_[id].second].fingerprint;
+  }
   int combination_count() const { return static_cast<int>(combinations_.size()); }
   bool allow_pinning() const { return allow_pinning_; }
 
@@ -153,6 +181,9 @@ class ExperimentConfig {
     ArmAssignment names;
     int experiment = 0;  // index in the layer's experiments
     int buckets = 0;
+    bool has_guardrail = false;
+    v1::Guardrail guardrail;
+    uint64_t fingerprint = 0;
   };
   struct LayerInfo {
     std::string name;
@@ -179,6 +210,8 @@ class ExperimentConfig {
   std::vector<LayerInfo> layers_;
   // Indexed by sum over layers of choice * stride.
   std::vector<Combination> combinations_;
+  // ArmAssignment::id -> (layer, index in its arms).
+  std::vector<std::pair<int, int>> arm_ids_;
 };
 
 // Validates the experiments of a config; the status of

@@ -59,6 +59,7 @@ absl::StatusOr<RankingOptions> ResolveOptions(
   FEEDRANK_TAKE(exclude_pushdown_threshold, 0, 1000000)
   FEEDRANK_TAKE(min_rerank_candidates, 0, 10000)
   FEEDRANK_TAKE(rerank_candidates, 0, 100000)
+  FEEDRANK_TAKE(inject_delay_ms, 0, 10000)
 #undef FEEDRANK_TAKE
   if (o.default_count > o.max_count) {
     return absl::InvalidArgumentError(absl::StrCat(

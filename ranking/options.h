@@ -35,6 +35,7 @@ struct RankingOptions {
   float freshness_half_life_hours = 24;
   int min_rerank_candidates = 50;
   int rerank_candidates = -1;  // -1 = all; 0 = no model
+  int inject_delay_ms = 0;     // fault injection (the server applies it)
 };
 
 // Applies defaults and checks ranges; `objectives` are the model's objective

@@ -111,8 +111,13 @@ class InProcessVariant {
     // The bundles arms may select, loaded once; they must score the same
     // objectives as the default bundle (the arms' weights were resolved
     // against its model).
+    // Relative dirs resolve against the directory holding --bundle, as in
+    // the server.
+    const std::string base = ParentDir(v.bundle_path);
     for (const v1::BundleRef& ref : v.config.bundles()) {
-      auto bundle = LoadBundle(ref.dir());
+      auto dir = ResolveBundleRefDir(base, ref.dir(), /*confine=*/false);
+      if (!dir.ok()) return fail(dir.status().message());
+      auto bundle = LoadBundle(*dir);
       if (!bundle.ok()) {
         return absl::FailedPreconditionError(
             absl::StrCat("variant ", QuoteForError(v.name), ": bundles ",

@@ -3,12 +3,14 @@
 #include <google/protobuf/arena.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/stubs/logging.h>
+#include <google/protobuf/text_format.h>
 #include <google/protobuf/wire_format_lite.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/impl/codegen/proto_buffer_reader.h>
 #include <grpcpp/impl/codegen/proto_utils.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -152,6 +154,10 @@ void FeedRankerService::Finish(grpc::ServerUnaryReactor* reactor,
   const int code = static_cast<int>(status.error_code());
   const int64_t micros = MicrosBetween(arrived, options_->env.clock->Now());
   metrics_->RecordCall(Method::kRankFeed, code, micros);
+  for (int16_t slot : summary.arm_slots) {
+    metrics_->RecordArmCall(slot, code, micros, summary.degraded,
+                            summary.mean_predictions.data(), summary.objectives);
+  }
   // Answered calls only: a replay needs the page the server returned.
   if (summary.log_entry.has_value() && status.ok()) {
     summary.log_entry->latency_us = micros;
@@ -249,21 +255,53 @@ grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
     return ToGrpc(
         absl::InvalidArgumentError(absl::StrCat("pin_arms: ", status.message())));
   }
+  // Pinned calls say nothing of an arm's effect: not in its metrics.
+  if (!assignment.pinned) {
+    for (const ArmAssignment* arm : assignment.arms) {
+      if (arm == nullptr) continue;
+      const int slot = snapshot->arm_slots[arm->id];
+      if (slot >= 0) summary->arm_slots.push_back(static_cast<int16_t>(slot));
+    }
+  }
+  // An arm on another bundle ranks over that bundle's catalogue.
+  const Ranker& ranker = snapshot->RankerFor(assignment.combination);
+  const Bundle& bundle = ranker.bundle();
+  const CatalogView& view =
+      &bundle == snapshot->bundle.get() ? *snapshot->view : *bundle.view;
   thread_local RankResult result;
-  if (absl::Status status = snapshot->RankerFor(assignment.combination)
-                                .Rank(*snapshot->view, rank, &result);
-      !status.ok()) {
+  if (absl::Status status = ranker.Rank(view, rank, &result); !status.ok()) {
     return ToGrpc(status);
   }
   metrics_->RecordRanking(result);
   summary->items = static_cast<int>(result.items.size());
   summary->degrade_causes = result.degrade_causes;
+  summary->degraded = result.degrade_causes != 0;
+  if (!summary->arm_slots.empty() && !result.items.empty() &&
+      !result.predictions.empty()) {
+    const int heads = static_cast<int>(result.predictions.size() / result.items.size());
+    summary->objectives = std::min(heads, ServerMetrics::kMaxObjectives);
+    for (int o = 0; o < summary->objectives; ++o) {
+      double total = 0;
+      for (size_t i = 0; i < result.items.size(); ++i)
+        total += result.predictions[i * heads + o];
+      summary->mean_predictions[o] = static_cast<float>(total / result.items.size());
+    }
+  }
+  // Fault injection (RankingParams.inject_delay_ms), never past the
+  // deadline.
+  if (const int delay_ms = ranker.options().inject_delay_ms; delay_ms > 0) {
+    const Clock& clock = *options_->env.clock;
+    const SteadyTime now = clock.Now();
+    SteadyTime until = now + std::chrono::milliseconds(delay_ms);
+    if (deadline < until) until = deadline;
+    if (until > now) absl::SleepFor(absl::FromChrono(until - now));
+  }
   auto* response = google::protobuf::Arena::CreateMessage<v1::RankFeedResponse>(&arena);
   ResponseInfo info;
-  info.objectives = &snapshot->bundle->model->objectives();
-  info.bundle_version = snapshot->bundle->manifest.version();
+  info.objectives = &bundle.model->objectives();
+  info.bundle_version = bundle.manifest.version();
   info.config_version = snapshot->config.version();
-  info.catalog_version = snapshot->view->version();
+  info.catalog_version = view.version();
   RankResultToProto(*request, result, info, response);
   for (const ArmAssignment* arm : assignment.arms) {
     if (arm == nullptr) continue;
@@ -271,6 +309,7 @@ grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
     served->set_layer(arm->layer);
     served->set_experiment(arm->experiment);
     served->set_arm(arm->arm);
+    if (!arm->reverted_to.empty()) served->set_reverted_to(arm->reverted_to);
   }
   response->set_pinned(assignment.pinned);
   if (request_log_ != nullptr && request_log_->Sample()) {
@@ -313,6 +352,23 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (!o.metrics_address.empty()) {
     RETURN_IF_ERROR(ParseHostPort(o.metrics_address, &host, &port));
   }
+  if (!o.admin_address.empty()) {
+    if (!absl::StartsWith(o.admin_address, "unix:")) {
+      RETURN_IF_ERROR(ParseHostPort(o.admin_address, &host, &port));
+      const bool loopback = host == "127.0.0.1" || host == "localhost" || host == "::1" ||
+                            host == "[::1]" || absl::StartsWith(host, "127.");
+      if (!loopback && o.admin_token.empty()) {
+        return bad("admin_address: ", o.admin_address,
+                   " is not a loopback address; an exposed admin service needs a token "
+                   "(--admin-token-file)");
+      }
+    }
+    if (o.admin_address == o.address && !absl::EndsWith(o.address, ":0")) {
+      return bad("admin_address: the admin service needs an address of its own, not ",
+                 o.address);
+    }
+  }
+
   if (o.bundle_dir.empty() == o.bundle_root.empty()) {
     return bad(
         "give exactly one of a bundle directory (--bundle) and a bundle root "
@@ -332,6 +388,7 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   RETURN_IF_ERROR(duration("drain_grace", o.drain_grace, absl::Hours(1)));
   RETURN_IF_ERROR(duration("drain_timeout", o.drain_timeout, absl::Hours(1)));
   RETURN_IF_ERROR(duration("watch_interval", o.watch_interval, absl::Hours(24)));
+  RETURN_IF_ERROR(duration("guardrail_interval", o.guardrail_interval, absl::Hours(1)));
   const ConnectionLimits& l = o.limits;
   if (l.max_concurrent_streams < 1 || l.max_concurrent_streams > 1 << 20) {
     return bad("max_concurrent_streams: ", l.max_concurrent_streams,
@@ -423,7 +480,28 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
   ASSIGN_OR_RETURN(server->workers_, WorkerPool::Create(o.workers, o.max_queue));
   server->metrics_->SetQueueDepth(
       [pool = server->workers_.get()] { return double(pool->queued()); });
-  server->snapshots_ = std::make_unique<SnapshotManager>(o.env);
+  {
+    // Relative `bundles` dirs of a config resolve beside the served bundle.
+    const std::string base =
+        ParentDir(o.bundle_root.empty() ? o.bundle_dir : o.bundle_root);
+    ServerMetrics* metrics = server->metrics_.get();
+    server->snapshots_ =
+        std::make_unique<SnapshotManager>(o.env, base, [metrics](Snapshot* snapshot) {
+          const ExperimentConfig& e = *snapshot->experiments;
+          for (int id = 0; id < e.arm_count(); ++id) {
+            const ArmAssignment& a = e.arm(id);
+            snapshot->arm_slots[id] = metrics->ArmSlot({a.layer, a.experiment, a.arm});
+          }
+        });
+  }
+  server->guardrails_ = std::make_unique<GuardrailMonitor>(server->snapshots_.get(),
+                                                           server->metrics_.get());
+  server->metrics_->SetReverted([snapshots = server->snapshots_.get()] {
+    std::vector<RevertedArmLabels> out;
+    for (const RevertedArm& r : snapshots->reverted())
+      out.push_back({{r.layer, r.experiment, r.arm}, r.reverted_to});
+    return out;
+  });
   server->service_ = std::make_unique<FeedRankerService>(
       server->snapshots_.get(), server->workers_.get(), &o, server->metrics_.get(),
       server->access_log_.get(), server->request_log_.get());
@@ -468,6 +546,23 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
         "cannot listen on ", o.address,
         ": the address is in use (another server?), or not an address of this host"));
   }
+  if (!o.admin_address.empty()) {
+    server->admin_service_ = std::make_unique<FeedAdminService>(server.get());
+    grpc::ServerBuilder admin;
+    admin.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    admin.AddListeningPort(o.admin_address, grpc::InsecureServerCredentials(),
+                           &server->admin_port_);
+    // A config file may be up to 16 MiB (ReadConfigFile's limit).
+    admin.SetMaxReceiveMessageSize(17 << 20);
+    admin.RegisterService(server->admin_service_.get());
+    server->admin_server_ = admin.BuildAndStart();
+    if (server->admin_server_ == nullptr || server->admin_port_ == 0) {
+      server->server_->Shutdown();
+      return absl::UnavailableError(absl::StrCat(
+          "cannot listen on ", o.admin_address,
+          " (--admin-address): the address is in use, or not an address of this host"));
+    }
+  }
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
   health->SetServingStatus(false);
   health->SetServingStatus(kRankerServiceName, false);
@@ -480,12 +575,17 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
                          [s] { return s->NotReadyReason(); }));
   }
   LogInfo(
-      "listening on %s (port %d), %d ranking threads%s; not serving until a bundle is "
+      "listening on %s (port %d), %d ranking threads%s%s; not serving until a bundle is "
       "loaded",
       o.address, server->port_, server->workers_->threads(),
       server->monitoring_ != nullptr
           ? absl::StrFormat("; metrics on %s (port %d)", o.metrics_address,
                             server->monitoring_->port())
+          : std::string(),
+      server->admin_server_ != nullptr
+          ? absl::StrFormat("; admin on %s (port %d%s)", o.admin_address,
+                            server->admin_port_,
+                            o.admin_token.empty() ? "" : ", token required")
           : std::string());
   return server;
 }
@@ -597,11 +697,7 @@ absl::Status FeedServer::Load() {
           config_seen_ = *info;
       }
     }
-    if (status.ok()) {
-      std::shared_ptr<const Snapshot> s = snapshots_->Current();
-      metrics_->SetServing(s->bundle->manifest.version(), s->bundle->dir,
-                           s->config.version());
-    }
+    if (status.ok()) PublishServing();
   }
   if (!status.ok()) return status;
   SetReady(true);
@@ -610,9 +706,12 @@ absl::Status FeedServer::Load() {
   // seen here (starting it after the lock let a SIGTERM during Load leave
   // it unjoined).
   absl::MutexLock lock(&state_mu_);
-  if (shutting_down_ || watcher_.joinable()) return status;
+  if (shutting_down_ || watcher_.joinable() || guardrail_watcher_.joinable())
+    return status;
   if (options_.watch_interval > absl::ZeroDuration())
     watcher_ = std::thread([this] { Watch(); });
+  if (options_.guardrail_interval > absl::ZeroDuration())
+    guardrail_watcher_ = std::thread([this] { WatchGuardrails(); });
   return status;
 }
 
@@ -633,6 +732,7 @@ absl::Status FeedServer::CheckConfigFile(bool force) {
   InterruptibleFileSystem fs(options_.env.fs, &stop_loading_);
   absl::Status status = snapshots_->ReloadConfig(options_.config_path, &fs);
   if (absl::IsCancelled(status)) return status;
+  if (!status.ok()) metrics_->RecordConfigRefusal("file", ConfigRefusalReason(status));
   metrics_->RecordLoad(LoadKind::kConfig,
                        status.ok() ? LoadOutcome::kOk : LoadOutcome::kRefused,
                        MicrosBetween(start, std::chrono::steady_clock::now()));
@@ -649,9 +749,7 @@ absl::Status FeedServer::Reload() {
   if (!options_.bundle_root.empty()) {
     bundle = LoadNewerVersion(served_version_.load(), /*initial=*/false);
   }
-  std::shared_ptr<const Snapshot> s = snapshots_->Current();
-  metrics_->SetServing(s->bundle->manifest.version(), s->bundle->dir,
-                       s->config.version());
+  PublishServing();
   return !config.ok() ? config : bundle;
 }
 
@@ -671,12 +769,183 @@ void FeedServer::Watch() {
     if (!options_.bundle_root.empty()) {
       LoadNewerVersion(served_version_.load(), /*initial=*/false).IgnoreError();
     }
-    std::shared_ptr<const Snapshot> s = snapshots_->Current();
-    if (s != nullptr) {
-      metrics_->SetServing(s->bundle->manifest.version(), s->bundle->dir,
-                           s->config.version());
-    }
+    PublishServing();
   }
+}
+
+void FeedServer::PublishServing() {
+  std::shared_ptr<const Snapshot> s = snapshots_->Current();
+  if (s == nullptr) return;
+  metrics_->SetServing(s->bundle->manifest.version(), s->bundle->dir,
+                       s->config.version());
+  std::vector<ServedBundle> bundles;
+  bundles.push_back(
+      {"default", s->bundle->manifest.version(), s->bundle->dir, s->bundle->file_bytes});
+  for (const auto& [name, b] : s->extra_bundles)
+    bundles.push_back({name, b->manifest.version(), b->dir, b->file_bytes});
+  metrics_->SetBundles(std::move(bundles));
+  metrics_->SetObjectives(s->bundle->model->objectives());
+}
+
+void FeedServer::WatchGuardrails() {
+  while (true) {
+    {
+      MutexLock lock(&watch_mu_);
+      if (watch_cv_.WaitFor(
+              &watch_mu_, absl::ToChronoNanoseconds(options_.guardrail_interval),
+              [this]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_) { return watch_stop_; })) {
+        return;
+      }
+    }
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+    guardrails_->Tick(now_ms);
+  }
+}
+
+namespace {
+
+void AddShares(const std::vector<ArmShare>& shares,
+               google::protobuf::RepeatedPtrField<v1::ArmShareInfo>* out) {
+  for (const ArmShare& share : shares) {
+    v1::ArmShareInfo* info = out->Add();
+    info->set_layer(share.layer);
+    info->set_experiment(share.experiment);
+    info->set_arm(share.arm);
+    info->set_buckets(share.buckets);
+    info->set_share(share.share);
+  }
+}
+
+}  // namespace
+
+grpc::Status FeedServer::ApplyConfig(const v1::ApplyConfigRequest& request,
+                                     v1::ApplyConfigResponse* response) {
+  auto refuse = [&](const absl::Status& status) {
+    if (!request.dry_run()) {
+      metrics_->RecordConfigRefusal("admin", ConfigRefusalReason(status));
+      metrics_->RecordLoad(LoadKind::kConfig, LoadOutcome::kRefused, 0);
+    }
+    return ToGrpc(status);
+  };
+  auto config = ParseConfig(request.config_text());
+  if (!config.ok()) {
+    LogError("applied config refused: %s", config.status().ToString());
+    return refuse(absl::InvalidArgumentError(
+        absl::StrCat("config_text: ", config.status().message())));
+  }
+  MutexLock lock(&reload_mu_);
+  std::shared_ptr<const Snapshot> current = snapshots_->Current();
+  if (current == nullptr) {
+    return ToGrpc(absl::FailedPreconditionError("no bundle loaded yet"));
+  }
+  response->set_previous_version(current->config.version());
+  if (!request.expected_version().empty() &&
+      request.expected_version() != current->config.version()) {
+    return refuse(absl::FailedPreconditionError(absl::StrCat(
+        "expected_version '", request.expected_version(), "' but config '",
+        current->config.version(), "' is served; read it again (GetConfig) and retry")));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const std::string& path = options_.config_path;
+  auto shares = snapshots_->ApplyConfig(
+      *config, request.dry_run(), path.empty() ? "admin" : "file", [&]() -> absl::Status {
+        if (path.empty()) return absl::OkStatus();
+        absl::Status written =
+            WriteFileAtomically(*options_.env.fs, path, {request.config_text()});
+        if (!written.ok()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "config file ", path,
+              " cannot be written, so the applied config would "
+              "not survive a reload or restart (the file is the source of truth): ",
+              written.message()));
+        }
+        // The watcher must not count our own write as a change.
+        if (auto info = options_.env.fs->Stat(path); info.ok()) config_seen_ = *info;
+        return absl::OkStatus();
+      });
+  if (!shares.ok()) return refuse(shares.status());
+  response->set_config_version(config->version());
+  response->set_applied(!request.dry_run());
+  AddShares(*shares, response->mutable_shares());
+  if (!request.dry_run()) {
+    metrics_->RecordLoad(LoadKind::kConfig, LoadOutcome::kOk,
+                         MicrosBetween(start, std::chrono::steady_clock::now()));
+    PublishServing();
+    LogInfo("config '%s' applied through FeedAdmin%s (was '%s')", config->version(),
+            path.empty() ? "" : absl::StrCat(", written to ", path),
+            current->config.version());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status FeedServer::GetConfig(v1::GetConfigResponse* response) {
+  std::shared_ptr<const Snapshot> s = snapshots_->Current();
+  if (s == nullptr) return ToGrpc(absl::FailedPreconditionError("no bundle loaded yet"));
+  response->set_config_version(s->config.version());
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(s->config, &text);
+  response->set_config_text(text);
+  response->set_source(s->config_source);
+  response->set_config_path(options_.config_path);
+  auto add_bundle = [&](const std::string& name, const Bundle& b) {
+    v1::BundleInfo* info = response->add_bundles();
+    info->set_name(name);
+    info->set_dir(b.dir);
+    info->set_version(b.manifest.version());
+    info->set_videos(b.catalog->num_videos());
+    info->set_users(b.catalog->num_users());
+    info->set_file_bytes(b.file_bytes);
+  };
+  add_bundle("default", *s->bundle);
+  for (const auto& [name, b] : s->extra_bundles) add_bundle(name, *b);
+  AddShares(BucketShares(*s->experiments), response->mutable_shares());
+  for (const RevertedArm& r : snapshots_->reverted()) {
+    v1::RevertedArmInfo* out = response->add_reverted();
+    out->set_layer(r.layer);
+    out->set_experiment(r.experiment);
+    out->set_arm(r.arm);
+    out->set_reverted_to(r.reverted_to);
+    out->set_reason(r.reason);
+    out->set_unix_ms(r.unix_ms);
+  }
+  response->set_resident_bytes(ResidentBytes());
+  return grpc::Status::OK;
+}
+
+grpc::Status FeedAdminService::Authorize(grpc::ServerContext* context) const {
+  const std::string& token = server_->options_.admin_token;
+  if (token.empty()) return grpc::Status::OK;
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("authorization");
+  const std::string expected = "Bearer " + token;
+  if (it != metadata.end() && it->second.size() == expected.size()) {
+    // Constant time in the token's bytes.
+    unsigned char diff = 0;
+    for (size_t i = 0; i < expected.size(); ++i)
+      diff |= static_cast<unsigned char>(it->second.data()[i] ^ expected[i]);
+    if (diff == 0) return grpc::Status::OK;
+  }
+  return grpc::Status(
+      grpc::StatusCode::UNAUTHENTICATED,
+      "admin calls need the metadata 'authorization: Bearer <token>' with "
+      "the token of --admin-token-file");
+}
+
+grpc::Status FeedAdminService::ApplyConfig(grpc::ServerContext* context,
+                                           const v1::ApplyConfigRequest* request,
+                                           v1::ApplyConfigResponse* response) {
+  if (grpc::Status auth = Authorize(context); !auth.ok()) return auth;
+  return server_->ApplyConfig(*request, response);
+}
+
+grpc::Status FeedAdminService::GetConfig(grpc::ServerContext* context,
+                                         const v1::GetConfigRequest*,
+                                         v1::GetConfigResponse* response) {
+  if (grpc::Status auth = Authorize(context); !auth.ok()) return auth;
+  return server_->GetConfig(response);
 }
 
 void FeedServer::Shutdown() {
@@ -705,6 +974,12 @@ void FeedServer::Shutdown() {
   }
   watch_cv_.SignalAll();
   if (watcher_.joinable()) watcher_.join();
+  if (guardrail_watcher_.joinable()) guardrail_watcher_.join();
+  // Admin calls in progress finish first (they take reload_mu_).
+  if (admin_server_ != nullptr) {
+    admin_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    admin_server_->Wait();
+  }
   if (server_ != nullptr) {
     LogInfo(
         "draining: readiness NOT_SERVING, calls answered for %s more, then up to %s for "

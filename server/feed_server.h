@@ -27,6 +27,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <array>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -34,15 +35,18 @@
 #include <string>
 #include <thread>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "base/env.h"
 #include "base/mutex.h"
+#include "feedrank/v1/admin.grpc.pb.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
 #include "replay/request_log.h"
 #include "server/access_log.h"
+#include "server/guardrails.h"
 #include "server/metrics.h"
 #include "server/monitoring.h"
 #include "server/reflection_v1.h"
@@ -107,6 +111,14 @@ struct ServerOptions {
   // Serve gRPC server reflection, v1 and v1alpha (grpcurl, the
   // reflection-based clients).
   bool reflection = true;
+  // host:port of the FeedAdmin service (feedrank.v1.FeedAdmin), a server of
+  // its own; empty = none. A host other than loopback requires
+  // `admin_token`.
+  std::string admin_address;
+  // When set, admin calls must carry "authorization: Bearer <token>".
+  std::string admin_token;
+  // How often guardrails are checked (0 = never).
+  absl::Duration guardrail_interval = absl::Seconds(1);
   // Clock (deadlines, the default request time) and file system (loads).
   // Borrowed; must outlive the server.
   Env env;
@@ -119,6 +131,12 @@ absl::Status ValidateServerOptions(const ServerOptions& options);
 // What the handler learnt of a call, for its access-log line.
 struct CallSummary {
   std::string request_id;
+  // The per-arm metrics slots of the call's arms (none when pinned), and
+  // what they record besides the code and latency.
+  absl::InlinedVector<int16_t, 4> arm_slots;
+  bool degraded = false;
+  int objectives = 0;
+  std::array<float, ServerMetrics::kMaxObjectives> mean_predictions{};
   uint64_t user_id = 0;
   int items = 0;
   uint32_t degrade_causes = 0;
@@ -178,6 +196,24 @@ class FeedRankerService final
   std::atomic<int64_t> overloaded_{0};
 };
 
+class FeedServer;
+
+// feedrank.v1.FeedAdmin (admin.proto), on the admin address.
+class FeedAdminService final : public v1::FeedAdmin::Service {
+ public:
+  explicit FeedAdminService(FeedServer* server) : server_(server) {}
+  grpc::Status ApplyConfig(grpc::ServerContext* context,
+                           const v1::ApplyConfigRequest* request,
+                           v1::ApplyConfigResponse* response) override;
+  grpc::Status GetConfig(grpc::ServerContext* context,
+                         const v1::GetConfigRequest* request,
+                         v1::GetConfigResponse* response) override;
+
+ private:
+  grpc::Status Authorize(grpc::ServerContext* context) const;
+  FeedServer* server_;
+};
+
 class FeedServer {
  public:
   // Validates the options, binds `options.address` exclusively and starts
@@ -207,7 +243,15 @@ class FeedServer {
   // Blocks until Shutdown() has completed.
   void Wait();
 
+  // FeedAdmin.ApplyConfig and GetConfig (admin.proto), also for in-process
+  // callers.
+  grpc::Status ApplyConfig(const v1::ApplyConfigRequest& request,
+                           v1::ApplyConfigResponse* response);
+  grpc::Status GetConfig(v1::GetConfigResponse* response);
+
   int port() const { return port_; }
+  // The admin service's port; 0 without one.
+  int admin_port() const { return admin_port_; }
   // The monitoring endpoint's port; 0 without one.
   int metrics_port() const { return monitoring_ == nullptr ? 0 : monitoring_->port(); }
   SnapshotManager& snapshots() { return *snapshots_; }
@@ -220,6 +264,7 @@ class FeedServer {
   int64_t served_version() const { return served_version_.load(); }
 
  private:
+  friend class FeedAdminService;
   FeedServer() = default;
 
   // Versions in bundle_root, highest first.
@@ -230,6 +275,9 @@ class FeedServer {
   absl::Status LoadNewerVersion(int64_t above, bool initial);
   absl::Status CheckConfigFile(bool force);
   void Watch();
+  void WatchGuardrails();
+  // After a load: the versions, bundles and objectives the metrics show.
+  void PublishServing() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
   void SetReady(bool ready);
   // Empty when ready, else why not (for /readyz).
   std::string NotReadyReason() const;
@@ -243,8 +291,12 @@ class FeedServer {
   std::unique_ptr<FeedRankerService> service_;
   std::unique_ptr<ReflectionV1> reflection_v1_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<FeedAdminService> admin_service_;
+  std::unique_ptr<grpc::Server> admin_server_;
+  std::unique_ptr<GuardrailMonitor> guardrails_;
   std::unique_ptr<MonitoringServer> monitoring_;
   int port_ = 0;
+  int admin_port_ = 0;
   // Set by Shutdown: interrupts a load in progress.
   std::atomic<bool> stop_loading_{false};
   std::atomic<int64_t> served_version_{-1};
@@ -264,6 +316,7 @@ class FeedServer {
   CondVar watch_cv_;
   bool watch_stop_ ABSL_GUARDED_BY(watch_mu_) = false;
   std::thread watcher_;
+  std::thread guardrail_watcher_;
 
   // Orders the health flips of Load() and Shutdown().
   absl::Mutex state_mu_;

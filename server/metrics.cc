@@ -1,10 +1,15 @@
 #include "server/metrics.h"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 
+#include "absl/strings/match.h"
+#include "base/log.h"
 #include "base/status_macros.h"
 
 namespace feedrank {
@@ -172,6 +177,138 @@ void ServerMetrics::SetQueueDepth(std::function<double()> read) {
 void ServerMetrics::SetRequestLogCounts(std::function<RequestLogCounts()> read) {
   MutexLock lock(&mu_);
   request_log_counts_ = std::move(read);
+}
+
+int ServerMetrics::ArmSlot(const ArmLabels& labels) {
+  MutexLock lock(&mu_);
+  for (size_t i = 0; i < arm_labels_.size(); ++i) {
+    const ArmLabels& l = arm_labels_[i];
+    if (l.layer == labels.layer && l.experiment == labels.experiment &&
+        l.arm == labels.arm) {
+      return static_cast<int>(i);
+    }
+  }
+  if (arm_labels_.size() >= kMaxArms) {
+    if (!arms_full_logged_) {
+      LogWarning(
+          "metrics: more than %d arms seen; arm '%s' of layer '%s' and later ones "
+          "are not measured per arm (restart to reset)",
+          kMaxArms, labels.arm, labels.layer);
+      arms_full_logged_ = true;
+    }
+    return -1;
+  }
+  arm_labels_.push_back(labels);
+  return static_cast<int>(arm_labels_.size()) - 1;
+}
+
+void ServerMetrics::SetObjectives(const std::vector<std::string>& objectives) {
+  MutexLock lock(&mu_);
+  objectives_ = objectives;
+  if (objectives_.size() > kMaxObjectives) objectives_.resize(kMaxObjectives);
+}
+
+void ServerMetrics::RecordArmCall(int slot, int grpc_code, int64_t micros, bool degraded,
+                                  const float* mean_predictions, int objectives) {
+  if (slot < 0 || slot >= kMaxArms) return;
+  Shard::Arm& a = ThisThreadsShard().arms[slot];
+  a.calls.fetch_add(1, kRelaxed);
+  if (grpc_code != 0) a.errors.fetch_add(1, kRelaxed);
+  if (degraded) a.degraded.fetch_add(1, kRelaxed);
+  a.latency.Observe(micros);
+  if (objectives > 0 && mean_predictions != nullptr) {
+    a.predicted.fetch_add(1, kRelaxed);
+    for (int o = 0; o < std::min(objectives, kMaxObjectives); ++o) {
+      const float v = mean_predictions[o];
+      if (!std::isfinite(v)) continue;
+      a.predicted_micros[o].fetch_add(std::llround(double(v) * 1e6), kRelaxed);
+    }
+  }
+}
+
+ArmTotals ServerMetrics::ReadArm(int slot) const {
+  ArmTotals t;
+  if (slot < 0 || slot >= kMaxArms) return t;
+  for (const Shard& shard : shards_) {
+    const Shard::Arm& a = shard.arms[slot];
+    t.calls += a.calls.load(kRelaxed);
+    t.errors += a.errors.load(kRelaxed);
+    t.degraded += a.degraded.load(kRelaxed);
+    a.latency.AddTo(&t.latency);
+  }
+  return t;
+}
+
+void ServerMetrics::RecordGuardrailTrip(int slot, const std::string& limit) {
+  MutexLock lock(&mu_);
+  ++guardrail_trips_[{slot, limit}];
+}
+
+uint64_t ServerMetrics::guardrail_trips(int slot) const {
+  MutexLock lock(&mu_);
+  uint64_t n = 0;
+  for (const auto& [key, count] : guardrail_trips_) {
+    if (key.first == slot) n += count;
+  }
+  return n;
+}
+
+void ServerMetrics::SetReverted(std::function<std::vector<RevertedArmLabels>()> read) {
+  MutexLock lock(&mu_);
+  reverted_ = std::move(read);
+}
+
+void ServerMetrics::RecordConfigRefusal(const std::string& source,
+                                        const std::string& reason) {
+  MutexLock lock(&mu_);
+  ++config_refusals_[{source, reason}];
+}
+
+uint64_t ServerMetrics::config_refusals(const std::string& source,
+                                        const std::string& reason) const {
+  MutexLock lock(&mu_);
+  auto it = config_refusals_.find({source, reason});
+  return it == config_refusals_.end() ? 0 : it->second;
+}
+
+void ServerMetrics::SetBundles(std::vector<ServedBundle> bundles) {
+  MutexLock lock(&mu_);
+  bundles_ = std::move(bundles);
+}
+
+int64_t ResidentBytes() {
+  long pages_total = 0, pages_resident = 0;
+  if (FILE* statm = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(statm, "%ld %ld", &pages_total, &pages_resident) != 2)
+      pages_resident = 0;
+    std::fclose(statm);
+  }
+  return int64_t(pages_resident) * sysconf(_SC_PAGESIZE);
+}
+
+std::string ConfigRefusalReason(const absl::Status& status) {
+  const absl::string_view m = status.message();
+  auto has = [&](absl::string_view s) { return absl::StrContains(m, s); };
+  // Most specific first: a message may name a range and a bundle at once.
+  if (has("guardrail")) return "guardrail";
+  if (has("overlaps")) return "overlap";
+  if (has("are in no arm") || has("is not within the experiment")) return "arms_split";
+  if (has("salt")) return "salt";
+  if (has("a field belongs to one layer")) return "field_conflict";
+  if (has("is not an objective")) return "unknown_objective";
+  if (has("is not among bundles")) return "unknown_bundle";
+  if (has("is not one of its arms")) return "unknown_arm";
+  if (has("bundles[") || has("bundle dir")) return "bundle";
+  if (has("is outside") || has("must be") || has("exceeds") || has("are all 0") ||
+      has("is not finite") || has("is empty") || has("more than")) {
+    return "out_of_range";
+  }
+  // TextFormat's errors: "line:column: message" (unknown fields among them).
+  if (has("Message type") || has("Expected") || has("Unknown") || has("parse") ||
+      has("textproto")) {
+    return "parse";
+  }
+  return "other";
 }
 
 uint64_t ServerMetrics::calls(Method method, int grpc_code) const {
@@ -367,6 +504,146 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
       s.counter.value = double(n);
       f.metric.push_back(std::move(s));
     }
+    out.push_back(std::move(f));
+  }
+  {
+    std::vector<ArmLabels> arm_labels;
+    std::vector<std::string> objectives;
+    std::map<std::pair<int, std::string>, uint64_t> trips;
+    std::function<std::vector<RevertedArmLabels>()> reverted;
+    std::map<std::pair<std::string, std::string>, uint64_t> refusals;
+    std::vector<ServedBundle> bundles;
+    {
+      MutexLock lock(&mu_);
+      arm_labels = arm_labels_;
+      objectives = objectives_;
+      trips = guardrail_trips_;
+      reverted = reverted_;
+      refusals = config_refusals_;
+      bundles = bundles_;
+    }
+    auto arm_sample = [&](int slot) {
+      const ArmLabels& l = arm_labels[slot];
+      return Sample({{"layer", l.layer}, {"experiment", l.experiment}, {"arm", l.arm}});
+    };
+    MetricFamily calls_f =
+        Family("feedrank_arm_requests_total",
+               "Calls answered per experiment arm (pinned calls excluded), any code.",
+               MetricType::Counter);
+    MetricFamily errors_f = Family("feedrank_arm_errors_total",
+                                   "Calls of an arm that failed after the arm was "
+                                   "assigned (pinned calls excluded).",
+                                   MetricType::Counter);
+    MetricFamily degraded_f =
+        Family("feedrank_arm_degraded_total",
+               "Answers of an arm marked degraded (pinned calls excluded).",
+               MetricType::Counter);
+    MetricFamily latency_f = Family("feedrank_arm_request_duration_seconds",
+                                    "Time from arrival to answer per arm (pinned calls "
+                                    "excluded).",
+                                    MetricType::Histogram);
+    MetricFamily pred_sum = Family("feedrank_arm_predicted_value_sum",
+                                   "Sum over an arm's answers of the mean prediction of "
+                                   "an objective over the page; divide by "
+                                   "feedrank_arm_predicted_value_count for the mean.",
+                                   MetricType::Counter);
+    MetricFamily pred_count =
+        Family("feedrank_arm_predicted_value_count",
+               "Answers of an arm with model predictions.", MetricType::Counter);
+    for (int slot = 0; slot < static_cast<int>(arm_labels.size()); ++slot) {
+      uint64_t n = 0, e = 0, d = 0, p = 0;
+      std::array<int64_t, kMaxObjectives> micros{};
+      DurationHistogram::Totals latency;
+      for (const Shard& shard : shards_) {
+        const Shard::Arm& a = shard.arms[slot];
+        n += a.calls.load(kRelaxed);
+        e += a.errors.load(kRelaxed);
+        d += a.degraded.load(kRelaxed);
+        p += a.predicted.load(kRelaxed);
+        for (int o = 0; o < kMaxObjectives; ++o)
+          micros[o] += a.predicted_micros[o].load(kRelaxed);
+        a.latency.AddTo(&latency);
+      }
+      ClientMetric s = arm_sample(slot);
+      s.counter.value = double(n);
+      calls_f.metric.push_back(s);
+      s.counter.value = double(e);
+      errors_f.metric.push_back(s);
+      s.counter.value = double(d);
+      degraded_f.metric.push_back(s);
+      ClientMetric h = arm_sample(slot);
+      h.histogram = latency.Exposition();
+      latency_f.metric.push_back(std::move(h));
+      s.counter.value = double(p);
+      pred_count.metric.push_back(s);
+      for (size_t o = 0; o < objectives.size(); ++o) {
+        ClientMetric v = arm_sample(slot);
+        v.label.push_back({"objective", objectives[o]});
+        v.counter.value = double(micros[o]) * 1e-6;
+        pred_sum.metric.push_back(std::move(v));
+      }
+    }
+    for (MetricFamily* f :
+         {&calls_f, &errors_f, &degraded_f, &latency_f, &pred_sum, &pred_count}) {
+      out.push_back(std::move(*f));
+    }
+    MetricFamily trips_f = Family("feedrank_guardrail_trips_total",
+                                  "Guardrail trips per arm and limit broken (p99, "
+                                  "error_rate, degraded_share).",
+                                  MetricType::Counter);
+    for (const auto& [key, count] : trips) {
+      if (key.first < 0 || key.first >= static_cast<int>(arm_labels.size())) continue;
+      ClientMetric s = arm_sample(key.first);
+      s.label.push_back({"limit", key.second});
+      s.counter.value = double(count);
+      trips_f.metric.push_back(std::move(s));
+    }
+    out.push_back(std::move(trips_f));
+    MetricFamily reverted_f =
+        Family("feedrank_arm_reverted",
+               "Arms a guardrail reverted: their users are served as reverted_to "
+               "(value 1).",
+               MetricType::Gauge);
+    if (reverted) {
+      for (const RevertedArmLabels& r : reverted()) {
+        ClientMetric s = Sample({{"layer", r.arm.layer},
+                                 {"experiment", r.arm.experiment},
+                                 {"arm", r.arm.arm},
+                                 {"reverted_to", r.reverted_to}});
+        s.gauge.value = 1;
+        reverted_f.metric.push_back(std::move(s));
+      }
+    }
+    out.push_back(std::move(reverted_f));
+    MetricFamily refusals_f = Family("feedrank_config_refusals_total",
+                                     "Configs refused, by source (file, admin) and "
+                                     "reason; the previous config kept serving.",
+                                     MetricType::Counter);
+    for (const auto& [key, count] : refusals) {
+      ClientMetric s = Sample({{"source", key.first}, {"reason", key.second}});
+      s.counter.value = double(count);
+      refusals_f.metric.push_back(std::move(s));
+    }
+    out.push_back(std::move(refusals_f));
+    MetricFamily bytes_f = Family("feedrank_bundle_file_bytes",
+                                  "Bytes of each bundle served side by side (its files, "
+                                  "held in memory).",
+                                  MetricType::Gauge);
+    for (const ServedBundle& b : bundles) {
+      ClientMetric s =
+          Sample({{"bundle", b.name}, {"version", b.version}, {"dir", b.dir}});
+      s.gauge.value = double(b.file_bytes);
+      bytes_f.metric.push_back(std::move(s));
+    }
+    out.push_back(std::move(bytes_f));
+  }
+  {
+    // As the Prometheus client libraries name it: from /proc/self/statm.
+    MetricFamily f = Family("process_resident_memory_bytes",
+                            "Resident memory of the server process.", MetricType::Gauge);
+    ClientMetric s;
+    s.gauge.value = double(ResidentBytes());
+    f.metric.push_back(std::move(s));
     out.push_back(std::move(f));
   }
   {

@@ -22,10 +22,12 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "base/mutex.h"
 #include "ranking/ranker.h"
 #include "replay/request_log.h"
@@ -65,8 +67,42 @@ const char* MethodName(Method method);
 enum class LoadKind : uint8_t { kBundle = 0, kConfig = 1, kNumKinds = 2 };
 enum class LoadOutcome : uint8_t { kOk = 0, kRefused = 1, kNumOutcomes = 2 };
 
+// The labels of one experiment arm in the per-arm metrics.
+struct ArmLabels {
+  std::string layer;
+  std::string experiment;
+  std::string arm;
+};
+
+// An arm's cumulative counts (ServerMetrics::ReadArm), for guardrails.
+struct ArmTotals {
+  uint64_t calls = 0;
+  uint64_t errors = 0;
+  uint64_t degraded = 0;
+  DurationHistogram::Totals latency;
+};
+
+// A bundle served, for feedrank_bundle_file_bytes.
+struct ServedBundle {
+  std::string name;  // "default" or a RankingConfig.bundles name
+  std::string version;
+  std::string dir;
+  int64_t file_bytes = 0;
+};
+
+// A reverted arm, for feedrank_arm_reverted.
+struct RevertedArmLabels {
+  ArmLabels arm;
+  std::string reverted_to;
+};
+
 class ServerMetrics : public prometheus::Collectable {
  public:
+  // Per-arm metrics hold at most this many (layer, experiment, arm) label
+  // sets over the process's life, and this many objectives.
+  static constexpr int kMaxArms = 128;
+  static constexpr int kMaxObjectives = 8;
+
   ServerMetrics();
 
   // One finished call: its gRPC code and duration from arrival to finish.
@@ -83,6 +119,31 @@ class ServerMetrics : public prometheus::Collectable {
   // The request log's counts, read at scrape time
   // (feedrank_request_log_records_total); the family is absent until set.
   void SetRequestLogCounts(std::function<RequestLogCounts()> read);
+  // The slot of an arm's per-arm metrics, registered on first use (at load
+  // time, never on the request path); stable for the process's life. -1 once
+  // kMaxArms label sets are taken (the arm is then not measured; logged).
+  int ArmSlot(const ArmLabels& labels);
+  // The objectives of the predicted-value metrics (the served model's).
+  void SetObjectives(const std::vector<std::string>& objectives);
+  // One call answered by an arm (not pinned): its code and latency, whether
+  // degraded, and the mean prediction per objective over its page (empty
+  // when the model did not run). Lock-free. No-op for slot -1.
+  void RecordArmCall(int slot, int grpc_code, int64_t micros, bool degraded,
+                     const float* mean_predictions, int objectives);
+  ArmTotals ReadArm(int slot) const;
+  // A guardrail tripped on the arm in `slot`; `limit` is p99, error_rate or
+  // degraded_share.
+  void RecordGuardrailTrip(int slot, const std::string& limit);
+  // Read at scrape time (feedrank_arm_reverted).
+  void SetReverted(std::function<std::vector<RevertedArmLabels>()> read);
+  // A config refused: `source` file or admin, `reason` a short category
+  // (ConfigRefusalReason).
+  void RecordConfigRefusal(const std::string& source, const std::string& reason);
+  // The bundles served side by side.
+  void SetBundles(std::vector<ServedBundle> bundles);
+  uint64_t config_refusals(const std::string& source, const std::string& reason) const;
+  uint64_t guardrail_trips(int slot) const;
+
   void AddInFlight(int delta) {
     ThisThreadsShard().in_flight.fetch_add(delta, std::memory_order_relaxed);
   }
@@ -116,6 +177,17 @@ class ServerMetrics : public prometheus::Collectable {
     std::atomic<uint64_t> scored{0};
     std::atomic<uint64_t> creator_capped{0};
     std::atomic<int64_t> in_flight{0};
+    struct Arm {
+      std::atomic<uint64_t> calls{0};
+      std::atomic<uint64_t> errors{0};
+      std::atomic<uint64_t> degraded{0};
+      DurationHistogram latency;
+      // Calls with predictions, and the sums of their page means, in
+      // millionths (fixed point, so one fetch_add).
+      std::atomic<uint64_t> predicted{0};
+      std::array<std::atomic<int64_t>, kMaxObjectives> predicted_micros{};
+    };
+    std::array<Arm, kMaxArms> arms;
   };
   static constexpr int kShards = 8;
   Shard& ThisThreadsShard();
@@ -136,8 +208,25 @@ class ServerMetrics : public prometheus::Collectable {
   std::string config_version_ ABSL_GUARDED_BY(mu_);
   std::function<double()> queue_depth_ ABSL_GUARDED_BY(mu_);
   std::function<RequestLogCounts()> request_log_counts_ ABSL_GUARDED_BY(mu_);
+  std::vector<ArmLabels> arm_labels_ ABSL_GUARDED_BY(mu_);
+  bool arms_full_logged_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::string> objectives_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<int, std::string>, uint64_t> guardrail_trips_ ABSL_GUARDED_BY(mu_);
+  std::function<std::vector<RevertedArmLabels>()> reverted_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, uint64_t> config_refusals_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<ServedBundle> bundles_ ABSL_GUARDED_BY(mu_);
   const int64_t start_unix_ms_;
 };
+
+// Resident memory of this process (/proc/self/statm), bytes; 0 when unknown.
+int64_t ResidentBytes();
+
+// The category of a refused config's status, for
+// feedrank_config_refusals_total: parse, overlap, arms_split, salt,
+// field_conflict, unknown_objective, unknown_bundle, unknown_arm, bundle,
+// guardrail, out_of_range or other.
+std::string ConfigRefusalReason(const absl::Status& status);
 
 }  // namespace feedrank
 

@@ -18,6 +18,8 @@
 #define FEEDRANK_SERVER_SNAPSHOT_MANAGER_H_
 
 #include <atomic>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -36,6 +38,17 @@ struct Snapshot {
   std::shared_ptr<const Bundle> bundle;
   std::shared_ptr<const CatalogView> view;
   RankingConfig config;
+  // The config's `bundles`, loaded side by side with `bundle`, in config
+  // order: (name, bundle). A ranker of an arm on one ranks over its view.
+  std::vector<std::pair<std::string, std::shared_ptr<const Bundle>>> extra_bundles;
+  // Where `config` came from: "file", "admin" (FeedAdmin.ApplyConfig, no
+  // config file) or "defaults".
+  std::string config_source;
+  // Arms a guardrail reverted, as ExperimentConfig::Create took them.
+  std::vector<std::pair<std::string, std::string>> reverted;
+  // Per ArmAssignment::id: the arm's slot in the server's per-arm metrics
+  // (-1 = not measured); filled by the manager's `annotate`.
+  std::vector<int> arm_slots;
   // The config's experiments: each user's arms (ranking/experiments.h).
   std::unique_ptr<ExperimentConfig> experiments;
   // One ranker per combination of arms (CreateArmRankers); [0] ranks users
@@ -45,11 +58,27 @@ struct Snapshot {
   const Ranker& RankerFor(int combination) const { return *rankers[combination]; }
 };
 
+// An arm a guardrail reverted: why, and what the arm was then.
+struct RevertedArm {
+  std::string layer;
+  std::string experiment;
+  std::string arm;
+  std::string reverted_to;
+  std::string reason;
+  int64_t unix_ms = 0;
+  uint64_t fingerprint = 0;  // ExperimentConfig::arm_fingerprint then
+};
+
 class SnapshotManager {
  public:
   // `env` (borrowed) gives the clock rankers use and the default file
-  // system of loads.
-  explicit SnapshotManager(const Env& env = Env::Default()) : env_(env) {}
+  // system of loads. `bundle_base` is where a config's relative `bundles`
+  // dirs resolve (ResolveBundleRefDir); empty = the working directory.
+  // `annotate`, when set, fills what the server keeps per snapshot (its
+  // arm_slots) before the snapshot is published.
+  explicit SnapshotManager(const Env& env = Env::Default(), std::string bundle_base = "",
+                           std::function<void(Snapshot*)> annotate = nullptr)
+      : env_(env), bundle_base_(std::move(bundle_base)), annotate_(std::move(annotate)) {}
 
   // The snapshot to use for one request; null before the first load.
   std::shared_ptr<const Snapshot> Current() const { return current_.Load(); }
@@ -72,14 +101,52 @@ class SnapshotManager {
   // Makes an already loaded bundle current with `config` (tests, replay).
   absl::Status Install(std::shared_ptr<const Bundle> bundle, const RankingConfig& config);
 
+  // FeedAdmin.ApplyConfig: checks `config` against the current bundle as a
+  // load would (its extra bundles loaded, every arm resolved, its bundles'
+  // dirs confined to the bundle base) and returns the shares of its arms.
+  // Unless `dry_run`, then calls `commit` (which writes the config file
+  // back; its error refuses the config) and serves it. Errors: those of a
+  // load; `commit`'s; FailedPrecondition before the first Load. Refused or
+  // dry, nothing changes.
+  absl::StatusOr<std::vector<ArmShare>> ApplyConfig(
+      const RankingConfig& config, bool dry_run, const std::string& source,
+      const std::function<absl::Status()>& commit);
+
+  // Serves the users of arm `id` of the current config as their
+  // experiment's control, until the arm's definition changes (a guardrail
+  // tripped; `reason` says which limit). No-op when the current config's
+  // arm `id` no longer has `fingerprint`.
+  absl::Status RevertArm(int id, uint64_t fingerprint, const std::string& reason);
+  // The arms reverted now, for GetConfig and the metrics.
+  std::vector<RevertedArm> reverted() const;
+
  private:
+  // Builds (does not install) the snapshot of `bundle` with `config`.
+  absl::StatusOr<std::shared_ptr<Snapshot>> Prepare(std::shared_ptr<const Bundle> bundle,
+                                                    const RankingConfig& config,
+                                                    bool confine, FileSystem& fs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(load_mu_);
   absl::Status InstallLocked(std::shared_ptr<const Bundle> bundle,
-                             const RankingConfig& config)
+                             const RankingConfig& config, FileSystem* fs = nullptr,
+                             std::string source = "")
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(load_mu_);
+  void Publish(std::shared_ptr<Snapshot> snapshot)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(load_mu_);
 
+  struct CachedBundle {
+    FileInfo manifest;
+    std::shared_ptr<const Bundle> bundle;
+  };
+
   const Env env_;
-  Mutex load_mu_;  // serialises loads; never taken by requests
+  const std::string bundle_base_;
+  const std::function<void(Snapshot*)> annotate_;
+  mutable Mutex load_mu_;  // serialises loads; never taken by requests
   SharedPtrCell<const Snapshot> current_;
+  // Extra bundles by resolved dir, reused while their manifest is unchanged.
+  std::map<std::string, CachedBundle> extra_cache_ ABSL_GUARDED_BY(load_mu_);
+  std::map<std::string, CachedBundle> pending_cache_ ABSL_GUARDED_BY(load_mu_);
+  std::vector<RevertedArm> reverted_ ABSL_GUARDED_BY(load_mu_);
 };
 
 }  // namespace feedrank

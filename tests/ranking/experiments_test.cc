@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/substitute.h"
+#include "ranking/bundle.h"
 
 namespace feedrank {
 namespace {
@@ -704,6 +705,102 @@ TEST(ExperimentsTest, TheExampleConfigIsValidAndInTheDocs) {
   const std::string file = ReadSource("config/experiments-example.textproto");
   ASSERT_FALSE(file.empty());
   EXPECT_THAT(ReadSource("docs/EXPERIMENTS.md"), HasSubstr(file));
+}
+
+TEST(ExperimentsTest, ARevertedArmServesItsControlAndKeepsItsName) {
+  const RankingConfig config = Parse(TwoLayers());
+  auto reverted = ExperimentConfig::Create(config, kObjectives, {{"ranking", "b"}});
+  ASSERT_TRUE(reverted.ok()) << reverted.status();
+  const ExperimentConfig plain = Create(TwoLayers());
+  for (uint64_t user = 0; user < 2000; ++user) {
+    Assignment r, p;
+    ASSERT_TRUE(reverted->Assign(user, &r).ok());
+    ASSERT_TRUE(plain.Assign(user, &p).ok());
+    ASSERT_EQ(r.arms[0] == nullptr, p.arms[0] == nullptr);
+    if (r.arms[0] == nullptr) continue;
+    EXPECT_EQ(r.arms[0]->arm, p.arms[0]->arm);  // still reported as its arm
+    if (r.arms[0]->arm == "b") {
+      EXPECT_EQ(r.arms[0]->reverted_to, "a");  // control defaults to the first arm
+      EXPECT_EQ(r.options->max_count, 100);    // a's overrides
+    } else {
+      EXPECT_EQ(r.arms[0]->reverted_to, "");
+      EXPECT_EQ(r.options->max_count, 100);
+    }
+  }
+  // A control arm is never reverted; unknown names are ignored.
+  auto control =
+      ExperimentConfig::Create(config, kObjectives, {{"ranking", "a"}, {"x", "y"}});
+  ASSERT_TRUE(control.ok());
+  for (int id = 0; id < control->arm_count(); ++id)
+    EXPECT_EQ(control->arm(id).reverted_to, "");
+}
+
+TEST(ExperimentsTest, ControlAndGuardrailsAreChecked) {
+  auto check = [](const std::string& arms, const std::string& control = "") {
+    return ExperimentConfig::Create(
+               Parse(absl::StrCat("layers { name: \"l\" salt: \"s\" experiments { name: "
+                                  "\"e\" ranges { begin: 0 end: 100 } ",
+                                  control, arms, " } }")),
+               kObjectives)
+        .status();
+  };
+  const std::string a = "arms { name: \"a\" ranges { begin: 0 end: 50 } } ";
+  const std::string b = "arms { name: \"b\" ranges { begin: 50 end: 100 } ";
+  EXPECT_TRUE(check(a + b + "guardrail { max_p99_ms: 20 } }").ok());
+  EXPECT_THAT(check(a + b + "}", "control: \"z\" ").message(),
+              HasSubstr("control 'z' is not one of its arms (a, b)"));
+  EXPECT_THAT(
+      check(a + b + "guardrail { max_p99_ms: 20 } }", "control: \"b\" ").message(),
+      HasSubstr("control arm"));
+  EXPECT_THAT(check(a + b + "guardrail { max_error_rate: 1.5 } }").message(),
+              HasSubstr("max_error_rate: 1.5 is outside (0, 1]"));
+  EXPECT_THAT(check(a + b + "guardrail { max_p99_ms: -1 } }").message(),
+              HasSubstr("max_p99_ms"));
+  EXPECT_THAT(check(a + b + "guardrail { min_calls: 3 } }").message(),
+              HasSubstr("sets no limit"));
+  EXPECT_THAT(
+      check(a + b + "guardrail { max_degraded_share: 0.1 window_seconds: 4000 } }")
+          .message(),
+      HasSubstr("window_seconds: 4000"));
+  // Defaults filled in; the fingerprint follows the arm's definition.
+  auto e = ExperimentConfig::Create(
+      Parse(
+          "layers { name: \"l\" salt: \"s\" experiments { name: \"e\" ranges { begin: 0 "
+          "end: 100 } " +
+          a + b + "guardrail { max_p99_ms: 20 } } } }"),
+      kObjectives);
+  ASSERT_TRUE(e.ok());
+  ASSERT_NE(e->guardrail(1), nullptr);
+  EXPECT_EQ(e->guardrail(1)->window_seconds(), 60u);
+  EXPECT_EQ(e->guardrail(1)->min_calls(), 100u);
+  EXPECT_EQ(e->guardrail(0), nullptr);
+  auto changed = ExperimentConfig::Create(
+      Parse(
+          "layers { name: \"l\" salt: \"s\" experiments { name: \"e\" ranges { begin: 0 "
+          "end: 100 } " +
+          a + b + "guardrail { max_p99_ms: 25 } } } }"),
+      kObjectives);
+  ASSERT_TRUE(changed.ok());
+  EXPECT_EQ(e->arm_fingerprint(0), changed->arm_fingerprint(0));
+  EXPECT_NE(e->arm_fingerprint(1), changed->arm_fingerprint(1));
+}
+
+TEST(BundleRefTest, RelativeDirsResolveAgainstTheBaseAndConfinementHolds) {
+  EXPECT_EQ(*ResolveBundleRefDir("/srv/b", "v2", false), "/srv/b/v2");
+  EXPECT_EQ(*ResolveBundleRefDir("/srv/b", "./x/../v2/", false), "/srv/b/v2");
+  EXPECT_EQ(*ResolveBundleRefDir("/srv/b", "/elsewhere", false), "/elsewhere");
+  EXPECT_EQ(*ResolveBundleRefDir("", "v2", false), "v2");
+  EXPECT_TRUE(ResolveBundleRefDir("/srv/b", "v2/3", true).ok());
+  EXPECT_TRUE(ResolveBundleRefDir("/srv/b", "/srv/b/v2", true).ok());
+  EXPECT_FALSE(ResolveBundleRefDir("/srv/b", "../c", true).ok());
+  EXPECT_FALSE(ResolveBundleRefDir("/srv/b", "/srv/bc", true).ok());
+  EXPECT_FALSE(ResolveBundleRefDir("/srv/b", "/etc", true).ok());
+  EXPECT_FALSE(ResolveBundleRefDir("", "../x", true).ok());
+  EXPECT_FALSE(ResolveBundleRefDir("", "/x", true).ok());
+  EXPECT_EQ(ParentDir("bundles/kuairand/"), "bundles");
+  EXPECT_EQ(ParentDir("kuairand"), ".");
+  EXPECT_EQ(ParentDir("/srv/root"), "/srv");
+  EXPECT_EQ(ParentDir("/root"), "/");
 }
 
 }  // namespace

@@ -445,7 +445,7 @@ TEST_F(ServerTest, RefusedBundleOrConfigKeepsThePreviousSnapshot) {
   EXPECT_EQ(server_->snapshots().Current(), before);
 
   // An experiment config that is wrong is refused with its reason; one
-  // whose arms need a second bundle is refused until those are served.
+  // whose second bundle cannot be loaded is refused naming it.
   auto layered = ParseConfig(R"pb(
     layers {
       name: "l"
@@ -468,7 +468,9 @@ TEST_F(ServerTest, RefusedBundleOrConfigKeepsThePreviousSnapshot) {
   ref->set_name("v2");
   ref->set_dir("/elsewhere");
   status = server_->snapshots().Install(before->bundle, *layered);
-  EXPECT_THAT(std::string(status.message()), HasSubstr("not served yet"));
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("bundles[0] 'v2'"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("/elsewhere"));
   EXPECT_EQ(server_->snapshots().Current(), before);
   ExpectStillServing();
 }
