@@ -46,6 +46,28 @@ void BM_RecordOneRankedCall(benchmark::State& state) {
 }
 BENCHMARK(BM_RecordOneRankedCall)->Threads(1)->Threads(2)->UseRealTime();
 
+// A ranked call of a user in two experiment layers: the same, plus what
+// the handler records per arm (code, latency, degraded, mean prediction of
+// six objectives) for each of its two arms.
+void BM_RecordOneRankedCallInTwoArms(benchmark::State& state) {
+  ServerMetrics* metrics = Shared();
+  static const int slots[2] = {metrics->ArmSlot({"ranking", "beam", "wide"}),
+                               metrics->ArmSlot({"page", "cap", "one"})};
+  const RankResult result = TypicalResult();
+  const float means[6] = {0.3f, 0.5f, 0.9f, 0.05f, 0.04f, 0.02f};
+  int64_t micros = 900;
+  for (auto _ : state) {
+    metrics->AddInFlight(1);
+    metrics->RecordRanking(result);
+    metrics->RecordCall(Method::kRankFeed, 0, micros);
+    for (int slot : slots) metrics->RecordArmCall(slot, 0, micros, false, means, 6);
+    metrics->AddInFlight(-1);
+    micros = (micros * 7 + 13) % 5000;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_RecordOneRankedCallInTwoArms)->Threads(1)->Threads(2)->UseRealTime();
+
 // The same work on an instance per thread: what two threads cost without
 // any shared memory (the machine's own scaling, for comparison).
 void BM_RecordOneRankedCallUnshared(benchmark::State& state) {

@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/substitute.h"
 #include "cli/client.h"
+#include "feedrank/v1/admin.grpc.pb.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
 #include "ranking/experiments.h"
 #include "server/feed_server.h"
@@ -27,8 +28,13 @@ namespace {
 
 using ::testing::HasSubstr;
 
+class ServerTest;
+void FlipArmsUnderLoad(ServerTest* test, bool through_admin);
+
 class ServerTest : public ::testing::Test {
  protected:
+  friend void FlipArmsUnderLoad(ServerTest* test, bool through_admin);
+
   static void SetUpTestSuite() {
     dir_ = new testing::TempDir();
     testing::WriteSmallBundle(testing::SmallSynth(6000, 300), dir_->Sub("bundle"));
@@ -565,11 +571,12 @@ TEST_F(ServerTest, EachAnswerCarriesItsArmsAndIsRankedWithThem) {
   EXPECT_THAT(Call(pinned, &response).error_message(), HasSubstr("third"));
 }
 
-TEST_F(ServerTest, ArmFlipsUnderLoadNeverFailOrMixACall) {
-  // Flips every ~50 ms between two experiment configs whose arms weigh
-  // different objectives, and a broken one (overlapping ranges) that must be
-  // refused: no call fails, and every score is explained by the version and
-  // arm its answer reports.
+// Flips every ~50 ms between two experiment configs whose arms weigh
+// different objectives, and a broken one (overlapping ranges) that must be
+// refused, by file and reload or through FeedAdmin.ApplyConfig: no call
+// fails, and every score is explained by the version and arm its answer
+// reports.
+void FlipArmsUnderLoad(ServerTest* test, bool through_admin) {
   testing::TempDir configs;
   const std::string path = configs.Sub("config.textproto");
   auto config = [](const std::string& version, const std::string& first,
@@ -603,9 +610,18 @@ TEST_F(ServerTest, ArmFlipsUnderLoadNeverFailOrMixACall) {
   const std::string b = config("b", "share", "click", 5000);
   const std::string broken = config("broken", "click", "share", 4000);
   testing::WriteFile(path, a);
-  server_->Shutdown();
-  StartServer(absl::ZeroDuration(), [&](ServerOptions* o) { o->config_path = path; });
-  Load();
+  test->server_->Shutdown();
+  test->StartServer(absl::ZeroDuration(), [&](ServerOptions* o) {
+    o->config_path = path;
+    if (through_admin) o->admin_address = "127.0.0.1:0";
+  });
+  test->Load();
+  auto& server_ = test->server_;
+  auto& channel_ = test->channel_;
+  auto admin = v1::FeedAdmin::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->admin_port()),
+                          grpc::InsecureChannelCredentials()));
+  auto User = [&](int row) { return test->User(row); };
   std::atomic<bool> stop{false};
   std::atomic<int> failures{0}, mixed{0}, calls{0};
   std::set<std::string> seen;  // "version/arm", guarded by mu
@@ -653,8 +669,20 @@ TEST_F(ServerTest, ArmFlipsUnderLoadNeverFailOrMixACall) {
   int refused = 0;
   for (int i = 0; i < 24; ++i) {
     const int kind = i % 3;  // b, broken, a
-    testing::WriteFile(path, kind == 0 ? b : kind == 1 ? broken : a);
-    const absl::Status status = server_->Reload();
+    const std::string& text = kind == 0 ? b : kind == 1 ? broken : a;
+    absl::Status status;
+    if (through_admin) {
+      v1::ApplyConfigRequest request;
+      request.set_config_text(text);
+      v1::ApplyConfigResponse response;
+      grpc::ClientContext context;
+      const grpc::Status applied = admin->ApplyConfig(&context, request, &response);
+      status = absl::Status(static_cast<absl::StatusCode>(applied.error_code()),
+                            applied.error_message());
+    } else {
+      testing::WriteFile(path, text);
+      status = server_->Reload();
+    }
     if (kind == 1) {
       EXPECT_FALSE(status.ok());
       EXPECT_THAT(std::string(status.message()), HasSubstr("overlaps"));
@@ -673,6 +701,14 @@ TEST_F(ServerTest, ArmFlipsUnderLoadNeverFailOrMixACall) {
   for (const char* want : {"a/first", "a/second", "b/first", "b/second"}) {
     EXPECT_TRUE(seen.count(want)) << want;
   }
+}
+
+TEST_F(ServerTest, ArmFlipsUnderLoadNeverFailOrMixACall) {
+  FlipArmsUnderLoad(this, false);
+}
+
+TEST_F(ServerTest, ArmFlipsThroughTheAdminServiceNeverFailOrMixACall) {
+  FlipArmsUnderLoad(this, true);
 }
 
 TEST_F(ServerTest, ReloadsOfAlternatingConfigsNeverMixACall) {
