@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake ninja-build pkg-config
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
-  libfaiss-dev libeigen3-dev libabsl-dev libcli11-dev
+  libfaiss-dev libeigen3-dev libabsl-dev libcli11-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # The server's metrics (Prometheus exposition) and its HTTP endpoint.
   prometheus-cpp-dev libcpp-httplib-dev

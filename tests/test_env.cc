@@ -35,6 +35,9 @@ class FaultyWritableFile : public WritableFile {
     if (budget >= 0) {
       if (int64_t(data.size()) > budget) {
         fs_->write_budget_bytes.store(0);
+        // A short write: what fits reaches the file first.
+        if (fs_->short_writes.load() && budget > 0)
+          file_->Append(data.substr(0, budget)).IgnoreError();
         return absl::ResourceExhaustedError(
             absl::StrCat(path(), ": no space left on device"));
       }

@@ -59,6 +59,9 @@ class FaultFileSystem : public FileSystemWrapper {
   absl::Status fail_status = absl::PermissionDeniedError("injected fault");
   std::atomic<int64_t> write_budget_bytes{-1};
   std::atomic<bool> fail_sync{false};
+  // With a write budget: the write that exceeds it writes the bytes that
+  // fit before failing (a short write), rather than none.
+  std::atomic<bool> short_writes{false};
   std::function<void(const std::string&)> on_open_for_read;
   // Each Read of an opened file sleeps this long first (a slow disk).
   std::chrono::milliseconds read_delay{0};
