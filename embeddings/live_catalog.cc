@@ -1,0 +1,133 @@
+#include "embeddings/live_catalog.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+
+namespace feedrank {
+
+LiveCatalog::LiveCatalog(std::shared_ptr<const Catalog> base, uint64_t version)
+    : base_(std::move(base)), version_(version) {
+  view_.Store(CatalogView::Of(base_, version_));
+}
+
+absl::Status LiveCatalog::Validate(const UpdateBatch& batch) const {
+  const size_t items = batch.upserts.size() + batch.deletes.size();
+  if (items == 0) return absl::InvalidArgumentError("the batch is empty");
+  if (items > size_t(kMaxBatch)) {
+    return absl::InvalidArgumentError(absl::StrCat("the batch holds ", items,
+                                                   " items, more than the limit of ",
+                                                   kMaxBatch, "; split it"));
+  }
+  absl::flat_hash_set<uint64_t> seen;
+  seen.reserve(items);
+  const int dim = base_->dim();
+  for (size_t i = 0; i < batch.upserts.size(); ++i) {
+    const VideoUpsert& v = batch.upserts[i];
+    auto bad = [&](auto&&... why) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("upserts[", i, "] id ", v.id, ": ", why...));
+    };
+    if (!seen.insert(v.id).second) return bad("the id appears twice in the batch");
+    if (int(v.embedding.size()) != dim) {
+      return bad("embedding has ", v.embedding.size(),
+                 " values, the catalogue's dimension is ", dim);
+    }
+    double norm = 0;
+    for (size_t d = 0; d < v.embedding.size(); ++d) {
+      if (!std::isfinite(v.embedding[d])) {
+        return bad("embedding[", d, "] is ", v.embedding[d], ", not finite");
+      }
+      norm += double(v.embedding[d]) * v.embedding[d];
+    }
+    if (norm == 0) return bad("embedding is all zeros");
+    if (v.duration_ms < 0) return bad("duration_ms ", v.duration_ms, " is negative");
+    if (v.upload_time_ms < 0)
+      return bad("upload_time_ms ", v.upload_time_ms, " is negative");
+    if (!std::isfinite(v.popularity) || v.popularity < 0) {
+      return bad("popularity ", v.popularity, " is not a finite non-negative number");
+    }
+  }
+  for (size_t i = 0; i < batch.deletes.size(); ++i) {
+    if (!seen.insert(batch.deletes[i]).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("deletes[", i, "] id ", batch.deletes[i],
+                       ": the id appears twice in the batch (an upsert and a delete of "
+                       "one id cannot share a batch)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const CatalogView>> LiveCatalog::Apply(
+    const UpdateBatch& batch, ApplyStats* stats) {
+  RETURN_IF_ERROR(Validate(batch));
+  ApplyStats local;
+  ApplyStats& s = stats != nullptr ? *stats : local;
+  s = ApplyStats();
+  // Worked on copies: the new state replaces the old only once the view is
+  // built, so a failure leaves everything as it was.
+  std::map<uint64_t, VideoUpsert> delta = delta_;
+  std::vector<int32_t> tombstoned = tombstoned_rows_;
+  for (const VideoUpsert& v : batch.upserts) {
+    const std::optional<int32_t> base_row = base_->VideoRow(v.id);
+    const bool in_delta = delta.count(v.id) > 0;
+    const bool in_base =
+        base_row.has_value() &&
+        !std::binary_search(tombstoned.begin(), tombstoned.end(), *base_row);
+    if (base_row.has_value()) tombstoned.push_back(*base_row);  // replaced by the delta
+    (in_delta || in_base ? s.replaced : s.inserted) += 1;
+    delta[v.id] = v;
+  }
+  for (uint64_t id : batch.deletes) {
+    bool found = delta.erase(id) > 0;
+    if (const std::optional<int32_t> row = base_->VideoRow(id); row.has_value()) {
+      found |=
+          !std::binary_search(tombstoned_rows_.begin(), tombstoned_rows_.end(), *row);
+      tombstoned.push_back(*row);
+    }
+    (found ? s.deleted : s.unknown_deletes) += 1;
+  }
+  std::sort(tombstoned.begin(), tombstoned.end());
+  tombstoned.erase(std::unique(tombstoned.begin(), tombstoned.end()), tombstoned.end());
+
+  VideoColumns columns;
+  const int dim = base_->dim();
+  columns.ids.reserve(delta.size());
+  columns.embeddings.reserve(delta.size() * dim);
+  for (const auto& [id, v] : delta) {
+    columns.ids.push_back(id);
+    columns.embeddings.insert(columns.embeddings.end(), v.embedding.begin(),
+                              v.embedding.end());
+    columns.creator_ids.push_back(v.creator_id);
+    columns.duration_ms.push_back(v.duration_ms);
+    columns.upload_time_ms.push_back(v.upload_time_ms);
+    columns.popularity.push_back(v.popularity);
+  }
+  std::shared_ptr<const CatalogDelta> delta_part;
+  if (!delta.empty()) {
+    ASSIGN_OR_RETURN(delta_part, CatalogDelta::Create(*base_, std::move(columns)));
+  }
+  std::shared_ptr<RowBitmap> bitmap;
+  if (!tombstoned.empty()) {
+    bitmap = std::make_shared<RowBitmap>(size_t(base_->num_videos()));
+    for (int32_t row : tombstoned) bitmap->Insert(row);
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<const CatalogView> view,
+                   CatalogView::Create(base_, delta_part, bitmap, version_ + 1));
+  delta_ = std::move(delta);
+  tombstoned_rows_ = std::move(tombstoned);
+  ++version_;
+  view_.Store(view);
+  return view;
+}
+
+int32_t LiveCatalog::delta_size() const { return static_cast<int32_t>(delta_.size()); }
+int64_t LiveCatalog::tombstones() const {
+  return static_cast<int64_t>(tombstoned_rows_.size());
+}
+
+}  // namespace feedrank

@@ -1,0 +1,88 @@
+// LiveCatalog: a bundle's catalogue with live updates applied — uploads and
+// changes (upserts) and takedowns (deletes) — each batch turned into a new
+// immutable CatalogView (read-copy-update: requests keep the view they
+// started with; a writer never blocks a reader). The durable half (the
+// write-ahead log, base/wal.h) and the admin RPCs build on it.
+//
+// A batch is checked whole before anything is applied: ids unique within
+// the batch (across upserts and deletes), embeddings of the catalogue's
+// dimension with finite values and a non-zero norm, non-negative metadata,
+// at most kMaxBatch items. A bad batch is refused with InvalidArgument
+// naming the item, and the catalogue is unchanged. A delete of an id the
+// catalogue does not hold is a no-op, counted (ApplyStats::unknown_deletes),
+// so that retried takedowns are idempotent.
+//
+// Thread-safety: Apply, Validate, delta_size and tombstones are for one
+// writer thread at a time (the caller serialises them); view() may be
+// called from any thread.
+#ifndef FEEDRANK_EMBEDDINGS_LIVE_CATALOG_H_
+#define FEEDRANK_EMBEDDINGS_LIVE_CATALOG_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "base/mutex.h"
+#include "embeddings/catalog_view.h"
+
+namespace feedrank {
+
+struct VideoUpsert {
+  uint64_t id = 0;
+  std::vector<float> embedding;
+  uint64_t creator_id = 0;
+  int64_t duration_ms = 0;
+  int64_t upload_time_ms = 0;
+  float popularity = 0;
+};
+
+struct UpdateBatch {
+  std::vector<VideoUpsert> upserts;
+  std::vector<uint64_t> deletes;
+};
+
+struct ApplyStats {
+  int inserted = 0;  // ids new to the catalogue
+  int replaced = 0;  // ids that were in the base or the delta
+  int deleted = 0;
+  int unknown_deletes = 0;  // no-ops
+};
+
+class LiveCatalog {
+ public:
+  // Items per batch, upserts and deletes together.
+  static constexpr int kMaxBatch = 10000;
+
+  // The base alone, at view version `version`.
+  LiveCatalog(std::shared_ptr<const Catalog> base, uint64_t version = 0);
+
+  // Checks `batch` whole, then applies it and publishes the next view
+  // (version + 1). Errors: InvalidArgument naming the item ("upserts[3] id
+  // 42: embedding has 63 values, the catalogue's dimension is 64"); nothing
+  // is applied then.
+  absl::StatusOr<std::shared_ptr<const CatalogView>> Apply(const UpdateBatch& batch,
+                                                           ApplyStats* stats = nullptr);
+
+  // Checks `batch` as Apply would, applying nothing.
+  absl::Status Validate(const UpdateBatch& batch) const;
+
+  std::shared_ptr<const CatalogView> view() const { return view_.Load(); }
+  // Videos in the delta, and base rows tombstoned (deleted or replaced).
+  int32_t delta_size() const;
+  int64_t tombstones() const;
+
+ private:
+  std::shared_ptr<const Catalog> base_;
+  uint64_t version_;
+  // The delta by id (ordered: the delta's rows follow id order, so a view
+  // is a pure function of the updates applied).
+  std::map<uint64_t, VideoUpsert> delta_;
+  std::vector<int32_t> tombstoned_rows_;  // sorted, unique
+  SharedPtrCell<const CatalogView> view_;
+};
+
+}  // namespace feedrank
+
+#endif  // FEEDRANK_EMBEDDINGS_LIVE_CATALOG_H_

@@ -1,0 +1,185 @@
+// Live updates over a real catalogue: an upload is found by every source on
+// the next view, a takedown by none, replaced videos keep one row, and a bad
+// batch changes nothing.
+#include "embeddings/live_catalog.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "tests/test_bundles.h"
+
+namespace feedrank {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int kDim = 32;
+
+std::shared_ptr<const Catalog> SmallCatalog() {
+  static std::shared_ptr<const Catalog>* catalog = [] {
+    auto data = Synthesize(testing::SmallSynth(2000, 50));
+    EXPECT_TRUE(data.ok());
+    IndexSpec spec;
+    spec.set_type("hnsw");
+    spec.set_hnsw_m(16);
+    auto index =
+        AnnIndex::Build(data->videos.embeddings.data(), 2000, kDim, &spec, nullptr, 1);
+    EXPECT_TRUE(index.ok());
+    *data->manifest.mutable_index() = spec;
+    auto made =
+        Catalog::Create(data->manifest, data->videos, data->users, *std::move(index));
+    EXPECT_TRUE(made.ok()) << made.status();
+    return new std::shared_ptr<const Catalog>(*std::move(made));
+  }();
+  return *catalog;
+}
+
+// A video where user 0 looks, newer and more popular than any base video.
+VideoUpsert Upload(const Catalog& base, uint64_t id, float scale = 5.f) {
+  VideoUpsert v;
+  v.id = id;
+  const float* e = base.user_embedding(0);
+  v.embedding.assign(e, e + kDim);
+  for (float& x : v.embedding) x *= scale;
+  v.creator_id = 424242;
+  v.duration_ms = 15000;
+  v.upload_time_ms = 1893456000000;
+  v.popularity = 1e9f;
+  return v;
+}
+
+// Ids found by ANN for user 0, and by the popular and fresh lists (first 50).
+struct Sources {
+  std::set<uint64_t> ann, popular, fresh;
+};
+Sources Find(const CatalogView& view) {
+  Sources s;
+  SearchScratch scratch;
+  std::vector<Hit> hits;
+  SearchOptions options;
+  options.k = 50;
+  view.Search(view.base().user_embedding(0), options, RowPredicate(), &scratch, &hits);
+  for (const Hit& h : hits) s.ann.insert(view.video_id(h.row));
+  int n = 0;
+  view.ForEachListed(CatalogView::List::kPopular, [&](int32_t row) {
+    s.popular.insert(view.video_id(row));
+    return ++n < 50;
+  });
+  n = 0;
+  view.ForEachListed(CatalogView::List::kFresh, [&](int32_t row) {
+    s.fresh.insert(view.video_id(row));
+    return ++n < 50;
+  });
+  return s;
+}
+
+TEST(LiveCatalogTest, AnUploadIsFoundByEverySourceAndATakedownByNone) {
+  auto base = SmallCatalog();
+  LiveCatalog live(base, 7);
+  EXPECT_EQ(live.view()->version(), 7u);
+  UpdateBatch up;
+  up.upserts.push_back(Upload(*base, 9'000'000'001));
+  ApplyStats stats;
+  auto view = live.Apply(up, &stats);
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ((*view)->version(), 8u);
+  EXPECT_EQ(stats.inserted, 1);
+  Sources s = Find(**view);
+  EXPECT_TRUE(s.ann.count(9'000'000'001));
+  EXPECT_TRUE(s.popular.count(9'000'000'001));
+  EXPECT_TRUE(s.fresh.count(9'000'000'001));
+
+  // Delete it and a base video ANN found.
+  const uint64_t base_id =
+      *s.ann.rbegin() == 9'000'000'001 ? *s.ann.begin() : *s.ann.rbegin();
+  UpdateBatch down;
+  down.deletes = {9'000'000'001, base_id, 123};  // 123: not in the catalogue
+  auto after = live.Apply(down, &stats);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(stats.deleted, 2);
+  EXPECT_EQ(stats.unknown_deletes, 1);
+  s = Find(**after);
+  for (uint64_t gone : {uint64_t{9'000'000'001}, base_id}) {
+    EXPECT_FALSE(s.ann.count(gone));
+    EXPECT_FALSE(s.popular.count(gone));
+    EXPECT_FALSE(s.fresh.count(gone));
+    EXPECT_FALSE((*after)->VideoRow(gone).has_value());
+  }
+  // The old view is untouched: a request that holds it sees what it saw.
+  EXPECT_TRUE((*view)->VideoRow(9'000'000'001).has_value());
+  EXPECT_EQ(live.delta_size(), 0);
+  EXPECT_EQ(live.tombstones(), 1);
+}
+
+TEST(LiveCatalogTest, AReplacedVideoHasOneLiveRowWithItsNewValues) {
+  auto base = SmallCatalog();
+  LiveCatalog live(base);
+  const uint64_t id = base->video_id(10);
+  VideoUpsert changed = Upload(*base, id);
+  changed.popularity = 3;
+  UpdateBatch batch;
+  batch.upserts.push_back(changed);
+  ApplyStats stats;
+  auto view = live.Apply(batch, &stats);
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(stats.replaced, 1);
+  const auto row = (*view)->VideoRow(id);
+  ASSERT_TRUE(row.has_value());
+  EXPECT_TRUE((*view)->in_delta(*row));
+  EXPECT_EQ((*view)->popularity(*row), 3.f);
+  EXPECT_FALSE((*view)->live(10));
+  EXPECT_EQ((*view)->num_live_videos(), base->num_videos());
+  // Upserted again: still one row, replaced.
+  changed.popularity = 4;
+  batch.upserts = {changed};
+  view = live.Apply(batch, &stats);
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(stats.replaced, 1);
+  EXPECT_EQ((*view)->popularity(*(*view)->VideoRow(id)), 4.f);
+  EXPECT_EQ(live.delta_size(), 1);
+}
+
+TEST(LiveCatalogTest, ABadBatchIsRefusedWholeNamingTheItem) {
+  auto base = SmallCatalog();
+  LiveCatalog live(base);
+  const auto before = live.view();
+  auto refuse = [&](UpdateBatch batch, const std::string& message) {
+    SCOPED_TRACE(message);
+    auto view = live.Apply(batch);
+    EXPECT_EQ(view.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(view.status().message()), HasSubstr(message));
+    EXPECT_EQ(live.view(), before);
+    EXPECT_EQ(live.delta_size(), 0);
+  };
+  UpdateBatch b;
+  b.upserts = {Upload(*base, 1), Upload(*base, 2)};
+  b.upserts[1].embedding.pop_back();
+  refuse(b, "upserts[1] id 2: embedding has 31 values, the catalogue's dimension is 32");
+  b.upserts[1] = Upload(*base, 2);
+  b.upserts[1].embedding[3] = std::numeric_limits<float>::quiet_NaN();
+  refuse(b, "upserts[1] id 2: embedding[3] is nan, not finite");
+  b.upserts[1] = Upload(*base, 2);
+  b.upserts[1].embedding[0] = INFINITY;
+  refuse(b, "embedding[0] is inf");
+  b.upserts[1] = Upload(*base, 2, 0.f);
+  refuse(b, "all zeros");
+  b.upserts[1] = Upload(*base, 1);
+  refuse(b, "upserts[1] id 1: the id appears twice");
+  b.upserts[1] = Upload(*base, 2);
+  b.deletes = {2};
+  refuse(b, "deletes[0] id 2: the id appears twice");
+  b.deletes.clear();
+  b.upserts[1].popularity = -1;
+  refuse(b, "popularity -1");
+  refuse(UpdateBatch(), "empty");
+  UpdateBatch big;
+  big.deletes.resize(LiveCatalog::kMaxBatch + 1);
+  for (size_t i = 0; i < big.deletes.size(); ++i) big.deletes[i] = i;
+  refuse(big, "more than the limit of 10000");
+}
+
+}  // namespace
+}  // namespace feedrank
