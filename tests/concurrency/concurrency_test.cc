@@ -11,8 +11,11 @@
 #include <thread>
 
 #include "base/mutex.h"
+#include "ranking/experiments.h"
 #include "replay/replay_log.h"
 #include "replay/request_log.h"
+#include "server/guardrails.h"
+#include "server/metrics.h"
 #include "server/snapshot_manager.h"
 #include "server/worker_pool.h"
 #include "tests/test_bundles.h"
@@ -238,6 +241,72 @@ TEST_F(SharedBundleTest, ViewsSwappedUnderReadersNeverServeTheirTombstones) {
   stop = true;
   for (std::thread& t : readers) t.join();
   EXPECT_EQ(leaks.load(), 0);
+}
+
+TEST_F(SharedBundleTest, AGuardrailRevertsAnArmWhileReadersRankAndRecordIt) {
+  // Readers rank with the arms of the snapshot they took and record each
+  // call in the per-arm metrics (arm b's calls as slow); the monitor trips
+  // b's guardrail and the manager swaps in a snapshot serving b as control.
+  ServerMetrics metrics;
+  SnapshotManager manager(Env::Default(), "", [&](Snapshot* snapshot) {
+    const ExperimentConfig& e = *snapshot->experiments;
+    for (int id = 0; id < e.arm_count(); ++id) {
+      const ArmAssignment& a = e.arm(id);
+      snapshot->arm_slots[id] = metrics.ArmSlot({a.layer, a.experiment, a.arm});
+    }
+  });
+  auto config = ParseConfig(R"cfg(
+    version: "guarded"
+    layers { name: "rank" salt: "s"
+      experiments { name: "e" ranges { begin: 0 end: 10000 }
+        arms { name: "a" ranges { begin: 0 end: 5000 } overrides { default_count: 7 } }
+        arms { name: "b" ranges { begin: 5000 end: 10000 } overrides { default_count: 9 }
+               guardrail { max_p99_ms: 50 window_seconds: 60 min_calls: 20 } } } }
+  )cfg");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_TRUE(manager.Install(*bundle_, *config).ok());
+  GuardrailMonitor monitor(&manager, &metrics);
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0}, reverted_calls{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&, t] {
+      RankResult result;
+      Assignment assignment;
+      for (int i = 0; !stop.load(); ++i) {
+        std::shared_ptr<const Snapshot> s = manager.Current();
+        RankRequest request;
+        request.user_id = s->bundle->catalog->user_id((t * 13 + i) % 200);
+        if (!s->experiments->Assign(request.user_id, &assignment).ok() ||
+            !s->RankerFor(assignment.combination).Rank(*s->view, request, &result).ok()) {
+          bad.fetch_add(1);
+          continue;
+        }
+        const ArmAssignment& arm = *assignment.arms[0];
+        // Served as a unless b and not reverted.
+        const bool as_b = arm.arm == "b" && arm.reverted_to.empty();
+        if (result.items.size() != (as_b ? 9u : 7u)) bad.fetch_add(1);
+        if (!arm.reverted_to.empty()) reverted_calls.fetch_add(1);
+        metrics.RecordArmCall(s->arm_slots[arm.id], 0, as_b ? 200'000 : 1'000, false,
+                              nullptr, 0);
+      }
+    });
+  }
+  int64_t now_ms = 0;
+  int tripped = 0;
+  for (int tick = 0; tick < 2000 && tripped == 0; ++tick) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    now_ms += 100;
+    tripped += monitor.Tick(now_ms);
+  }
+  while (tripped > 0 && reverted_calls.load() < 20) std::this_thread::yield();
+  stop = true;
+  for (std::thread& t : readers) t.join();
+  EXPECT_EQ(tripped, 1);
+  EXPECT_EQ(bad.load(), 0);
+  ASSERT_EQ(manager.reverted().size(), 1u);
+  EXPECT_EQ(manager.reverted()[0].arm, "b");
+  EXPECT_EQ(manager.reverted()[0].reverted_to, "a");
 }
 
 }  // namespace
