@@ -862,7 +862,9 @@ grpc::Status FeedServer::ApplyConfig(const v1::ApplyConfigRequest& request,
               "not survive a reload or restart (the file is the source of truth): ",
               written.message()));
         }
-        // The watcher must not count our own write as a change.
+        // The watcher must not count our own write as a change. (Called
+        // within ApplyConfig, under reload_mu_.)
+        reload_mu_.AssertHeld();
         if (auto info = options_.env.fs->Stat(path); info.ok()) config_seen_ = *info;
         return absl::OkStatus();
       });

@@ -44,16 +44,6 @@ std::vector<std::string> Payloads(const Reopened& r) {
   return out;
 }
 
-// The newest segment file of `dir`.
-std::string LastSegment(const std::string& dir) {
-  std::string last;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    if (entry.path().extension() == ".wal" && entry.path().string() > last)
-      last = entry.path().string();
-  }
-  return last;
-}
-
 // The newest segment that holds records (past its 20-byte header).
 std::string LastNonEmptySegment(const std::string& dir) {
   std::string last;
