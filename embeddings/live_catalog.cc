@@ -75,9 +75,11 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> LiveCatalog::Apply(
   for (const VideoUpsert& v : batch.upserts) {
     const std::optional<int32_t> base_row = base_->VideoRow(v.id);
     const bool in_delta = delta.count(v.id) > 0;
+    // Against the state before the batch (sorted; ids are unique within a
+    // batch, so the batch's own changes cannot matter here).
     const bool in_base =
         base_row.has_value() &&
-        !std::binary_search(tombstoned.begin(), tombstoned.end(), *base_row);
+        !std::binary_search(tombstoned_rows_.begin(), tombstoned_rows_.end(), *base_row);
     if (base_row.has_value()) tombstoned.push_back(*base_row);  // replaced by the delta
     (in_delta || in_base ? s.replaced : s.inserted) += 1;
     delta[v.id] = v;

@@ -142,6 +142,25 @@ TEST(LiveCatalogTest, AReplacedVideoHasOneLiveRowWithItsNewValues) {
   EXPECT_EQ(live.delta_size(), 1);
 }
 
+TEST(LiveCatalogTest, ReuploadsOfDeletedVideosCountAsInsertsInAMixedBatch) {
+  auto base = SmallCatalog();
+  LiveCatalog live(base);
+  UpdateBatch down;
+  down.deletes = {base->video_id(5), base->video_id(1300)};
+  ASSERT_TRUE(live.Apply(down).ok());
+  // Replacements of live base videos first (their tombstones join the
+  // batch's list out of order), then re-uploads of the deleted two.
+  UpdateBatch batch;
+  for (int row : {900, 400, 2, 1300, 5}) {
+    batch.upserts.push_back(Upload(*base, base->video_id(row)));
+  }
+  ApplyStats stats;
+  ASSERT_TRUE(live.Apply(batch, &stats).ok());
+  EXPECT_EQ(stats.replaced, 3);
+  EXPECT_EQ(stats.inserted, 2);
+  EXPECT_EQ(live.tombstones(), 5);
+}
+
 TEST(LiveCatalogTest, ABadBatchIsRefusedWholeNamingTheItem) {
   auto base = SmallCatalog();
   LiveCatalog live(base);

@@ -263,6 +263,25 @@ layers { name: "l" salt: "s"
   EXPECT_EQ(Rank(User(2)).config_version(), "v1");
 }
 
+TEST_F(AdminTest, BeforeABundleIsLoadedApplyAndGetAreFailedPrecondition) {
+  ServerOptions o;
+  o.address = "127.0.0.1:0";
+  o.admin_address = "127.0.0.1:0";
+  o.bundle_dir = dir_->Sub("a");
+  auto server = FeedServer::Start(o);
+  ASSERT_TRUE(server.ok()) << server.status();
+  admin_ = v1::FeedAdmin::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->admin_port()),
+                          grpc::InsecureChannelCredentials()));
+  const grpc::Status status = Apply(Experiment("v2", ""), /*dry_run=*/true);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("no bundle loaded yet"));
+  v1::GetConfigResponse response;
+  grpc::ClientContext context;
+  EXPECT_EQ(admin_->GetConfig(&context, v1::GetConfigRequest(), &response).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+}
+
 TEST_F(AdminTest, AConfigFileThatCannotBeWrittenRefusesTheApply) {
   Start();
   std::filesystem::remove_all(config_dir_->Sub(""));

@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+
 namespace feedrank {
 namespace {
 
@@ -65,6 +67,17 @@ TEST(GuardrailsTest, DeltaIsTheWindowBetweenTwoSamples) {
   uint64_t count = 0;
   for (uint64_t b : d.latency.buckets) count += b;
   EXPECT_EQ(count, 20u);
+}
+
+TEST(GuardrailsTest, PerArmMetricsHoldAtMostMaxArmsLabelSets) {
+  ServerMetrics metrics;
+  for (int i = 0; i < ServerMetrics::kMaxArms; ++i) {
+    EXPECT_EQ(metrics.ArmSlot({"l", "e", absl::StrCat("arm", i)}), i);
+  }
+  EXPECT_EQ(metrics.ArmSlot({"l", "e", "arm0"}), 0);  // stable
+  EXPECT_EQ(metrics.ArmSlot({"l", "e", "one-too-many"}), -1);
+  metrics.RecordArmCall(-1, 0, 100, false, nullptr, 0);  // not measured, no crash
+  EXPECT_EQ(metrics.ReadArm(-1).calls, 0u);
 }
 
 }  // namespace
