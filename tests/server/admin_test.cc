@@ -282,6 +282,27 @@ TEST_F(AdminTest, BeforeABundleIsLoadedApplyAndGetAreFailedPrecondition) {
             grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+TEST_F(AdminTest, AnInjectedDelayNeverHoldsAThreadPastTheCallsDeadline) {
+  Start([](ServerOptions* o) { o->workers = 1; });
+  ASSERT_TRUE(Apply("version: \"slow\" params { inject_delay_ms: 10000 }", false).ok());
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 2; ++i) {  // the second waits for the one thread
+    v1::RankFeedRequest request;
+    request.set_user_id(User(i));
+    v1::RankFeedResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::milliseconds(300));
+    EXPECT_EQ(stub_->RankFeed(&context, request, &response).error_code(),
+              grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  // Then the thread is free again: a call with time to spare is answered
+  // after at most its own delay, not the 10 s of the ones before.
+  ASSERT_TRUE(Apply("version: \"fast\"", false).ok());
+  Rank(User(2));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
 TEST_F(AdminTest, AConfigFileThatCannotBeWrittenRefusesTheApply) {
   Start();
   std::filesystem::remove_all(config_dir_->Sub(""));
