@@ -280,6 +280,14 @@ absl::Status WriteAheadLog::TruncateBefore(uint64_t seq) {
   return fs_->SyncDir(options_.dir);
 }
 
+absl::Status WriteAheadLog::AdvanceTo(uint64_t seq) {
+  MutexLock lock(&mu_);
+  if (seq <= last_seq_) return absl::OkStatus();
+  RETURN_IF_ERROR(StartSegment(seq + 1));
+  last_seq_ = seq;
+  return absl::OkStatus();
+}
+
 uint64_t WriteAheadLog::last_seq() const {
   MutexLock lock(&mu_);
   return last_seq_;

@@ -109,6 +109,11 @@ class WriteAheadLog {
   // the current one can go too.
   absl::Status TruncateBefore(uint64_t seq);
 
+  // Makes sequence numbers continue above `seq` (a compacted bundle holds
+  // records up to `seq` but the log was lost or replaced): a new segment
+  // starts at seq + 1. No-op when last_seq() >= seq.
+  absl::Status AdvanceTo(uint64_t seq);
+
   uint64_t last_seq() const;
   // Bytes in the directory's segments.
   int64_t bytes() const;

@@ -5,12 +5,15 @@
 #include <cstdio>
 #include <iostream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "base/env.h"
 #include "base/status_macros.h"
 #include "feedrank/v1/admin.grpc.pb.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace feedrank {
 namespace {
@@ -123,6 +126,118 @@ absl::Status RunAdminGet(const AdminFlags& flags) {
   RETURN_IF_ERROR(FromGrpc(stub->GetConfig(&context, v1::GetConfigRequest(), &response),
                            "GetConfig"));
   std::cout << FormatGetConfig(response);
+  return absl::OkStatus();
+}
+
+std::string FormatStatus(const v1::GetStatusResponse& r) {
+  std::string out = absl::StrFormat(
+      "bundle %s (%s), config '%s'\n"
+      "catalogue view %d: %d live videos = %d in the bundle - %d tombstones + %d in the "
+      "delta; %d users with a live embedding\n",
+      r.bundle_version(), r.bundle_dir(), r.config_version(), r.catalog_version(),
+      r.live_videos(), r.base_videos(), r.tombstones(), r.delta_videos(),
+      r.delta_users());
+  if (r.wal_dir().empty()) {
+    absl::StrAppend(&out, "live updates: off (no --wal-dir)\n");
+    return out;
+  }
+  absl::StrAppend(
+      &out, absl::StrFormat(
+                "update log %s (sync %s): last sequence %d, %.1f MiB; the bundle "
+                "holds updates through %d; %d live updates held\n",
+                r.wal_dir(), r.wal_sync(), r.wal_last_sequence(),
+                double(r.wal_bytes()) / (1 << 20), r.bundle_sequence(), r.pending_ops()));
+  absl::StrAppend(
+      &out, absl::StrFormat(
+                "last update: %s\n",
+                r.last_update_unix_ms() == 0
+                    ? std::string("none")
+                    : absl::FormatTime(absl::FromUnixMillis(r.last_update_unix_ms()))));
+  absl::StrAppend(&out, absl::StrFormat("compaction: threshold %d, %s; %d done\n",
+                                        r.compaction_threshold(),
+                                        r.compaction_running()   ? "running"
+                                        : r.compaction_pending() ? "due"
+                                                                 : "not due",
+                                        r.compactions()));
+  if (r.last_compaction().started_unix_ms() != 0) {
+    const v1::CompactionInfo& c = r.last_compaction();
+    absl::StrAppend(&out,
+                    absl::StrFormat("  last: %s, %.1f s, %d videos through update "
+                                    "%d into %s%s\n",
+                                    c.error().empty() ? "ok" : "FAILED", c.seconds(),
+                                    c.videos(), c.through_sequence(), c.dir(),
+                                    c.error().empty() ? "" : ": " + c.error()));
+  }
+  absl::StrAppend(&out,
+                  absl::StrFormat("start-up replay: %d records kept, %d bytes cut\n",
+                                  r.recovered_records(), r.recovered_bytes_cut()));
+  for (const std::string& cut : r.recovery_cuts())
+    absl::StrAppend(&out, "  cut: ", cut, "\n");
+  return out;
+}
+
+std::string FormatUpdate(const v1::UpdateResponse& r) {
+  return absl::StrFormat(
+      "acknowledged as update %d, catalogue view %d: %d inserted, %d replaced, %d "
+      "deleted, %d unknown ids\n",
+      r.sequence(), r.catalog_version(), r.inserted(), r.replaced(), r.deleted(),
+      r.unknown());
+}
+
+absl::Status RunAdminStatus(const AdminFlags& flags) {
+  auto stub = v1::FeedAdmin::NewStub(
+      grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  RETURN_IF_ERROR(Prepare(flags, &context));
+  v1::GetStatusResponse response;
+  RETURN_IF_ERROR(FromGrpc(stub->GetStatus(&context, v1::GetStatusRequest(), &response),
+                           "GetStatus"));
+  std::cout << FormatStatus(response);
+  return absl::OkStatus();
+}
+
+absl::Status RunAdminUpsert(const AdminFlags& flags, bool users) {
+  ASSIGN_OR_RETURN(const std::string text,
+                   ReadFileToString(*FileSystem::Real(), flags.update_path, 1 << 30));
+  v1::UpsertVideosRequest videos_request;
+  v1::UpsertUsersRequest users_request;
+  google::protobuf::Message& request =
+      users ? static_cast<google::protobuf::Message&>(users_request) : videos_request;
+  if (absl::EndsWith(flags.update_path, ".json")) {
+    auto parsed = google::protobuf::util::JsonStringToMessage(text, &request);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flags.update_path, ": not a ", request.GetTypeName(),
+                       " in JSON: ", parsed.message().as_string()));
+    }
+  } else if (!google::protobuf::TextFormat::ParseFromString(text, &request)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flags.update_path, ": not a ", request.GetTypeName(), " in textproto"));
+  }
+  auto stub = v1::FeedAdmin::NewStub(
+      grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  RETURN_IF_ERROR(Prepare(flags, &context));
+  v1::UpdateResponse response;
+  const grpc::Status status =
+      users ? stub->UpsertUsers(&context, users_request, &response)
+            : stub->UpsertVideos(&context, videos_request, &response);
+  RETURN_IF_ERROR(FromGrpc(status, users ? "UpsertUsers" : "UpsertVideos"));
+  std::cout << FormatUpdate(response);
+  return absl::OkStatus();
+}
+
+absl::Status RunAdminDelete(const AdminFlags& flags) {
+  v1::DeleteVideosRequest request;
+  request.mutable_ids()->Assign(flags.delete_ids.begin(), flags.delete_ids.end());
+  auto stub = v1::FeedAdmin::NewStub(
+      grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  RETURN_IF_ERROR(Prepare(flags, &context));
+  v1::UpdateResponse response;
+  RETURN_IF_ERROR(
+      FromGrpc(stub->DeleteVideos(&context, request, &response), "DeleteVideos"));
+  std::cout << FormatUpdate(response);
   return absl::OkStatus();
 }
 

@@ -2,13 +2,19 @@
 //
 //   feedrank admin apply --config FILE [--dry-run] [--expected-version V]
 //   feedrank admin get
+//   feedrank admin status
+//   feedrank admin upsert-videos --file REQUEST   (textproto, or .json)
+//   feedrank admin upsert-users --file REQUEST
+//   feedrank admin delete-videos --ids 1,2,3
 //
 // Both take --target (the server's --admin-address) and --token-file (when
 // the server has --admin-token-file).
 #ifndef FEEDRANK_CLI_ADMIN_CMD_H_
 #define FEEDRANK_CLI_ADMIN_CMD_H_
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -25,12 +31,20 @@ struct AdminFlags {
   std::string config_path;
   bool dry_run = false;
   std::string expected_version;
+  // upsert-videos / upsert-users / delete-videos
+  std::string update_path;
+  std::vector<uint64_t> delete_ids;
 };
 
 // The text `feedrank admin apply` prints for an answer.
 std::string FormatApply(const v1::ApplyConfigResponse& response);
 // The text `feedrank admin get` prints.
 std::string FormatGetConfig(const v1::GetConfigResponse& response);
+
+// The text `feedrank admin status` prints.
+std::string FormatStatus(const v1::GetStatusResponse& response);
+// The line an update command prints.
+std::string FormatUpdate(const v1::UpdateResponse& response);
 
 // Reads the token file: its content without surrounding whitespace.
 // Errors: the file's; InvalidArgument when it is empty.
@@ -40,6 +54,9 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 // (its code and message) or the config file's.
 absl::Status RunAdminApply(const AdminFlags& flags);
 absl::Status RunAdminGet(const AdminFlags& flags);
+absl::Status RunAdminStatus(const AdminFlags& flags);
+absl::Status RunAdminUpsert(const AdminFlags& flags, bool users);
+absl::Status RunAdminDelete(const AdminFlags& flags);
 
 }  // namespace feedrank
 

@@ -440,6 +440,37 @@ int main(int argc, char** argv) {
               "How often experiment arms' guardrails are checked (0 = never)",
               absl::ZeroDuration(), absl::Hours(1));
 
+  // serve: live updates (docs/LIVE.md)
+  std::string wal_sync = "always";
+  serve_cmd->add_option("--wal-dir", serve.live.wal_dir,
+                        "Directory of the update log; turns on live updates "
+                        "(FeedAdmin UpsertVideos, DeleteVideos, UpsertUsers)");
+  serve_cmd
+      ->add_option("--wal-sync", wal_sync,
+                   "When the update log is fsynced: always (before every "
+                   "acknowledgement), interval (at most every --wal-sync-interval) "
+                   "or never (the kernel's write-back)")
+      ->check(CLI::IsMember({"always", "interval", "never"}))
+      ->capture_default_str();
+  AddDuration(serve_cmd, "--wal-sync-interval", &serve.live.sync_interval,
+              "Longest time between fsyncs with --wal-sync interval",
+              absl::Milliseconds(1), absl::Hours(1));
+  serve_cmd
+      ->add_option("--compact-threshold", serve.live.compact_threshold,
+                   "Fold the live delta into a new bundle version once delta videos + "
+                   "tombstones + delta users reach this (0 = never; needs "
+                   "--bundle-root)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--compact-threads", serve.live.compact_threads,
+                   "Threads of a compaction's index build (0 = every core)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  AddDuration(serve_cmd, "--compact-interval", &serve.compact_interval,
+              "How often a due compaction is looked for (0 = never)",
+              absl::ZeroDuration(), absl::Hours(24));
+
   // serve: the request log (replay/request_log.h, docs/OPERATIONS.md)
   serve_cmd->add_option(
       "--request-log", serve.request_log.path,
@@ -471,7 +502,25 @@ int main(int argc, char** argv) {
       "apply", "Validate a ranking config on the server and serve it (or --dry-run)");
   auto* admin_get = admin_cmd->add_subcommand(
       "get", "Print the config served, its bundles, arm shares and reverted arms");
-  for (CLI::App* sub : {admin_apply, admin_get}) {
+  auto* admin_status = admin_cmd->add_subcommand(
+      "status", "Print the live catalogue's state: versions, counts, log, compaction");
+  auto* admin_upsert_videos = admin_cmd->add_subcommand(
+      "upsert-videos",
+      "Upload or change videos: --file holds an UpsertVideosRequest (textproto, or "
+      "JSON when it ends in .json)");
+  auto* admin_upsert_users = admin_cmd->add_subcommand(
+      "upsert-users",
+      "Fresh user embeddings: --file holds an UpsertUsersRequest (textproto or .json)");
+  auto* admin_delete = admin_cmd->add_subcommand(
+      "delete-videos", "Take videos down: never served again once acknowledged");
+  for (CLI::App* sub : {admin_upsert_videos, admin_upsert_users}) {
+    sub->add_option("--file", admin.update_path, "The request")->required();
+  }
+  admin_delete->add_option("--ids", admin.delete_ids, "Video ids")
+      ->required()
+      ->delimiter(',');
+  for (CLI::App* sub : {admin_apply, admin_get, admin_status, admin_upsert_videos,
+                        admin_upsert_users, admin_delete}) {
     sub->add_option("--target", admin.target, "The server's --admin-address")
         ->capture_default_str();
     sub->add_option("--token-file", admin.token_file,
@@ -732,13 +781,26 @@ int main(int argc, char** argv) {
       if (!token.ok()) return Fail(token.status());
       serve.admin_token = *std::move(token);
     }
+    serve.live.sync = *ParseWalSync(wal_sync);
     if (absl::Status valid = ValidateServerOptions(serve); !valid.ok())
       return Fail(valid);
     return RunServe(serve);
   }
   if (admin_cmd->parsed()) {
-    absl::Status status =
-        admin_apply->parsed() ? RunAdminApply(admin) : RunAdminGet(admin);
+    absl::Status status;
+    if (admin_apply->parsed()) {
+      status = RunAdminApply(admin);
+    } else if (admin_get->parsed()) {
+      status = RunAdminGet(admin);
+    } else if (admin_status->parsed()) {
+      status = RunAdminStatus(admin);
+    } else if (admin_upsert_videos->parsed()) {
+      status = RunAdminUpsert(admin, /*users=*/false);
+    } else if (admin_upsert_users->parsed()) {
+      status = RunAdminUpsert(admin, /*users=*/true);
+    } else {
+      status = RunAdminDelete(admin);
+    }
     return status.ok() ? 0 : Fail(status);
   }
   if (query_cmd->parsed()) {

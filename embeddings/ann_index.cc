@@ -208,10 +208,9 @@ AnnIndex::AnnIndex(std::unique_ptr<faiss::Index> index, Type type, int d, int64_
 
 AnnIndex::~AnnIndex() = default;
 
-absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(const float* x, int64_t n,
-                                                          int d, IndexSpec* spec,
-                                                          const Progress& progress,
-                                                          int threads) {
+absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(
+    const float* x, int64_t n, int d, IndexSpec* spec, const Progress& progress,
+    int threads, const std::atomic<bool>* cancel) {
   auto type = ParseType(spec->type());
   if (!type.ok()) return type.status();
   if (n <= 0 || d <= 0) {
@@ -264,8 +263,13 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(const float* x, int64_
   } restore{previous_threads};
   std::unique_ptr<faiss::Index> index;
   const int64_t chunk = std::max<int64_t>(10000, n / 100);
+  bool cancelled = false;
   auto add_in_chunks = [&](faiss::Index* target) {
     for (int64_t start = 0; start < n; start += chunk) {
+      if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+        cancelled = true;
+        return;
+      }
       const int64_t count = std::min(chunk, n - start);
       target->add(count, x + start * d);
       if (progress) progress(start + count, n);
@@ -310,6 +314,7 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(const float* x, int64_
     }
   });
   if (!status.ok()) return status;
+  if (cancelled) return absl::CancelledError("index build stopped");
   return std::unique_ptr<AnnIndex>(new AnnIndex(std::move(index), *type, d, n, *spec));
 }
 

@@ -11,6 +11,7 @@
 #ifndef FEEDRANK_EMBEDDINGS_ANN_INDEX_H_
 #define FEEDRANK_EMBEDDINGS_ANN_INDEX_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -202,9 +203,13 @@ class AnnIndex {
   // Errors: InvalidArgument for an unknown type, a bad parameter or a zero
   // vector (named by row); ResourceExhausted when memory runs out; Internal
   // for a FAISS failure on valid input.
+  // `cancel` (may be null), checked between chunks of vectors added, stops
+  // the build with Cancelled once it is true (a server shutting down
+  // during a compaction).
   static absl::StatusOr<std::unique_ptr<AnnIndex>> Build(
       const float* x, int64_t n, int d, IndexSpec* spec,
-      const Progress& progress = nullptr, int threads = 0);
+      const Progress& progress = nullptr, int threads = 0,
+      const std::atomic<bool>* cancel = nullptr);
 
   // Reads a FAISS index file through `fs` and checks it against the
   // manifest: type, metric (inner product), dimension, size, and the graph

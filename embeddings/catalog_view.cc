@@ -98,7 +98,16 @@ CatalogView CatalogView::Borrow(const Catalog& base) {
 
 absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::Create(
     std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
-    std::shared_ptr<const RowBitmap> tombstones, uint64_t version) {
+    std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
+    std::shared_ptr<const UserDelta> users) {
+  if (users != nullptr && users->size() > 0 &&
+      (users->dim != base->dim() ||
+       users->embeddings.size() != size_t(users->size()) * base->dim() ||
+       users->rows.size() != size_t(users->size()))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("user delta of dimension ", users->dim, " with ", users->size(),
+                     " users does not fit a catalogue of dimension ", base->dim()));
+  }
   if (tombstones != nullptr && tombstones->size() > size_t(base->num_videos())) {
     return absl::InvalidArgumentError(
         absl::StrCat("tombstones cover ", tombstones->size(), " rows, the base has ",
@@ -124,6 +133,7 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::Create(
   view->delta_ = std::move(delta);
   if (tombstones != nullptr && tombstones->count() > 0)
     view->tombstones_ = std::move(tombstones);
+  if (users != nullptr && users->size() > 0) view->users_ = std::move(users);
   view->version_ = version;
   return std::shared_ptr<const CatalogView>(std::move(view));
 }

@@ -63,6 +63,16 @@ class CatalogDelta {
   std::vector<int32_t> fresh_;
 };
 
+// Users whose embedding changed or who are new since a base catalogue was
+// built (a user tower's fresh output). Immutable once made.
+struct UserDelta {
+  int dim = 0;
+  absl::flat_hash_map<uint64_t, int32_t> rows;
+  std::vector<float> embeddings;  // rows.size() * dim
+  std::vector<float> activity;
+  int32_t size() const { return static_cast<int32_t>(activity.size()); }
+};
+
 class CatalogView {
  public:
   // The base alone: no delta, no tombstones.
@@ -72,18 +82,40 @@ class CatalogView {
   // (offline tools that hold a Catalog by value or unique_ptr).
   static CatalogView Borrow(const Catalog& base);
 
-  // `delta` and `tombstones` may be null (none). Every base video the delta
-  // replaces must be tombstoned, and tombstones must cover base rows only.
-  // Errors: InvalidArgument naming the offending id.
+  // `delta`, `tombstones` and `users` may be null (none). Every base video
+  // the delta replaces must be tombstoned, and tombstones must cover base
+  // rows only; `users` must have the base's dimension. Errors:
+  // InvalidArgument naming the offending id.
   static absl::StatusOr<std::shared_ptr<const CatalogView>> Create(
       std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
-      std::shared_ptr<const RowBitmap> tombstones, uint64_t version);
+      std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
+      std::shared_ptr<const UserDelta> users = nullptr);
 
   // Increases with every change of the catalogue that serves requests.
   uint64_t version() const { return version_; }
   const Catalog& base() const { return *base_; }
   const CatalogDelta* delta() const { return delta_.get(); }
   const RowBitmap* tombstones() const { return tombstones_.get(); }
+  const UserDelta* user_delta() const { return users_.get(); }
+  const std::shared_ptr<const UserDelta>& shared_user_delta() const { return users_; }
+
+  // The user `id`: the delta's embedding and activity when it has them,
+  // else the base's. False for a user neither knows (cold start).
+  bool FindUser(uint64_t id, const float** embedding, float* activity) const {
+    if (users_ != nullptr) {
+      if (auto it = users_->rows.find(id); it != users_->rows.end()) {
+        *embedding = &users_->embeddings[size_t(it->second) * users_->dim];
+        *activity = users_->activity[it->second];
+        return true;
+      }
+    }
+    if (auto row = base_->UserRow(id)) {
+      *embedding = base_->user_embedding(*row);
+      *activity = base_->user_activity(*row);
+      return true;
+    }
+    return false;
+  }
   int dim() const { return base_->dim(); }
 
   // Size of the row space (base rows + delta rows), tombstoned rows included.
@@ -164,6 +196,7 @@ class CatalogView {
   std::shared_ptr<const Catalog> owned_base_;
   std::shared_ptr<const CatalogDelta> delta_;
   std::shared_ptr<const RowBitmap> tombstones_;
+  std::shared_ptr<const UserDelta> users_;
   uint64_t version_ = 0;
   int32_t base_rows_ = 0;
   int32_t delta_rows_ = 0;

@@ -14,13 +14,13 @@ LiveCatalog::LiveCatalog(std::shared_ptr<const Catalog> base, uint64_t version)
   view_.Store(CatalogView::Of(base_, version_));
 }
 
-absl::Status LiveCatalog::Validate(const UpdateBatch& batch) const {
-  const size_t items = batch.upserts.size() + batch.deletes.size();
+absl::Status LiveCatalog::Validate(const UpdateBatch& batch, int64_t limit) const {
+  const size_t items = batch.upserts.size() + batch.deletes.size() + batch.users.size();
   if (items == 0) return absl::InvalidArgumentError("the batch is empty");
-  if (items > size_t(kMaxBatch)) {
+  if (items > size_t(limit)) {
     return absl::InvalidArgumentError(absl::StrCat("the batch holds ", items,
                                                    " items, more than the limit of ",
-                                                   kMaxBatch, "; split it"));
+                                                   limit, "; split it"));
   }
   absl::flat_hash_set<uint64_t> seen;
   seen.reserve(items);
@@ -59,12 +59,34 @@ absl::Status LiveCatalog::Validate(const UpdateBatch& batch) const {
                        "one id cannot share a batch)"));
     }
   }
+  absl::flat_hash_set<uint64_t> users;
+  users.reserve(batch.users.size());
+  for (size_t i = 0; i < batch.users.size(); ++i) {
+    const UserUpsert& u = batch.users[i];
+    auto bad = [&](auto&&... why) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("users[", i, "] id ", u.id, ": ", why...));
+    };
+    if (!users.insert(u.id).second) return bad("the id appears twice in the batch");
+    if (int(u.embedding.size()) != dim) {
+      return bad("embedding has ", u.embedding.size(),
+                 " values, the catalogue's dimension is ", dim);
+    }
+    for (size_t d = 0; d < u.embedding.size(); ++d) {
+      if (!std::isfinite(u.embedding[d])) {
+        return bad("embedding[", d, "] is ", u.embedding[d], ", not finite");
+      }
+    }
+    if (!std::isfinite(u.activity) || u.activity < 0) {
+      return bad("activity ", u.activity, " is not a finite non-negative number");
+    }
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<const CatalogView>> LiveCatalog::Apply(
-    const UpdateBatch& batch, ApplyStats* stats) {
-  RETURN_IF_ERROR(Validate(batch));
+    const UpdateBatch& batch, ApplyStats* stats, int64_t limit) {
+  RETURN_IF_ERROR(Validate(batch, limit));
   ApplyStats local;
   ApplyStats& s = stats != nullptr ? *stats : local;
   s = ApplyStats();
@@ -72,6 +94,14 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> LiveCatalog::Apply(
   // built, so a failure leaves everything as it was.
   std::map<uint64_t, VideoUpsert> delta = delta_;
   std::vector<int32_t> tombstoned = tombstoned_rows_;
+  const bool users_changed = !batch.users.empty();
+  std::map<uint64_t, UserUpsert> users;
+  if (users_changed) users = users_;
+  for (const UserUpsert& u : batch.users) {
+    const bool known = users.count(u.id) > 0 || base_->UserRow(u.id).has_value();
+    (known ? s.users_replaced : s.users_inserted) += 1;
+    users[u.id] = u;
+  }
   for (const VideoUpsert& v : batch.upserts) {
     const std::optional<int32_t> base_row = base_->VideoRow(v.id);
     const bool in_delta = delta.count(v.id) > 0;
@@ -118,8 +148,27 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> LiveCatalog::Apply(
     bitmap = std::make_shared<RowBitmap>(size_t(base_->num_videos()));
     for (int32_t row : tombstoned) bitmap->Insert(row);
   }
-  ASSIGN_OR_RETURN(std::shared_ptr<const CatalogView> view,
-                   CatalogView::Create(base_, delta_part, bitmap, version_ + 1));
+  // The user delta is rebuilt only when the batch changes it.
+  std::shared_ptr<const UserDelta> user_part;
+  if (!users_changed) {
+    user_part = view_.Load()->shared_user_delta();
+  } else if (!users.empty()) {
+    auto part = std::make_shared<UserDelta>();
+    part->dim = dim;
+    part->rows.reserve(users.size());
+    part->embeddings.reserve(users.size() * dim);
+    for (const auto& [id, u] : users) {
+      part->rows.emplace(id, part->size());
+      part->embeddings.insert(part->embeddings.end(), u.embedding.begin(),
+                              u.embedding.end());
+      part->activity.push_back(u.activity);
+    }
+    user_part = std::move(part);
+  }
+  ASSIGN_OR_RETURN(
+      std::shared_ptr<const CatalogView> view,
+      CatalogView::Create(base_, delta_part, bitmap, version_ + 1, user_part));
+  if (users_changed) users_ = std::move(users);
   delta_ = std::move(delta);
   tombstoned_rows_ = std::move(tombstoned);
   ++version_;

@@ -10,7 +10,9 @@
 // at most kMaxBatch items. A bad batch is refused with InvalidArgument
 // naming the item, and the catalogue is unchanged. A delete of an id the
 // catalogue does not hold is a no-op, counted (ApplyStats::unknown_deletes),
-// so that retried takedowns are idempotent.
+// so that retried takedowns are idempotent. Users (fresh embeddings, or new
+// users) must have the dimension, finite values and a finite non-negative
+// activity; a user id appears at most once per batch.
 //
 // Thread-safety: Apply, Validate, delta_size and tombstones are for one
 // writer thread at a time (the caller serialises them); view() may be
@@ -38,9 +40,16 @@ struct VideoUpsert {
   float popularity = 0;
 };
 
+struct UserUpsert {
+  uint64_t id = 0;
+  std::vector<float> embedding;
+  float activity = 0;
+};
+
 struct UpdateBatch {
   std::vector<VideoUpsert> upserts;
   std::vector<uint64_t> deletes;
+  std::vector<UserUpsert> users;
 };
 
 struct ApplyStats {
@@ -48,6 +57,8 @@ struct ApplyStats {
   int replaced = 0;  // ids that were in the base or the delta
   int deleted = 0;
   int unknown_deletes = 0;  // no-ops
+  int users_inserted = 0;   // user ids new to the catalogue
+  int users_replaced = 0;
 };
 
 class LiveCatalog {
@@ -62,16 +73,23 @@ class LiveCatalog {
   // (version + 1). Errors: InvalidArgument naming the item ("upserts[3] id
   // 42: embedding has 63 values, the catalogue's dimension is 64"); nothing
   // is applied then.
+  // `limit` is the most items a batch may hold (a replay of many batches
+  // onto a new base passes a larger one).
   absl::StatusOr<std::shared_ptr<const CatalogView>> Apply(const UpdateBatch& batch,
-                                                           ApplyStats* stats = nullptr);
+                                                           ApplyStats* stats = nullptr,
+                                                           int64_t limit = kMaxBatch);
 
   // Checks `batch` as Apply would, applying nothing.
-  absl::Status Validate(const UpdateBatch& batch) const;
+  absl::Status Validate(const UpdateBatch& batch, int64_t limit = kMaxBatch) const;
+
+  const std::shared_ptr<const Catalog>& base() const { return base_; }
+  uint64_t version() const { return version_; }
 
   std::shared_ptr<const CatalogView> view() const { return view_.Load(); }
   // Videos in the delta, and base rows tombstoned (deleted or replaced).
   int32_t delta_size() const;
   int64_t tombstones() const;
+  int32_t delta_users() const { return static_cast<int32_t>(users_.size()); }
 
  private:
   std::shared_ptr<const Catalog> base_;
@@ -80,6 +98,7 @@ class LiveCatalog {
   // is a pure function of the updates applied).
   std::map<uint64_t, VideoUpsert> delta_;
   std::vector<int32_t> tombstoned_rows_;  // sorted, unique
+  std::map<uint64_t, UserUpsert> users_;
   SharedPtrCell<const CatalogView> view_;
 };
 

@@ -124,7 +124,8 @@ absl::Status CheckBundleDirFree(const std::string& dir, FileSystem& fs) {
 absl::Status WriteBundle(const std::string& dir, const BundleManifest& manifest,
                          const VideoColumns& videos, const UserColumns& users,
                          const ModelTensors& model, const AnnIndex& index,
-                         const CatalogStats* stats, FileSystem& fs) {
+                         const CatalogStats* stats, FileSystem& fs,
+                         const std::function<absl::Status(const std::string&)>& extra) {
   RETURN_IF_ERROR(ValidateManifest(manifest));
   ASSIGN_OR_RETURN(FeatureSet features, FeaturesOf(manifest));
   std::vector<uint32_t> hidden(manifest.model().hidden().begin(),
@@ -142,6 +143,7 @@ absl::Status WriteBundle(const std::string& dir, const BundleManifest& manifest,
     RETURN_IF_ERROR(ScoringModel::Write(tmp, model, fs));
     RETURN_IF_ERROR(index.Write(BundlePath(tmp, kIndexFile), fs));
     RETURN_IF_ERROR(WriteManifest(tmp, manifest, fs));
+    if (extra) RETURN_IF_ERROR(extra(tmp));
     RETURN_IF_ERROR(fs.SyncDir(tmp));
     return fs.Rename(tmp, target);
   };

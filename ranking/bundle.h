@@ -7,6 +7,7 @@
 #ifndef FEEDRANK_RANKING_BUNDLE_H_
 #define FEEDRANK_RANKING_BUNDLE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -33,15 +34,15 @@ struct Bundle {
   int64_t file_bytes = 0;
 };
 
+// The directory that holds `path` ("." for a bare name or an empty path).
+std::string ParentDir(const std::string& path);
+
 // The directory a RankingConfig.bundles entry names: `dir` itself when it
 // is absolute, else `base`/`dir` (the server's base is the parent directory
 // of --bundle or --bundle-root; replay's that of --bundle). Lexically
 // normalised ("a/./b/../c" is "a/c"). With `confine`, an error
 // (InvalidArgument naming `dir`) when the result is not inside `base`: what
 // configs applied through the admin RPC must keep to.
-// The directory that holds `path` ("." for a bare name or an empty path).
-std::string ParentDir(const std::string& path);
-
 absl::StatusOr<std::string> ResolveBundleRefDir(const std::string& base,
                                                 const std::string& dir, bool confine);
 
@@ -61,13 +62,15 @@ absl::StatusOr<std::shared_ptr<const Bundle>> MakeBundle(const BundleManifest& m
 // reader never sees half a bundle. Validates the parts first (as LoadBundle
 // would) and writes nothing when they are inconsistent. `stats` (may be
 // null) is written for a bundle that holds part of a catalogue.
+// `extra` (may be null) writes further files into the temporary directory
+// it is given before the rename (a compacted bundle's live updates).
 // Errors: AlreadyExists when `dir` exists; InvalidArgument for inconsistent
-// parts; those of `fs` otherwise.
-absl::Status WriteBundle(const std::string& dir, const BundleManifest& manifest,
-                         const VideoColumns& videos, const UserColumns& users,
-                         const ModelTensors& model, const AnnIndex& index,
-                         const CatalogStats* stats = nullptr,
-                         FileSystem& fs = *FileSystem::Real());
+// parts; those of `fs` or `extra` otherwise.
+absl::Status WriteBundle(
+    const std::string& dir, const BundleManifest& manifest, const VideoColumns& videos,
+    const UserColumns& users, const ModelTensors& model, const AnnIndex& index,
+    const CatalogStats* stats = nullptr, FileSystem& fs = *FileSystem::Real(),
+    const std::function<absl::Status(const std::string&)>& extra = nullptr);
 
 // AlreadyExists when something is at `dir` (a bundle is never overwritten);
 // callers check this before long work.

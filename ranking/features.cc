@@ -67,6 +67,15 @@ UserQuery LookUpUser(const Catalog& catalog, uint64_t user_id) {
   return ColdStartUser(catalog);
 }
 
+UserQuery LookUpUser(const CatalogView& view, uint64_t user_id) {
+  UserQuery user;
+  if (view.FindUser(user_id, &user.embedding, &user.activity)) {
+    user.known = true;
+    return user;
+  }
+  return ColdStartUser(view.base());
+}
+
 std::vector<std::string> FeatureSet::AllGroups() {
   std::vector<std::string> names;
   for (const GroupDef& def : kGroups) names.push_back(def.name);

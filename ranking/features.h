@@ -60,6 +60,9 @@ struct FeatureContext {
 // embedding, known = false, activity 0). Training and evaluation use this
 // too, so both paths agree on who is cold.
 UserQuery LookUpUser(const Catalog& catalog, uint64_t user_id);
+// The same over a view: a user the live catalogue updated (or added) is
+// found with their fresh embedding.
+UserQuery LookUpUser(const CatalogView& view, uint64_t user_id);
 
 // The cold-start view, whoever the user is.
 UserQuery ColdStartUser(const Catalog& catalog);

@@ -188,7 +188,7 @@ absl::Status Ranker::Validate(const CatalogView& view, const RankRequest& reques
 }
 
 UserQuery Ranker::LookUpUser(const CatalogView& view, uint64_t user_id) const {
-  return feedrank::LookUpUser(view.base(), user_id);
+  return feedrank::LookUpUser(view, user_id);
 }
 
 void Ranker::Retrieve(const CatalogView& view, const RankRequest& request,

@@ -293,8 +293,17 @@ grpc::Status FeedRankerService::Handle(grpc::CallbackServerContext* context,
     const Clock& clock = *options_->env.clock;
     const SteadyTime now = clock.Now();
     SteadyTime until = now + std::chrono::milliseconds(delay_ms);
-    if (deadline < until) until = deadline;
+    const bool cut = deadline < until;
+    if (cut) until = deadline;
     if (until > now) absl::SleepFor(absl::FromChrono(until - now));
+    // The delay outlasted the call: it fails as a slow backend's would,
+    // whichever side notices the deadline first.
+    if (cut) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          absl::StrCat("injected delay of ", delay_ms,
+                                       " ms (RankingParams.inject_delay_ms) reached the "
+                                       "call's deadline"));
+    }
   }
   auto* response = google::protobuf::Arena::CreateMessage<v1::RankFeedResponse>(&arena);
   ResponseInfo info;
@@ -389,6 +398,14 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   RETURN_IF_ERROR(duration("drain_timeout", o.drain_timeout, absl::Hours(1)));
   RETURN_IF_ERROR(duration("watch_interval", o.watch_interval, absl::Hours(24)));
   RETURN_IF_ERROR(duration("guardrail_interval", o.guardrail_interval, absl::Hours(1)));
+  RETURN_IF_ERROR(duration("compact_interval", o.compact_interval, absl::Hours(24)));
+  RETURN_IF_ERROR(duration("wal_sync_interval", o.live.sync_interval, absl::Hours(1)));
+  if (o.live.compact_threshold < 0) {
+    return bad("compact_threshold: ", o.live.compact_threshold, " is negative");
+  }
+  if (o.live.compact_threads < 0 || o.live.compact_threads > 1024) {
+    return bad("compact_threads: ", o.live.compact_threads, " is outside [0, 1024]");
+  }
   const ConnectionLimits& l = o.limits;
   if (l.max_concurrent_streams < 1 || l.max_concurrent_streams > 1 << 20) {
     return bad("max_concurrent_streams: ", l.max_concurrent_streams,
@@ -493,6 +510,27 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
             snapshot->arm_slots[id] = metrics->ArmSlot({a.layer, a.experiment, a.arm});
           }
         });
+  }
+  if (!o.live.wal_dir.empty()) {
+    ASSIGN_OR_RETURN(server->live_, LiveUpdates::Open(o.live, o.env, o.env.fs));
+    server->snapshots_->SetLive(server->live_.get());
+    server->metrics_->SetLiveCounts([live = server->live_.get()] {
+      v1::GetStatusResponse status;
+      live->Status(&status);
+      LiveCounts c;
+      c.batches = live->batches();
+      c.refused = live->refused();
+      c.log_failures = live->log_failures();
+      c.delta_videos = int64_t(status.delta_videos());
+      c.tombstones = int64_t(status.tombstones());
+      c.delta_users = int64_t(status.delta_users());
+      c.wal_bytes = status.wal_bytes();
+      c.wal_last_sequence = status.wal_last_sequence();
+      c.compactions = int64_t(status.compactions());
+      c.compaction_failures = live->compaction_failures();
+      c.last_compaction_seconds = status.last_compaction().seconds();
+      return c;
+    });
   }
   server->guardrails_ = std::make_unique<GuardrailMonitor>(server->snapshots_.get(),
                                                            server->metrics_.get());
@@ -706,8 +744,13 @@ absl::Status FeedServer::Load() {
   // seen here (starting it after the lock let a SIGTERM during Load leave
   // it unjoined).
   absl::MutexLock lock(&state_mu_);
-  if (shutting_down_ || watcher_.joinable() || guardrail_watcher_.joinable())
+  if (shutting_down_ || watcher_.joinable() || guardrail_watcher_.joinable() ||
+      compaction_watcher_.joinable())
     return status;
+  if (live_ != nullptr && !options_.bundle_root.empty() &&
+      options_.live.compact_threshold > 0 &&
+      options_.compact_interval > absl::ZeroDuration())
+    compaction_watcher_ = std::thread([this] { WatchCompaction(); });
   if (options_.watch_interval > absl::ZeroDuration())
     watcher_ = std::thread([this] { Watch(); });
   if (options_.guardrail_interval > absl::ZeroDuration())
@@ -803,6 +846,110 @@ void FeedServer::WatchGuardrails() {
                                .count();
     guardrails_->Tick(now_ms);
   }
+}
+
+void FeedServer::WatchCompaction() {
+  while (true) {
+    {
+      MutexLock lock(&watch_mu_);
+      if (watch_cv_.WaitFor(
+              &watch_mu_, absl::ToChronoNanoseconds(options_.compact_interval),
+              [this]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_) { return watch_stop_; })) {
+        return;
+      }
+    }
+    if (live_->CompactionDue()) Compact().IgnoreError();
+  }
+}
+
+absl::Status FeedServer::Compact() {
+  if (live_ == nullptr) {
+    return absl::FailedPreconditionError("live updates are off (no --wal-dir)");
+  }
+  if (options_.bundle_root.empty()) {
+    return absl::FailedPreconditionError(
+        "compaction writes a new version under --bundle-root; the server serves a fixed "
+        "--bundle");
+  }
+  MutexLock compact_lock(&compact_mu_);
+  compacting_.store(true);
+  const auto start = std::chrono::steady_clock::now();
+  v1::CompactionInfo info;
+  info.set_started_unix_ms(options_.env.clock->UnixMillis());
+  auto fail = [&](const absl::Status& status) {
+    info.set_error(std::string(status.message()));
+    info.set_seconds(double(MicrosBetween(start, std::chrono::steady_clock::now())) /
+                     1e6);
+    LogError("compaction failed (still serving what was served): %s", status.ToString());
+    live_->FinishCompaction(CompactionPlan(), info);
+    compacting_.store(false);
+    return status;
+  };
+  auto plan = live_->PlanCompaction();
+  if (!plan.ok()) return fail(plan.status());
+  auto versions = ListVersions();
+  if (!versions.ok()) return fail(versions.status());
+  const int64_t version = versions->empty() ? 1 : versions->front() + 1;
+  const std::string dir = VersionDir(version);
+  const std::string name =
+      absl::StrCat(plan->bundle->manifest.version(), "+live", plan->through_sequence);
+  LogInfo(
+      "compaction: folding %d live videos (through update %d) of bundle %s into version "
+      "%d (%s)",
+      plan->view->num_live_videos(), plan->through_sequence,
+      plan->bundle->manifest.version(), version, dir);
+  info.set_bundle_version(name);
+  info.set_dir(dir);
+  info.set_videos(plan->view->num_live_videos());
+  info.set_through_sequence(plan->through_sequence);
+  InterruptibleFileSystem fs(options_.env.fs, &stop_loading_);
+  absl::Status written =
+      WriteCompactedBundle(*plan, dir, name, options_.live.compact_threads,
+                           options_.env.clock->UnixMillis(), fs, &stop_loading_);
+  if (!written.ok()) return fail(written);
+  {
+    MutexLock lock(&reload_mu_);
+    absl::Status loaded = LoadNewerVersion(served_version_.load(), /*initial=*/false);
+    PublishServing();
+    if (!loaded.ok()) return fail(loaded);
+  }
+  info.set_seconds(double(MicrosBetween(start, std::chrono::steady_clock::now())) / 1e6);
+  live_->FinishCompaction(*plan, info);
+  compacting_.store(false);
+  LogInfo("compaction: version %d (%s) served after %.1f s", version, name,
+          info.seconds());
+  return absl::OkStatus();
+}
+
+grpc::Status FeedServer::ApplyLive(const v1::LiveUpdateRecord& batch,
+                                   v1::UpdateResponse* response) {
+  auto result = snapshots_->ApplyLive(batch);
+  if (!result.ok()) return ToGrpc(result.status());
+  response->set_sequence(result->sequence);
+  response->set_catalog_version(result->catalog_version);
+  const ApplyStats& s = result->stats;
+  response->set_inserted(s.inserted + s.users_inserted);
+  response->set_replaced(s.replaced + s.users_replaced);
+  response->set_deleted(s.deleted);
+  response->set_unknown(s.unknown_deletes);
+  return grpc::Status::OK;
+}
+
+grpc::Status FeedServer::GetStatus(v1::GetStatusResponse* response) {
+  std::shared_ptr<const Snapshot> s = snapshots_->Current();
+  if (s == nullptr) return ToGrpc(absl::FailedPreconditionError("no bundle loaded yet"));
+  response->set_bundle_version(s->bundle->manifest.version());
+  response->set_bundle_dir(s->bundle->dir);
+  response->set_config_version(s->config.version());
+  response->set_catalog_version(s->view->version());
+  response->set_base_videos(s->bundle->catalog->num_videos());
+  response->set_live_videos(s->view->num_live_videos());
+  if (live_ != nullptr) {
+    live_->Status(response);
+    response->set_compaction_running(compacting_.load());
+  }
+  return grpc::Status::OK;
 }
 
 namespace {
@@ -950,6 +1097,40 @@ grpc::Status FeedAdminService::GetConfig(grpc::ServerContext* context,
   return server_->GetConfig(response);
 }
 
+grpc::Status FeedAdminService::UpsertVideos(grpc::ServerContext* context,
+                                            const v1::UpsertVideosRequest* request,
+                                            v1::UpdateResponse* response) {
+  if (grpc::Status auth = Authorize(context); !auth.ok()) return auth;
+  v1::LiveUpdateRecord batch;
+  *batch.mutable_videos() = request->videos();
+  return server_->ApplyLive(batch, response);
+}
+
+grpc::Status FeedAdminService::DeleteVideos(grpc::ServerContext* context,
+                                            const v1::DeleteVideosRequest* request,
+                                            v1::UpdateResponse* response) {
+  if (grpc::Status auth = Authorize(context); !auth.ok()) return auth;
+  v1::LiveUpdateRecord batch;
+  *batch.mutable_deletes() = request->ids();
+  return server_->ApplyLive(batch, response);
+}
+
+grpc::Status FeedAdminService::UpsertUsers(grpc::ServerContext* context,
+                                           const v1::UpsertUsersRequest* request,
+                                           v1::UpdateResponse* response) {
+  if (grpc::Status auth = Authorize(context); !auth.ok()) return auth;
+  v1::LiveUpdateRecord batch;
+  *batch.mutable_users() = request->users();
+  return server_->ApplyLive(batch, response);
+}
+
+grpc::Status FeedAdminService::GetStatus(grpc::ServerContext* context,
+                                         const v1::GetStatusRequest*,
+                                         v1::GetStatusResponse* response) {
+  if (grpc::Status auth = Authorize(context); !auth.ok()) return auth;
+  return server_->GetStatus(response);
+}
+
 void FeedServer::Shutdown() {
   bool first = false;
   stop_loading_.store(true, std::memory_order_relaxed);
@@ -977,6 +1158,9 @@ void FeedServer::Shutdown() {
   watch_cv_.SignalAll();
   if (watcher_.joinable()) watcher_.join();
   if (guardrail_watcher_.joinable()) guardrail_watcher_.join();
+  // A compaction in progress stops (stop_loading_ interrupts its build and
+  // its writes; nothing half-written is served).
+  if (compaction_watcher_.joinable()) compaction_watcher_.join();
   // Admin calls in progress finish first (they take reload_mu_).
   if (admin_server_ != nullptr) {
     admin_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

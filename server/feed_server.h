@@ -47,6 +47,7 @@
 #include "replay/request_log.h"
 #include "server/access_log.h"
 #include "server/guardrails.h"
+#include "server/live_updates.h"
 #include "server/metrics.h"
 #include "server/monitoring.h"
 #include "server/reflection_v1.h"
@@ -119,6 +120,12 @@ struct ServerOptions {
   std::string admin_token;
   // How often guardrails are checked (0 = never).
   absl::Duration guardrail_interval = absl::Seconds(1);
+  // Live updates (docs/LIVE.md): on when live.wal_dir is set. The update
+  // log goes through `env.fs`.
+  LiveOptions live;
+  // How often a due compaction is looked for (0 = never). Compaction writes
+  // the next numbered version, so it needs `bundle_root`.
+  absl::Duration compact_interval = absl::Seconds(5);
   // Clock (deadlines, the default request time) and file system (loads).
   // Borrowed; must outlive the server.
   Env env;
@@ -208,6 +215,18 @@ class FeedAdminService final : public v1::FeedAdmin::Service {
   grpc::Status GetConfig(grpc::ServerContext* context,
                          const v1::GetConfigRequest* request,
                          v1::GetConfigResponse* response) override;
+  grpc::Status UpsertVideos(grpc::ServerContext* context,
+                            const v1::UpsertVideosRequest* request,
+                            v1::UpdateResponse* response) override;
+  grpc::Status DeleteVideos(grpc::ServerContext* context,
+                            const v1::DeleteVideosRequest* request,
+                            v1::UpdateResponse* response) override;
+  grpc::Status UpsertUsers(grpc::ServerContext* context,
+                           const v1::UpsertUsersRequest* request,
+                           v1::UpdateResponse* response) override;
+  grpc::Status GetStatus(grpc::ServerContext* context,
+                         const v1::GetStatusRequest* request,
+                         v1::GetStatusResponse* response) override;
 
  private:
   grpc::Status Authorize(grpc::ServerContext* context) const;
@@ -248,6 +267,16 @@ class FeedServer {
   grpc::Status ApplyConfig(const v1::ApplyConfigRequest& request,
                            v1::ApplyConfigResponse* response);
   grpc::Status GetConfig(v1::GetConfigResponse* response);
+  // FeedAdmin's live updates (one batch: videos, deletes or users) and
+  // GetStatus.
+  grpc::Status ApplyLive(const v1::LiveUpdateRecord& batch, v1::UpdateResponse* response);
+  grpc::Status GetStatus(v1::GetStatusResponse* response);
+
+  // Folds the live delta into a new bundle version under bundle_root and
+  // serves it (what the compaction thread does when one is due). Errors:
+  // FailedPrecondition without live updates or bundle_root; those of the
+  // build and the load (the previous state keeps serving).
+  absl::Status Compact();
 
   int port() const { return port_; }
   // The admin service's port; 0 without one.
@@ -276,6 +305,7 @@ class FeedServer {
   absl::Status CheckConfigFile(bool force);
   void Watch();
   void WatchGuardrails();
+  void WatchCompaction();
   // After a load: the versions, bundles and objectives the metrics show.
   void PublishServing() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
   void SetReady(bool ready);
@@ -294,6 +324,9 @@ class FeedServer {
   std::unique_ptr<FeedAdminService> admin_service_;
   std::unique_ptr<grpc::Server> admin_server_;
   std::unique_ptr<GuardrailMonitor> guardrails_;
+  std::unique_ptr<LiveUpdates> live_;  // null without live updates
+  Mutex compact_mu_;                   // one compaction at a time
+  std::atomic<bool> compacting_{false};
   std::unique_ptr<MonitoringServer> monitoring_;
   int port_ = 0;
   int admin_port_ = 0;
@@ -317,6 +350,7 @@ class FeedServer {
   bool watch_stop_ ABSL_GUARDED_BY(watch_mu_) = false;
   std::thread watcher_;
   std::thread guardrail_watcher_;
+  std::thread compaction_watcher_;
 
   // Orders the health flips of Load() and Shutdown().
   absl::Mutex state_mu_;

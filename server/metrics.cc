@@ -174,6 +174,11 @@ void ServerMetrics::SetQueueDepth(std::function<double()> read) {
   queue_depth_ = std::move(read);
 }
 
+void ServerMetrics::SetLiveCounts(std::function<LiveCounts()> read) {
+  MutexLock lock(&mu_);
+  live_counts_ = std::move(read);
+}
+
 void ServerMetrics::SetRequestLogCounts(std::function<RequestLogCounts()> read) {
   MutexLock lock(&mu_);
   request_log_counts_ = std::move(read);
@@ -461,6 +466,7 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
   }
   std::function<double()> queue_depth;
   std::function<RequestLogCounts()> request_log_counts;
+  std::function<LiveCounts()> live_counts;
   {
     MutexLock lock(&mu_);
     MetricFamily b =
@@ -481,6 +487,56 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
     out.push_back(std::move(c));
     queue_depth = queue_depth_;
     request_log_counts = request_log_counts_;
+    live_counts = live_counts_;
+  }
+  if (live_counts) {
+    const LiveCounts c = live_counts();
+    auto one = [&](const char* name, const char* help, MetricType type, double value) {
+      MetricFamily f = Family(name, help, type);
+      ClientMetric s;
+      (type == MetricType::Counter ? s.counter.value : s.gauge.value) = value;
+      f.metric.push_back(std::move(s));
+      out.push_back(std::move(f));
+    };
+    MetricFamily b = Family("feedrank_live_batches_total",
+                            "Live update batches (FeedAdmin Upsert/Delete calls), by "
+                            "outcome: applied, or refused (a bad batch, or the update "
+                            "log could not take it).",
+                            MetricType::Counter);
+    for (const auto& [outcome, n] :
+         {std::pair<const char*, int64_t>{"applied", c.batches},
+          {"refused", c.refused}}) {
+      ClientMetric s = Sample({{"outcome", outcome}});
+      s.counter.value = double(n);
+      b.metric.push_back(std::move(s));
+    }
+    out.push_back(std::move(b));
+    one("feedrank_live_log_failures_total",
+        "Batches refused because the update log could not write or sync them.",
+        MetricType::Counter, double(c.log_failures));
+    one("feedrank_live_delta_videos", "Videos in the live delta (not yet compacted).",
+        MetricType::Gauge, double(c.delta_videos));
+    one("feedrank_live_tombstones", "Base videos deleted or replaced by live updates.",
+        MetricType::Gauge, double(c.tombstones));
+    one("feedrank_live_delta_users", "Users with a live embedding (not yet compacted).",
+        MetricType::Gauge, double(c.delta_users));
+    one("feedrank_wal_bytes", "Bytes of the update log on disk.", MetricType::Gauge,
+        double(c.wal_bytes));
+    one("feedrank_wal_last_sequence", "Sequence number of the last logged batch.",
+        MetricType::Gauge, double(c.wal_last_sequence));
+    MetricFamily k =
+        Family("feedrank_compactions_total",
+               "Compactions of the live delta into a new bundle, by outcome.",
+               MetricType::Counter);
+    for (const auto& [outcome, n] : {std::pair<const char*, int64_t>{"ok", c.compactions},
+                                     {"failed", c.compaction_failures}}) {
+      ClientMetric s = Sample({{"outcome", outcome}});
+      s.counter.value = double(n);
+      k.metric.push_back(std::move(s));
+    }
+    out.push_back(std::move(k));
+    one("feedrank_compaction_last_seconds", "How long the last compaction took.",
+        MetricType::Gauge, c.last_compaction_seconds);
   }
   {
     MetricFamily f = Family("feedrank_queue_depth", "Calls waiting for a ranking thread.",

@@ -91,6 +91,21 @@ struct ServedBundle {
 };
 
 // A reverted arm, for feedrank_arm_reverted.
+// The live catalogue's figures (server/live_updates.h), read at scrape time.
+struct LiveCounts {
+  int64_t batches = 0;       // applied
+  int64_t refused = 0;       // bad batches and batches the log refused
+  int64_t log_failures = 0;  // of those, refused by the log
+  int64_t delta_videos = 0;
+  int64_t tombstones = 0;
+  int64_t delta_users = 0;
+  int64_t wal_bytes = 0;
+  uint64_t wal_last_sequence = 0;
+  int64_t compactions = 0;
+  int64_t compaction_failures = 0;
+  double last_compaction_seconds = 0;
+};
+
 struct RevertedArmLabels {
   ArmLabels arm;
   std::string reverted_to;
@@ -119,6 +134,9 @@ class ServerMetrics : public prometheus::Collectable {
   // The request log's counts, read at scrape time
   // (feedrank_request_log_records_total); the family is absent until set.
   void SetRequestLogCounts(std::function<RequestLogCounts()> read);
+  // The live catalogue's figures (feedrank_live_*, feedrank_wal_*,
+  // feedrank_compaction*).
+  void SetLiveCounts(std::function<LiveCounts()> read);
   // The slot of an arm's per-arm metrics, registered on first use (at load
   // time, never on the request path); stable for the process's life. -1 once
   // kMaxArms label sets are taken (the arm is then not measured; logged).
@@ -208,6 +226,7 @@ class ServerMetrics : public prometheus::Collectable {
   std::string config_version_ ABSL_GUARDED_BY(mu_);
   std::function<double()> queue_depth_ ABSL_GUARDED_BY(mu_);
   std::function<RequestLogCounts()> request_log_counts_ ABSL_GUARDED_BY(mu_);
+  std::function<LiveCounts()> live_counts_ ABSL_GUARDED_BY(mu_);
   std::vector<ArmLabels> arm_labels_ ABSL_GUARDED_BY(mu_);
   bool arms_full_logged_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::string> objectives_ ABSL_GUARDED_BY(mu_);

@@ -92,7 +92,7 @@ absl::StatusOr<std::shared_ptr<Snapshot>> SnapshotManager::Prepare(
   snapshot->view = bundle->view;
   snapshot->config = config;
   ASSIGN_OR_RETURN(
-      snapshot->rankers,
+      std::vector<std::unique_ptr<Ranker>> rankers,
       CreateArmRankers(
           experiments,
           [&](const std::string& name) -> absl::StatusOr<std::shared_ptr<const Bundle>> {
@@ -103,7 +103,9 @@ absl::StatusOr<std::shared_ptr<Snapshot>> SnapshotManager::Prepare(
             return absl::InternalError(absl::StrCat("bundle '", name, "' not loaded"));
           },
           costs, env_.clock));
-  snapshot->experiments = std::make_unique<ExperimentConfig>(std::move(experiments));
+  for (auto& ranker : rankers) snapshot->rankers.push_back(std::move(ranker));
+  snapshot->experiments =
+      std::make_shared<const ExperimentConfig>(std::move(experiments));
   snapshot->arm_slots.assign(snapshot->experiments->arm_count(), -1);
   if (annotate_) annotate_(snapshot.get());
   LogInfo(
@@ -120,7 +122,17 @@ absl::StatusOr<std::shared_ptr<Snapshot>> SnapshotManager::Prepare(
   return snapshot;
 }
 
-void SnapshotManager::Publish(std::shared_ptr<Snapshot> snapshot) {
+absl::Status SnapshotManager::Publish(std::shared_ptr<Snapshot> snapshot,
+                                      FileSystem& fs) {
+  if (live_ != nullptr) {
+    // The live view of the bundle, stored under the live updates' lock so
+    // that no batch lands between choosing the view and serving it.
+    RETURN_IF_ERROR(live_->Publish(snapshot->bundle, fs,
+                                   [&](std::shared_ptr<const CatalogView> view) {
+                                     snapshot->view = std::move(view);
+                                     current_.Store(snapshot);
+                                   }));
+  }
   // Keep what is published and drop reverts the new config no longer has.
   extra_cache_ = std::move(pending_cache_);
   pending_cache_.clear();
@@ -143,7 +155,24 @@ void SnapshotManager::Publish(std::shared_ptr<Snapshot> snapshot) {
   reverted_ = std::move(still);
   LogInfo("serving bundle %s with config '%s'", snapshot->bundle->manifest.version(),
           snapshot->config.version());
-  current_.Store(std::move(snapshot));
+  if (live_ == nullptr) current_.Store(std::move(snapshot));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LiveResult> SnapshotManager::ApplyLive(
+    const v1::LiveUpdateRecord& record) {
+  if (live_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "live updates are off: the server runs without --wal-dir");
+  }
+  if (current_.Load() == nullptr)
+    return absl::FailedPreconditionError("no bundle loaded yet");
+  return live_->Apply(record, [&](std::shared_ptr<const CatalogView> view) {
+    // Same bundle, config and rankers; the new view.
+    auto next = std::make_shared<Snapshot>(*current_.Load());
+    next->view = std::move(view);
+    current_.Store(std::move(next));
+  });
 }
 
 absl::Status SnapshotManager::InstallLocked(std::shared_ptr<const Bundle> bundle,
@@ -161,8 +190,9 @@ absl::Status SnapshotManager::InstallLocked(std::shared_ptr<const Bundle> bundle
     source = current != nullptr ? current->config_source : "defaults";
   }
   (*snapshot)->config_source = std::move(source);
-  Publish(*std::move(snapshot));
-  return absl::OkStatus();
+  absl::Status status = Publish(*std::move(snapshot), fs != nullptr ? *fs : *env_.fs);
+  pending_cache_.clear();
+  return status;
 }
 
 absl::StatusOr<std::vector<ArmShare>> SnapshotManager::ApplyConfig(
@@ -193,7 +223,9 @@ absl::StatusOr<std::vector<ArmShare>> SnapshotManager::ApplyConfig(
     }
   }
   (*snapshot)->config_source = source;
-  Publish(*std::move(snapshot));
+  absl::Status status = Publish(*std::move(snapshot), *env_.fs);
+  pending_cache_.clear();
+  if (!status.ok()) return status;
   return shares;
 }
 

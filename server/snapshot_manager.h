@@ -13,6 +13,11 @@
 // included), so the snapshot installed last reflects the files as the last
 // load read them.
 //
+// With live updates (SetLive), every snapshot ranks over the live view of
+// its bundle: the bundle's catalogue with the updates it does not hold
+// (server/live_updates.h); a live batch publishes a snapshot that differs
+// from the current one only in its view (rankers and config shared).
+//
 // Thread-safety: all methods are thread-safe.
 #ifndef FEEDRANK_SERVER_SNAPSHOT_MANAGER_H_
 #define FEEDRANK_SERVER_SNAPSHOT_MANAGER_H_
@@ -31,6 +36,7 @@
 #include "ranking/experiments.h"
 #include "ranking/options.h"
 #include "ranking/ranker.h"
+#include "server/live_updates.h"
 
 namespace feedrank {
 
@@ -50,10 +56,12 @@ struct Snapshot {
   // (-1 = not measured); filled by the manager's `annotate`.
   std::vector<int> arm_slots;
   // The config's experiments: each user's arms (ranking/experiments.h).
-  std::unique_ptr<ExperimentConfig> experiments;
+  // Shared with the snapshots a live update derives from this one (same
+  // bundle and config, a newer view).
+  std::shared_ptr<const ExperimentConfig> experiments;
   // One ranker per combination of arms (CreateArmRankers); [0] ranks users
   // in no experiment. All share the default options' measured costs.
-  std::vector<std::unique_ptr<Ranker>> rankers;
+  std::vector<std::shared_ptr<const Ranker>> rankers;
 
   const Ranker& RankerFor(int combination) const { return *rankers[combination]; }
 };
@@ -98,6 +106,17 @@ class SnapshotManager {
   // FailedPrecondition before the first Load.
   absl::Status ReloadConfig(const std::string& config_path, FileSystem* fs = nullptr);
 
+  // Serves live updates from now on: every snapshot published after this
+  // ranks over `live`'s view of its bundle. Borrowed; must outlive the
+  // manager. Call before the first load.
+  void SetLive(LiveUpdates* live) { live_ = live; }
+  LiveUpdates* live() const { return live_; }
+
+  // A live batch (FeedAdmin.UpsertVideos, ...): applied by the live updates
+  // and published before this returns. Errors: FailedPrecondition without
+  // SetLive or before the first load; those of LiveUpdates::Apply.
+  absl::StatusOr<LiveResult> ApplyLive(const v1::LiveUpdateRecord& record);
+
   // Makes an already loaded bundle current with `config` (tests, replay).
   absl::Status Install(std::shared_ptr<const Bundle> bundle, const RankingConfig& config);
 
@@ -130,7 +149,8 @@ class SnapshotManager {
                              const RankingConfig& config, FileSystem* fs = nullptr,
                              std::string source = "")
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(load_mu_);
-  void Publish(std::shared_ptr<Snapshot> snapshot)
+  // Errors (nothing published): the live updates do not fit the bundle.
+  absl::Status Publish(std::shared_ptr<Snapshot> snapshot, FileSystem& fs)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(load_mu_);
 
   struct CachedBundle {
@@ -141,6 +161,7 @@ class SnapshotManager {
   const Env env_;
   const std::string bundle_base_;
   const std::function<void(Snapshot*)> annotate_;
+  LiveUpdates* live_ = nullptr;
   mutable Mutex load_mu_;  // serialises loads; never taken by requests
   SharedPtrCell<const Snapshot> current_;
   // Extra bundles by resolved dir, reused while their manifest is unchanged.
