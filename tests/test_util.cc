@@ -71,13 +71,15 @@ int StartProcess(const std::vector<std::string>& argv, const std::string& log_pa
   return pid;
 }
 
-int WaitForListeningPort(const std::string& log_path, double timeout_s) {
+int WaitForListeningPort(const std::string& log_path, double timeout_s,
+                         const std::string& marker) {
   const auto until = std::chrono::steady_clock::now() +
                      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                          std::chrono::duration<double>(timeout_s));
   while (std::chrono::steady_clock::now() < until) {
     const std::string log = ReadFile(log_path);
-    const size_t at = log.find("listening on ");
+    // The last start's line (a restarted process appends to the log).
+    const size_t at = log.rfind(marker);
     if (at != std::string::npos) {
       const size_t port_at = log.find("(port ", at);
       if (port_at != std::string::npos) return std::atoi(log.c_str() + port_at + 6);

@@ -39,9 +39,11 @@ int RunProcess(const std::vector<std::string>& argv, double timeout_s,
 // pid (the caller waits for it).
 int StartProcess(const std::vector<std::string>& argv, const std::string& log_path);
 
-// Waits until `log_path` holds "listening on ... (port N)" and returns N;
-// -1 after `timeout_s`.
-int WaitForListeningPort(const std::string& log_path, double timeout_s);
+// Waits until `log_path` holds "<marker>... (port N)" and returns N of the
+// last such line (e.g. marker "admin on " for the admin port); -1 after
+// `timeout_s`.
+int WaitForListeningPort(const std::string& log_path, double timeout_s,
+                         const std::string& marker = "listening on ");
 
 // The `feedrank` binary of this build.
 std::string FeedrankBinary();

@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <set>
 #include <thread>
 
 #include "cli/client.h"
 #include "embeddings/manifest.h"
+#include "feedrank/v1/admin.grpc.pb.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
 #include "tests/test_bundles.h"
 
@@ -161,6 +163,105 @@ TEST(ProcessTest, SighupReloadsTheConfig) {
   int status = 0;
   ::waitpid(pid, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+// Acknowledged live updates survive a SIGKILL (the update log, synced per
+// batch by default), replayed over the bundle on restart.
+TEST(ProcessTest, AcknowledgedUpdatesSurviveSigkill) {
+  testing::TempDir dir;
+  testing::WriteSmallBundle(testing::SmallSynth(2000, 100, "hnsw"), dir.Sub("bundle"));
+  auto bundle = LoadBundle(dir.Sub("bundle"));
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  const Catalog& catalog = *(*bundle)->catalog;
+  std::string log = dir.Sub("log");
+  auto start = [&] {
+    const int pid = testing::StartProcess(
+        {testing::FeedrankBinary(), "serve", "--bundle", dir.Sub("bundle"), "--address",
+         "127.0.0.1:0", "--admin-address", "127.0.0.1:0", "--wal-dir", dir.Sub("wal"),
+         "--watch-interval", "0s"},
+        log);
+    return pid;
+  };
+  int pid = start();
+  int admin_port = testing::WaitForListeningPort(log, 20, "admin on ");
+  ASSERT_GT(admin_port, 0) << testing::ReadFile(log);
+  auto admin = v1::FeedAdmin::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", admin_port), grpc::InsecureChannelCredentials()));
+  // Wait for the bundle (updates before it are FAILED_PRECONDITION).
+  const int port = testing::WaitForListeningPort(log, 20);
+  ASSERT_TRUE(WaitForServing(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                                 grpc::InsecureChannelCredentials()),
+                             "feedrank.v1.FeedRanker", absl::Seconds(20))
+                  .ok())
+      << testing::ReadFile(log);
+  // 30 uploads, one per call, each aimed at a user; 10 takedowns.
+  constexpr int kUploads = 30;
+  for (int i = 0; i < kUploads; ++i) {
+    v1::UpsertVideosRequest request;
+    v1::VideoUpdate* v = request.add_videos();
+    v->set_id(880000000 + i);
+    const float* e = catalog.user_embedding(i);
+    for (int d = 0; d < catalog.dim(); ++d) v->add_embedding(4 * e[d]);
+    v->set_popularity(1e6f);
+    v1::UpdateResponse ack;
+    grpc::ClientContext context;
+    ASSERT_TRUE(admin->UpsertVideos(&context, request, &ack).ok());
+  }
+  std::set<uint64_t> deleted;
+  v1::DeleteVideosRequest takedown;
+  for (int i = 0; i < 10; ++i) {
+    takedown.add_ids(catalog.video_id(i));
+    deleted.insert(catalog.video_id(i));
+  }
+  {
+    v1::UpdateResponse ack;
+    grpc::ClientContext context;
+    ASSERT_TRUE(admin->DeleteVideos(&context, takedown, &ack).ok());
+    EXPECT_EQ(ack.sequence(), uint64_t(kUploads + 1));
+  }
+  // Killed at once after the last acknowledgement.
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+
+  log = dir.Sub("log2");  // the restart's own log
+  pid = start();
+  admin_port = testing::WaitForListeningPort(log, 20, "admin on ");
+  const int port2 = testing::WaitForListeningPort(log, 20);
+  ASSERT_GT(port2, 0);
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port2),
+                                     grpc::InsecureChannelCredentials());
+  ASSERT_TRUE(WaitForServing(channel, "feedrank.v1.FeedRanker", absl::Seconds(20)).ok());
+  admin = v1::FeedAdmin::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", admin_port), grpc::InsecureChannelCredentials()));
+  v1::GetStatusResponse after;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(admin->GetStatus(&context, v1::GetStatusRequest(), &after).ok());
+  }
+  EXPECT_EQ(after.recovered_records(), uint64_t(kUploads + 1));
+  EXPECT_EQ(after.recovered_bytes_cut(), 0);
+  EXPECT_EQ(after.delta_videos(), uint64_t(kUploads));
+  EXPECT_EQ(after.tombstones(), 10u);
+  EXPECT_THAT(testing::ReadFile(log), HasSubstr("replayed 31 records"));
+  auto stub = v1::FeedRanker::NewStub(channel);
+  for (int i = 0; i < kUploads; ++i) {
+    v1::RankFeedRequest request;
+    request.set_user_id(catalog.user_id(i));
+    request.set_count(50);
+    v1::RankFeedResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->RankFeed(&context, request, &response).ok());
+    bool found = false;
+    for (const auto& item : response.items()) {
+      found |= item.video_id() == 880000000u + i;
+      EXPECT_EQ(deleted.count(item.video_id()), 0u);
+    }
+    EXPECT_TRUE(found) << "upload " << i << " lost";
+  }
+  ::kill(pid, SIGTERM);
+  ::waitpid(pid, &status, 0);
 }
 
 TEST(ProcessTest, ThePythonExampleClientGetsAFeed) {
