@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -238,6 +239,23 @@ absl::Status RunAdminDelete(const AdminFlags& flags) {
   RETURN_IF_ERROR(
       FromGrpc(stub->DeleteVideos(&context, request, &response), "DeleteVideos"));
   std::cout << FormatUpdate(response);
+  return absl::OkStatus();
+}
+
+absl::Status RunAdminCompact(const AdminFlags& flags) {
+  auto stub = v1::FeedAdmin::NewStub(
+      grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials()));
+  AdminFlags long_call = flags;
+  long_call.deadline = std::max(flags.deadline, absl::Hours(1));  // an index build
+  grpc::ClientContext context;
+  RETURN_IF_ERROR(Prepare(long_call, &context));
+  v1::CompactionInfo info;
+  RETURN_IF_ERROR(
+      FromGrpc(stub->Compact(&context, v1::CompactRequest(), &info), "Compact"));
+  std::cout << absl::StrFormat(
+      "compacted %d videos through update %d into %s (bundle %s) in %.1f s\n",
+      info.videos(), info.through_sequence(), info.dir(), info.bundle_version(),
+      info.seconds());
   return absl::OkStatus();
 }
 

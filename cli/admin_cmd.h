@@ -6,6 +6,7 @@
 //   feedrank admin upsert-videos --file REQUEST   (textproto, or .json)
 //   feedrank admin upsert-users --file REQUEST
 //   feedrank admin delete-videos --ids 1,2,3
+//   feedrank admin compact
 //
 // Both take --target (the server's --admin-address) and --token-file (when
 // the server has --admin-token-file).
@@ -57,6 +58,7 @@ absl::Status RunAdminGet(const AdminFlags& flags);
 absl::Status RunAdminStatus(const AdminFlags& flags);
 absl::Status RunAdminUpsert(const AdminFlags& flags, bool users);
 absl::Status RunAdminDelete(const AdminFlags& flags);
+absl::Status RunAdminCompact(const AdminFlags& flags);
 
 }  // namespace feedrank
 

@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "base/status_macros.h"
 #include "cli/client.h"
+#include "feedrank/v1/admin.grpc.pb.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
 #include "server/feed_server.h"
 
@@ -303,8 +304,95 @@ absl::Status Validate(const LoadgenOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("serving_timeout_s: ", o.serving_timeout_s, " is outside (0, 1e6]"));
   }
+  RETURN_IF_ERROR(in_range("upserts_per_second", o.upserts_per_second, 0.0, 1e6));
+  if (o.upserts_per_second > 0) {
+    if (o.admin_target.empty()) {
+      return absl::InvalidArgumentError("upserts_per_second needs admin_target");
+    }
+    RETURN_IF_ERROR(in_range("upsert_batch", o.upsert_batch, 1, 10000));
+    RETURN_IF_ERROR(in_range("upsert_dim", o.upsert_dim, 1, 65536));
+  }
   return absl::OkStatus();
 }
+
+// The live-update stream of a run, on its own thread and channel.
+class UpsertStream {
+ public:
+  explicit UpsertStream(const LoadgenOptions& o) : o_(o) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  // Stops after the call in flight; fills the report's upsert fields.
+  void Finish(LoadgenReport* report) {
+    stop_ = true;
+    thread_.join();
+    report->upserted = upserted_;
+    report->upsert_errors = errors_;
+    report->upsert_rate = seconds_ > 0 ? upserted_ / seconds_ : 0;
+    std::sort(latencies_.begin(), latencies_.end());
+    auto at = [&](double q) {
+      return latencies_.empty() ? 0.0
+                                : latencies_[std::min(latencies_.size() - 1,
+                                                      size_t(q * latencies_.size()))];
+    };
+    report->upsert_p50 = at(0.5);
+    report->upsert_p99 = at(0.99);
+  }
+
+ private:
+  void Run() {
+    auto stub = v1::FeedAdmin::NewStub(
+        grpc::CreateChannel(o_.admin_target, grpc::InsecureChannelCredentials()));
+    std::mt19937_64 rng(o_.seed ^ 0x5eed);
+    std::normal_distribution<float> normal;
+    const auto start = SteadyClock::now();
+    const double per_batch_s = o_.upsert_batch / o_.upserts_per_second;
+    uint64_t next_id = 7000000000000ull + (o_.seed % 1000) * 1000000000ull;
+    for (int64_t k = 0; !stop_; ++k) {
+      std::this_thread::sleep_until(start +
+                                    std::chrono::duration_cast<SteadyClock::duration>(
+                                        std::chrono::duration<double>(k * per_batch_s)));
+      if (stop_) break;
+      v1::UpsertVideosRequest request;
+      for (int i = 0; i < o_.upsert_batch; ++i) {
+        v1::VideoUpdate* v = request.add_videos();
+        v->set_id(next_id++);
+        double norm = 0;
+        std::vector<float> e(o_.upsert_dim);
+        for (float& x : e) {
+          x = normal(rng);
+          norm += double(x) * x;
+        }
+        for (float x : e) v->add_embedding(float(x / std::sqrt(norm)));
+        v->set_creator_id(rng() % 100000);
+        v->set_duration_ms(5000 + rng() % 60000);
+        v->set_popularity(float(rng() % 1000));
+      }
+      v1::UpdateResponse response;
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      const auto sent = SteadyClock::now();
+      const grpc::Status status = stub->UpsertVideos(&context, request, &response);
+      const double ms =
+          std::chrono::duration<double, std::milli>(SteadyClock::now() - sent).count();
+      if (status.ok()) {
+        upserted_ += o_.upsert_batch;
+        latencies_.push_back(ms);
+      } else {
+        ++errors_;
+      }
+    }
+    seconds_ = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  }
+
+  const LoadgenOptions o_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  // Written by the stream's thread, read after the join.
+  int64_t upserted_ = 0;
+  int64_t errors_ = 0;
+  double seconds_ = 0;
+  std::vector<double> latencies_;
+};
 
 }  // namespace
 
@@ -323,7 +411,11 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
       WaitForServing(channel, kRankerServiceName, absl::Seconds(o.serving_timeout_s));
   if (!ready.ok()) return absl::UnavailableError(ready.message());
   const std::unique_ptr<v1::FeedRanker::Stub> stub = v1::FeedRanker::NewStub(channel);
-  return std::make_shared<Driver>(o, stub.get())->Run();
+  std::unique_ptr<UpsertStream> upserts;
+  if (o.upserts_per_second > 0) upserts = std::make_unique<UpsertStream>(o);
+  LoadgenReport report = std::make_shared<Driver>(o, stub.get())->Run();
+  if (upserts != nullptr) upserts->Finish(&report);
+  return report;
 }
 
 std::string FormatReport(const LoadgenReport& r) {
@@ -334,16 +426,23 @@ std::string FormatReport(const LoadgenReport& r) {
     by_code.push_back(absl::StrCat(code, "=", n));
   }
   return absl::StrFormat(
-      "target %s  %s  concurrency %d  count %d  exclude %d\n"
-      "requests %d  ok %d  errors %d  degraded %d  over %.1fs  =>  %.0f QPS\n"
-      "latency ms  p50 %.3f  p95 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  mean %.3f\n"
-      "errors by code: %s\n",
-      r.options.target,
-      r.options.qps > 0 ? absl::StrFormat("open loop %.0f QPS", r.options.qps)
-                        : std::string("closed loop"),
-      r.options.concurrency, r.options.count, r.options.exclude, r.ok + errors, r.ok,
-      errors, r.degraded, r.seconds, r.qps, r.p50, r.p95, r.p99, r.p999, r.max, r.mean,
-      by_code.empty() ? "none" : absl::StrJoin(by_code, " "));
+             "target %s  %s  concurrency %d  count %d  exclude %d\n"
+             "requests %d  ok %d  errors %d  degraded %d  over %.1fs  =>  %.0f QPS\n"
+             "latency ms  p50 %.3f  p95 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  mean %.3f\n"
+             "errors by code: %s\n",
+             r.options.target,
+             r.options.qps > 0 ? absl::StrFormat("open loop %.0f QPS", r.options.qps)
+                               : std::string("closed loop"),
+             r.options.concurrency, r.options.count, r.options.exclude, r.ok + errors,
+             r.ok, errors, r.degraded, r.seconds, r.qps, r.p50, r.p95, r.p99, r.p999,
+             r.max, r.mean, by_code.empty() ? "none" : absl::StrJoin(by_code, " ")) +
+         (r.options.upserts_per_second > 0
+              ? absl::StrFormat(
+                    "live upserts: %d videos acknowledged (%.0f/s of %.0f asked, batches "
+                    "of %d), %d batches refused; ack latency ms p50 %.3f p99 %.3f\n",
+                    r.upserted, r.upsert_rate, r.options.upserts_per_second,
+                    r.options.upsert_batch, r.upsert_errors, r.upsert_p50, r.upsert_p99)
+              : std::string());
 }
 
 std::string ReportJson(const LoadgenReport& r) {
@@ -353,10 +452,13 @@ std::string ReportJson(const LoadgenReport& r) {
   return absl::StrFormat(
       "{\"target\":\"%s\",\"mode\":\"%s\",\"target_qps\":%.1f,\"concurrency\":%d,"
       "\"ok\":%d,\"degraded\":%d,\"errors\":{%s},\"seconds\":%.3f,\"qps\":%.1f,"
-      "\"p50_ms\":%.3f,\"p95_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f}",
+      "\"p50_ms\":%.3f,\"p95_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,"
+      "\"upserted\":%d,\"upsert_errors\":%d,\"upsert_rate\":%.1f,"
+      "\"upsert_p50_ms\":%.3f,\"upsert_p99_ms\":%.3f}",
       r.options.target, r.options.qps > 0 ? "open" : "closed", r.options.qps,
       r.options.concurrency, r.ok, r.degraded, absl::StrJoin(codes, ","), r.seconds,
-      r.qps, r.p50, r.p95, r.p99, r.p999, r.max);
+      r.qps, r.p50, r.p95, r.p99, r.p999, r.max, r.upserted, r.upsert_errors,
+      r.upsert_rate, r.upsert_p50, r.upsert_p99);
 }
 
 }  // namespace feedrank

@@ -48,6 +48,15 @@ struct LoadgenOptions {
   // How long to wait for the target to report SERVING before the run starts.
   // In (0, 1e6].
   double serving_timeout_s = 30;
+  // Live updates streamed during the run (FeedAdmin.UpsertVideos on
+  // `admin_target`): new videos per second (0 = none; in [0, 1e6]), in
+  // batches of `upsert_batch` ([1, 10000]), random unit embeddings of
+  // `upsert_dim` values (the catalogue's dimension; required then). Paced
+  // from one thread: the achieved rate is reported.
+  std::string admin_target;
+  double upserts_per_second = 0;
+  int upsert_batch = 100;
+  int upsert_dim = 0;
 };
 
 struct LoadgenReport {
@@ -58,6 +67,12 @@ struct LoadgenReport {
   double qps = 0;
   // Latencies of successful calls, milliseconds.
   double p50 = 0, p95 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
+  // The live-update stream: videos acknowledged, batches refused, the
+  // achieved rate and the acknowledgement latency of a batch.
+  int64_t upserted = 0;
+  int64_t upsert_errors = 0;
+  double upsert_rate = 0;
+  double upsert_p50 = 0, upsert_p99 = 0;
   LoadgenOptions options;
 };
 

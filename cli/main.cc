@@ -513,6 +513,8 @@ int main(int argc, char** argv) {
       "Fresh user embeddings: --file holds an UpsertUsersRequest (textproto or .json)");
   auto* admin_delete = admin_cmd->add_subcommand(
       "delete-videos", "Take videos down: never served again once acknowledged");
+  auto* admin_compact = admin_cmd->add_subcommand(
+      "compact", "Fold the live delta into a new bundle version now");
   for (CLI::App* sub : {admin_upsert_videos, admin_upsert_users}) {
     sub->add_option("--file", admin.update_path, "The request")->required();
   }
@@ -520,7 +522,7 @@ int main(int argc, char** argv) {
       ->required()
       ->delimiter(',');
   for (CLI::App* sub : {admin_apply, admin_get, admin_status, admin_upsert_videos,
-                        admin_upsert_users, admin_delete}) {
+                        admin_upsert_users, admin_delete, admin_compact}) {
     sub->add_option("--target", admin.target, "The server's --admin-address")
         ->capture_default_str();
     sub->add_option("--token-file", admin.token_file,
@@ -603,6 +605,18 @@ int main(int argc, char** argv) {
                    "Share of requests for unknown users")
       ->capture_default_str();
   load_cmd->add_option("--seed", load.seed, "Random seed")->capture_default_str();
+  load_cmd->add_option("--admin-target", load.admin_target,
+                       "The server's --admin-address, for --upserts-per-second");
+  load_cmd
+      ->add_option("--upserts-per-second", load.upserts_per_second,
+                   "Stream this many new videos per second to the live catalogue during "
+                   "the run (needs --admin-target and --bundle)")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  load_cmd
+      ->add_option("--upsert-batch", load.upsert_batch, "Videos per UpsertVideos call")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
   load_cmd->add_flag("--json", load_json, "Also print the report as one JSON line");
 
   // replay
@@ -798,6 +812,8 @@ int main(int argc, char** argv) {
       status = RunAdminUpsert(admin, /*users=*/false);
     } else if (admin_upsert_users->parsed()) {
       status = RunAdminUpsert(admin, /*users=*/true);
+    } else if (admin_compact->parsed()) {
+      status = RunAdminCompact(admin);
     } else {
       status = RunAdminDelete(admin);
     }
@@ -847,6 +863,9 @@ int main(int argc, char** argv) {
       if (!videos.ok()) return Fail(videos.status());
       load.users = *std::move(users);
       load.videos = *std::move(videos);
+      auto manifest = ReadManifest(load_bundle);
+      if (!manifest.ok()) return Fail(manifest.status());
+      load.upsert_dim = static_cast<int>(manifest->dim());
     }
     auto report = RunLoadgen(load);
     if (!report.ok()) return Fail(report.status());

@@ -94,6 +94,12 @@ class RowBitmap {
   RowBitmap() = default;
   // An empty set over rows [0, n).
   explicit RowBitmap(size_t n) : words_((n + 63) / 64, 0), size_(n) {}
+  // Grows the set's range to [0, n) (rows added are absent). REQUIRES:
+  // n >= size().
+  void Grow(size_t n) {
+    words_.resize((n + 63) / 64, 0);
+    size_ = n;
+  }
   // REQUIRES: row < size().
   void Insert(int32_t row) {
     uint64_t& word = words_[size_t(row) >> 6];

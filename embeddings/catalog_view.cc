@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/simd.h"
+#include "base/status_macros.h"
 
 namespace feedrank {
 namespace {
@@ -73,6 +74,61 @@ absl::StatusOr<std::shared_ptr<const CatalogDelta>> CatalogDelta::Create(
   return std::shared_ptr<const CatalogDelta>(std::move(delta));
 }
 
+absl::StatusOr<std::shared_ptr<const CatalogDelta>> CatalogDelta::Append(
+    const Catalog& base, const CatalogDelta* previous, VideoColumns added) {
+  if (previous == nullptr || previous->size() == 0) return Create(base, std::move(added));
+  // Checked (and its stats and orders made) alone first.
+  ASSIGN_OR_RETURN(std::shared_ptr<const CatalogDelta> fresh, Create(base, added));
+  const int32_t old_n = previous->size();
+  const int32_t add_n = fresh->size();
+  auto delta = std::shared_ptr<CatalogDelta>(new CatalogDelta());
+  delta->dim_ = previous->dim_;
+  VideoColumns& v = delta->videos_;
+  auto concat = [](auto& out, const auto& a, const auto& b) {
+    out.reserve(a.size() + b.size());
+    out.insert(out.end(), a.begin(), a.end());
+    out.insert(out.end(), b.begin(), b.end());
+  };
+  const VideoColumns& p = previous->videos_;
+  const VideoColumns& f = fresh->videos_;
+  concat(v.ids, p.ids, f.ids);
+  concat(v.embeddings, p.embeddings, f.embeddings);
+  concat(v.creator_ids, p.creator_ids, f.creator_ids);
+  concat(v.duration_ms, p.duration_ms, f.duration_ms);
+  concat(v.upload_time_ms, p.upload_time_ms, f.upload_time_ms);
+  concat(v.popularity, p.popularity, f.popularity);
+  concat(delta->creator_videos_, previous->creator_videos_, fresh->creator_videos_);
+  concat(delta->creator_popularity_, previous->creator_popularity_,
+         fresh->creator_popularity_);
+  delta->rows_ = previous->rows_;
+  delta->rows_.reserve(previous->rows_.size() + add_n);
+  for (int32_t i = 0; i < add_n; ++i) delta->rows_[f.ids[i]] = old_n + i;
+  auto merged = [&](const std::vector<int32_t>& a, const std::vector<int32_t>& b,
+                    auto better) {
+    std::vector<int32_t> out;
+    out.reserve(a.size() + b.size());
+    auto before = [&](int32_t x, int32_t y) {
+      return better(x, y) || (!better(y, x) && v.ids[x] < v.ids[y]);
+    };
+    size_t i = 0, j = 0;
+    while (i < a.size() || j < b.size()) {
+      if (j == b.size() || (i < a.size() && !before(old_n + b[j], a[i]))) {
+        out.push_back(a[i++]);
+      } else {
+        out.push_back(old_n + b[j++]);
+      }
+    }
+    return out;
+  };
+  delta->popular_ =
+      merged(previous->popular_, fresh->popular_,
+             [&](int32_t a, int32_t b) { return v.popularity[a] > v.popularity[b]; });
+  delta->fresh_ = merged(previous->fresh_, fresh->fresh_, [&](int32_t a, int32_t b) {
+    return v.upload_time_ms[a] > v.upload_time_ms[b];
+  });
+  return std::shared_ptr<const CatalogDelta>(std::move(delta));
+}
+
 std::optional<int32_t> CatalogDelta::Row(uint64_t id) const {
   auto it = rows_.find(id);
   if (it == rows_.end()) return std::nullopt;
@@ -100,6 +156,22 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::Create(
     std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
     std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
     std::shared_ptr<const UserDelta> users) {
+  return Make(std::move(base), std::move(delta), std::move(tombstones), version,
+              std::move(users), /*check=*/true);
+}
+
+absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::CreateTrusted(
+    std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
+    std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
+    std::shared_ptr<const UserDelta> users) {
+  return Make(std::move(base), std::move(delta), std::move(tombstones), version,
+              std::move(users), /*check=*/false);
+}
+
+absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::Make(
+    std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
+    std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
+    std::shared_ptr<const UserDelta> users, bool check) {
   if (users != nullptr && users->size() > 0 &&
       (users->dim != base->dim() ||
        users->embeddings.size() != size_t(users->size()) * base->dim() ||
@@ -108,28 +180,39 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::Create(
         absl::StrCat("user delta of dimension ", users->dim, " with ", users->size(),
                      " users does not fit a catalogue of dimension ", base->dim()));
   }
-  if (tombstones != nullptr && tombstones->size() > size_t(base->num_videos())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tombstones cover ", tombstones->size(), " rows, the base has ",
-                     base->num_videos()));
+  const int64_t base_rows = base->num_videos();
+  const int64_t delta_rows = delta == nullptr ? 0 : delta->size();
+  if (base_rows + delta_rows > INT32_MAX) {
+    return absl::InvalidArgumentError("base and delta exceed 2^31-1 videos");
   }
-  if (delta != nullptr) {
-    if (int64_t(base->num_videos()) + delta->size() > INT32_MAX) {
-      return absl::InvalidArgumentError("base and delta exceed 2^31-1 videos");
-    }
-    for (uint64_t id : delta->videos().ids) {
-      if (auto row = base->VideoRow(id)) {
-        if (tombstones == nullptr || !tombstones->Contains(*row)) {
+  if (tombstones != nullptr && tombstones->size() > size_t(base_rows + delta_rows)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tombstones cover ", tombstones->size(), " rows, the view has ",
+                     base_rows + delta_rows));
+  }
+  auto dead = [&](int64_t row) {
+    return tombstones != nullptr && tombstones->Contains(static_cast<int32_t>(row));
+  };
+  if (check && delta != nullptr) {
+    std::vector<bool> latest(delta_rows, false);
+    for (int32_t i = 0; i < delta_rows; ++i) {
+      const uint64_t id = delta->videos().ids[i];
+      const auto row = delta->Row(id);
+      latest[i] = row.has_value() && *row == i;
+      if (latest[i]) {
+        if (auto b = base->VideoRow(id); b.has_value() && !dead(*b)) {
           return BadVideo(id, "is in the delta but its base row is not tombstoned");
         }
+      } else if (!dead(base_rows + i)) {
+        return BadVideo(id, "has an older delta row that is not tombstoned");
       }
     }
   }
   auto view = std::shared_ptr<CatalogView>(new CatalogView());
   view->base_ = base.get();
-  view->base_rows_ = base->num_videos();
+  view->base_rows_ = static_cast<int32_t>(base_rows);
   view->owned_base_ = std::move(base);
-  view->delta_rows_ = delta == nullptr ? 0 : delta->size();
+  view->delta_rows_ = static_cast<int32_t>(delta_rows);
   view->delta_ = std::move(delta);
   if (tombstones != nullptr && tombstones->count() > 0)
     view->tombstones_ = std::move(tombstones);
@@ -139,14 +222,16 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::Create(
 }
 
 int32_t CatalogView::num_live_videos() const {
-  return base_rows_ -
-         static_cast<int32_t>(tombstones_ == nullptr ? 0 : tombstones_->count()) +
-         delta_rows_;
+  return base_rows_ + delta_rows_ -
+         static_cast<int32_t>(tombstones_ == nullptr ? 0 : tombstones_->count());
 }
 
 std::optional<int32_t> CatalogView::VideoRow(uint64_t id) const {
   if (delta_ != nullptr) {
-    if (auto row = delta_->Row(id)) return base_rows_ + *row;
+    if (auto row = delta_->Row(id)) {
+      if (!live(base_rows_ + *row)) return std::nullopt;
+      return base_rows_ + *row;
+    }
   }
   auto row = base_->VideoRow(id);
   if (!row || !live(*row)) return std::nullopt;
@@ -166,7 +251,7 @@ void CatalogView::Search(const float* q, const SearchOptions& options,
   const size_t d = dim();
   for (int32_t i = 0; i < delta_rows_; ++i) {
     const int32_t row = base_rows_ + i;
-    if (!accept.Accepts(row)) continue;
+    if (!live(row) || !accept.Accepts(row)) continue;
     const Hit hit{simd::Dot(q, &v.embeddings[size_t(i) * d], d), row};
     if (out->size() < k) {
       out->insert(std::upper_bound(out->begin(), out->end(), hit, BetterHit), hit);

@@ -41,9 +41,20 @@ class CatalogDelta {
   // video id and the problem.
   static absl::StatusOr<std::shared_ptr<const CatalogDelta>> Create(const Catalog& base,
                                                                     VideoColumns videos);
+  // `previous` (may be null) with `added` appended after its rows, checked
+  // as Create checks (only `added`: `previous` was checked when made). An id
+  // of `added` that `previous` holds moves to its new row; the old row stays
+  // (a view must tombstone it). Costs a copy of `previous`'s columns, no
+  // sort of them (the popular and fresh orders are merged).
+  static absl::StatusOr<std::shared_ptr<const CatalogDelta>> Append(
+      const Catalog& base, const CatalogDelta* previous, VideoColumns added);
 
+  // Rows, including rows an Append moved an id away from.
   int32_t size() const { return static_cast<int32_t>(videos_.ids.size()); }
+  // Ids held (each at its latest row).
+  int32_t num_ids() const { return static_cast<int32_t>(rows_.size()); }
   const VideoColumns& videos() const { return videos_; }
+  // The latest row of `id`.
   std::optional<int32_t> Row(uint64_t id) const;
   float creator_videos(int32_t row) const { return creator_videos_[row]; }
   float creator_popularity(int32_t row) const { return creator_popularity_[row]; }
@@ -83,10 +94,18 @@ class CatalogView {
   static CatalogView Borrow(const Catalog& base);
 
   // `delta`, `tombstones` and `users` may be null (none). Every base video
-  // the delta replaces must be tombstoned, and tombstones must cover base
-  // rows only; `users` must have the base's dimension. Errors:
-  // InvalidArgument naming the offending id.
+  // the delta replaces, and every delta row an Append moved its id away
+  // from, must be tombstoned; tombstones must cover rows of the view only;
+  // `users` must have the base's dimension. Errors: InvalidArgument naming
+  // the offending id.
   static absl::StatusOr<std::shared_ptr<const CatalogView>> Create(
+      std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
+      std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
+      std::shared_ptr<const UserDelta> users = nullptr);
+  // Create without the per-video consistency checks (O(delta) lookups), for
+  // a caller that keeps them by construction (LiveCatalog checks each
+  // batch). Sizes are still checked.
+  static absl::StatusOr<std::shared_ptr<const CatalogView>> CreateTrusted(
       std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
       std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
       std::shared_ptr<const UserDelta> users = nullptr);
@@ -117,6 +136,11 @@ class CatalogView {
     return false;
   }
   int dim() const { return base_->dim(); }
+
+  const std::shared_ptr<const CatalogDelta>& shared_delta() const { return delta_; }
+  const std::shared_ptr<const RowBitmap>& shared_tombstones() const {
+    return tombstones_;
+  }
 
   // Size of the row space (base rows + delta rows), tombstoned rows included.
   int32_t num_rows() const { return base_rows_ + delta_rows_; }
@@ -180,6 +204,10 @@ class CatalogView {
 
  private:
   CatalogView() = default;
+  static absl::StatusOr<std::shared_ptr<const CatalogView>> Make(
+      std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
+      std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
+      std::shared_ptr<const UserDelta> users, bool check);
   // True when row a ranks before row b in `list`.
   bool Before(List list, int32_t a, int32_t b) const {
     if (list == List::kPopular) {

@@ -90,10 +90,55 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> LiveCatalog::Apply(
   ApplyStats local;
   ApplyStats& s = stats != nullptr ? *stats : local;
   s = ApplyStats();
-  // Worked on copies: the new state replaces the old only once the view is
-  // built, so a failure leaves everything as it was.
-  std::map<uint64_t, VideoUpsert> delta = delta_;
-  std::vector<int32_t> tombstoned = tombstoned_rows_;
+  // Everything is built beside the current view; the view is replaced only
+  // once the new one is complete, so a failure leaves all as it was.
+  const std::shared_ptr<const CatalogView> now = view_.Load();
+  const CatalogDelta* previous = now->delta();
+  const int32_t base_rows = base_->num_videos();
+  const int32_t previous_rows = previous == nullptr ? 0 : previous->size();
+  auto bitmap = now->tombstones() != nullptr
+                    ? std::make_shared<RowBitmap>(*now->tombstones())
+                    : std::make_shared<RowBitmap>(size_t(base_rows));
+  bitmap->Grow(size_t(base_rows) + previous_rows + batch.upserts.size());
+  // The live row of `id` in the current view (base or delta), if any.
+  auto live_row = [&](uint64_t id) -> std::optional<int32_t> {
+    if (previous != nullptr) {
+      if (auto r = previous->Row(id); r.has_value() && now->live(base_rows + *r))
+        return base_rows + *r;
+    }
+    if (auto r = base_->VideoRow(id); r.has_value() && now->live(*r)) return *r;
+    return std::nullopt;
+  };
+  const int dim = base_->dim();
+  int32_t delta_live = delta_live_;
+  VideoColumns columns;
+  columns.ids.reserve(batch.upserts.size());
+  columns.embeddings.reserve(batch.upserts.size() * dim);
+  for (const VideoUpsert& v : batch.upserts) {
+    const std::optional<int32_t> row = live_row(v.id);
+    (row.has_value() ? s.replaced : s.inserted) += 1;
+    if (row.has_value()) bitmap->Insert(*row);  // replaced by its new row
+    delta_live += 1 - (row.has_value() && *row >= base_rows);
+    columns.ids.push_back(v.id);
+    columns.embeddings.insert(columns.embeddings.end(), v.embedding.begin(),
+                              v.embedding.end());
+    columns.creator_ids.push_back(v.creator_id);
+    columns.duration_ms.push_back(v.duration_ms);
+    columns.upload_time_ms.push_back(v.upload_time_ms);
+    columns.popularity.push_back(v.popularity);
+  }
+  for (uint64_t id : batch.deletes) {
+    const std::optional<int32_t> row = live_row(id);
+    (row.has_value() ? s.deleted : s.unknown_deletes) += 1;
+    if (row.has_value()) bitmap->Insert(*row);
+    delta_live -= row.has_value() && *row >= base_rows;
+  }
+  std::shared_ptr<const CatalogDelta> delta_part = now->shared_delta();
+  if (!batch.upserts.empty()) {
+    ASSIGN_OR_RETURN(delta_part,
+                     CatalogDelta::Append(*base_, previous, std::move(columns)));
+  }
+  if (delta_part != nullptr) bitmap->Grow(size_t(base_rows) + delta_part->size());
   const bool users_changed = !batch.users.empty();
   std::map<uint64_t, UserUpsert> users;
   if (users_changed) users = users_;
@@ -102,56 +147,10 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> LiveCatalog::Apply(
     (known ? s.users_replaced : s.users_inserted) += 1;
     users[u.id] = u;
   }
-  for (const VideoUpsert& v : batch.upserts) {
-    const std::optional<int32_t> base_row = base_->VideoRow(v.id);
-    const bool in_delta = delta.count(v.id) > 0;
-    // Against the state before the batch (sorted; ids are unique within a
-    // batch, so the batch's own changes cannot matter here).
-    const bool in_base =
-        base_row.has_value() &&
-        !std::binary_search(tombstoned_rows_.begin(), tombstoned_rows_.end(), *base_row);
-    if (base_row.has_value()) tombstoned.push_back(*base_row);  // replaced by the delta
-    (in_delta || in_base ? s.replaced : s.inserted) += 1;
-    delta[v.id] = v;
-  }
-  for (uint64_t id : batch.deletes) {
-    bool found = delta.erase(id) > 0;
-    if (const std::optional<int32_t> row = base_->VideoRow(id); row.has_value()) {
-      found |=
-          !std::binary_search(tombstoned_rows_.begin(), tombstoned_rows_.end(), *row);
-      tombstoned.push_back(*row);
-    }
-    (found ? s.deleted : s.unknown_deletes) += 1;
-  }
-  std::sort(tombstoned.begin(), tombstoned.end());
-  tombstoned.erase(std::unique(tombstoned.begin(), tombstoned.end()), tombstoned.end());
-
-  VideoColumns columns;
-  const int dim = base_->dim();
-  columns.ids.reserve(delta.size());
-  columns.embeddings.reserve(delta.size() * dim);
-  for (const auto& [id, v] : delta) {
-    columns.ids.push_back(id);
-    columns.embeddings.insert(columns.embeddings.end(), v.embedding.begin(),
-                              v.embedding.end());
-    columns.creator_ids.push_back(v.creator_id);
-    columns.duration_ms.push_back(v.duration_ms);
-    columns.upload_time_ms.push_back(v.upload_time_ms);
-    columns.popularity.push_back(v.popularity);
-  }
-  std::shared_ptr<const CatalogDelta> delta_part;
-  if (!delta.empty()) {
-    ASSIGN_OR_RETURN(delta_part, CatalogDelta::Create(*base_, std::move(columns)));
-  }
-  std::shared_ptr<RowBitmap> bitmap;
-  if (!tombstoned.empty()) {
-    bitmap = std::make_shared<RowBitmap>(size_t(base_->num_videos()));
-    for (int32_t row : tombstoned) bitmap->Insert(row);
-  }
   // The user delta is rebuilt only when the batch changes it.
   std::shared_ptr<const UserDelta> user_part;
   if (!users_changed) {
-    user_part = view_.Load()->shared_user_delta();
+    user_part = now->shared_user_delta();
   } else if (!users.empty()) {
     auto part = std::make_shared<UserDelta>();
     part->dim = dim;
@@ -167,18 +166,18 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> LiveCatalog::Apply(
   }
   ASSIGN_OR_RETURN(
       std::shared_ptr<const CatalogView> view,
-      CatalogView::Create(base_, delta_part, bitmap, version_ + 1, user_part));
+      CatalogView::CreateTrusted(base_, delta_part, bitmap, version_ + 1, user_part));
   if (users_changed) users_ = std::move(users);
-  delta_ = std::move(delta);
-  tombstoned_rows_ = std::move(tombstoned);
+  delta_live_ = delta_live;
   ++version_;
   view_.Store(view);
   return view;
 }
 
-int32_t LiveCatalog::delta_size() const { return static_cast<int32_t>(delta_.size()); }
+int32_t LiveCatalog::delta_size() const { return delta_live_; }
 int64_t LiveCatalog::tombstones() const {
-  return static_cast<int64_t>(tombstoned_rows_.size());
+  const RowBitmap* t = view_.Load()->tombstones();
+  return t == nullptr ? 0 : static_cast<int64_t>(t->count());
 }
 
 }  // namespace feedrank

@@ -14,6 +14,12 @@
 // users) must have the dimension, finite values and a finite non-negative
 // activity; a user id appears at most once per batch.
 //
+// Cost: a batch appends to the delta (CatalogDelta::Append: a copy of the
+// delta's columns, a merge of its orders, no sort) and copies the tombstone
+// bitmap; rows a batch replaces or deletes are tombstoned, not removed, so
+// the delta only grows until compaction (server/live_updates.h) folds it
+// into a new base. docs/BENCHMARKS.md has the cost by delta size.
+//
 // Thread-safety: Apply, Validate, delta_size and tombstones are for one
 // writer thread at a time (the caller serialises them); view() may be
 // called from any thread.
@@ -86,7 +92,9 @@ class LiveCatalog {
   uint64_t version() const { return version_; }
 
   std::shared_ptr<const CatalogView> view() const { return view_.Load(); }
-  // Videos in the delta, and base rows tombstoned (deleted or replaced).
+  // Live videos in the delta, and rows tombstoned (deleted, or replaced:
+  // a base row by a delta row, or a delta row by a newer one; compaction
+  // drops them all).
   int32_t delta_size() const;
   int64_t tombstones() const;
   int32_t delta_users() const { return static_cast<int32_t>(users_.size()); }
@@ -94,10 +102,8 @@ class LiveCatalog {
  private:
   std::shared_ptr<const Catalog> base_;
   uint64_t version_;
-  // The delta by id (ordered: the delta's rows follow id order, so a view
-  // is a pure function of the updates applied).
-  std::map<uint64_t, VideoUpsert> delta_;
-  std::vector<int32_t> tombstoned_rows_;  // sorted, unique
+  // Live (not tombstoned) rows of the view's delta.
+  int32_t delta_live_ = 0;
   std::map<uint64_t, UserUpsert> users_;
   SharedPtrCell<const CatalogView> view_;
 };

@@ -863,7 +863,7 @@ void FeedServer::WatchCompaction() {
   }
 }
 
-absl::Status FeedServer::Compact() {
+absl::Status FeedServer::Compact(v1::CompactionInfo* out) {
   if (live_ == nullptr) {
     return absl::FailedPreconditionError("live updates are off (no --wal-dir)");
   }
@@ -884,6 +884,7 @@ absl::Status FeedServer::Compact() {
     LogError("compaction failed (still serving what was served): %s", status.ToString());
     live_->FinishCompaction(CompactionPlan(), info);
     compacting_.store(false);
+    if (out != nullptr) *out = info;
     return status;
   };
   auto plan = live_->PlanCompaction();
@@ -917,6 +918,7 @@ absl::Status FeedServer::Compact() {
   info.set_seconds(double(MicrosBetween(start, std::chrono::steady_clock::now())) / 1e6);
   live_->FinishCompaction(*plan, info);
   compacting_.store(false);
+  if (out != nullptr) *out = info;
   LogInfo("compaction: version %d (%s) served after %.1f s", version, name,
           info.seconds());
   return absl::OkStatus();
@@ -1122,6 +1124,13 @@ grpc::Status FeedAdminService::UpsertUsers(grpc::ServerContext* context,
   v1::LiveUpdateRecord batch;
   *batch.mutable_users() = request->users();
   return server_->ApplyLive(batch, response);
+}
+
+grpc::Status FeedAdminService::Compact(grpc::ServerContext* context,
+                                       const v1::CompactRequest*,
+                                       v1::CompactionInfo* response) {
+  if (grpc::Status auth = Authorize(context); !auth.ok()) return auth;
+  return ToGrpc(server_->Compact(response));
 }
 
 grpc::Status FeedAdminService::GetStatus(grpc::ServerContext* context,

@@ -227,6 +227,8 @@ class FeedAdminService final : public v1::FeedAdmin::Service {
   grpc::Status GetStatus(grpc::ServerContext* context,
                          const v1::GetStatusRequest* request,
                          v1::GetStatusResponse* response) override;
+  grpc::Status Compact(grpc::ServerContext* context, const v1::CompactRequest* request,
+                       v1::CompactionInfo* response) override;
 
  private:
   grpc::Status Authorize(grpc::ServerContext* context) const;
@@ -276,7 +278,7 @@ class FeedServer {
   // serves it (what the compaction thread does when one is due). Errors:
   // FailedPrecondition without live updates or bundle_root; those of the
   // build and the load (the previous state keeps serving).
-  absl::Status Compact();
+  absl::Status Compact(v1::CompactionInfo* info = nullptr);
 
   int port() const { return port_; }
   // The admin service's port; 0 without one.

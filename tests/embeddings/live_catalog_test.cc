@@ -111,7 +111,12 @@ TEST(LiveCatalogTest, AnUploadIsFoundByEverySourceAndATakedownByNone) {
   // The old view is untouched: a request that holds it sees what it saw.
   EXPECT_TRUE((*view)->VideoRow(9'000'000'001).has_value());
   EXPECT_EQ(live.delta_size(), 0);
-  EXPECT_EQ(live.tombstones(), 1);
+  // The base row and the upload's delta row.
+  EXPECT_EQ(live.tombstones(), 2);
+  // What Apply builds unchecked passes every check of a checked view.
+  EXPECT_TRUE(CatalogView::Create(base, (*after)->shared_delta(),
+                                  (*after)->shared_tombstones(), 99)
+                  .ok());
 }
 
 TEST(LiveCatalogTest, AReplacedVideoHasOneLiveRowWithItsNewValues) {

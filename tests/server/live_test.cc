@@ -451,8 +451,17 @@ TEST_F(LiveRootTest, CompactionUnderLoadLosesNoCallAndKeepsEveryUpdate) {
     for (const auto& item : r.items()) EXPECT_EQ(victim_set.count(item.video_id()), 0u);
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  const absl::Status compacted = server_->Compact();
-  ASSERT_TRUE(compacted.ok()) << compacted;
+  v1::CompactionInfo info;
+  {
+    grpc::ClientContext context;  // FeedAdmin.Compact answers once it serves
+    const grpc::Status compacted = admin_->Compact(&context, v1::CompactRequest(), &info);
+    ASSERT_TRUE(compacted.ok()) << compacted.error_message();
+  }
+  EXPECT_EQ(info.through_sequence(), 2u);
+  EXPECT_EQ(info.videos(), 2998u);
+  EXPECT_EQ(info.dir(), root_ + "/2");
+  EXPECT_EQ(info.bundle_version(), "bundle-a+live2");
+  EXPECT_GT(info.seconds(), 0);
   // An update during the load after the compaction, too.
   ASSERT_TRUE(Upsert({AimedAt(upload + 1, 31)}).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -546,6 +555,15 @@ TEST_F(LiveRootTest, ABundleSwapUnderLoadKeepsTheUpdatesLoggedSinceItsData) {
   EXPECT_EQ(Status().bundle_dir(), root_ + "/4");
   EXPECT_EQ(Status().delta_videos(), 0u);
   EXPECT_EQ(Status().tombstones(), 0u);
+}
+
+TEST_F(LiveTest, CompactionNeedsABundleRoot) {
+  Start();
+  v1::CompactionInfo info;
+  grpc::ClientContext context;
+  const grpc::Status status = admin_->Compact(&context, v1::CompactRequest(), &info);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("--bundle-root"));
 }
 
 TEST_F(LiveTest, WithoutAWalDirUpdatesAreFailedPrecondition) {
