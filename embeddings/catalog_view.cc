@@ -74,35 +74,31 @@ absl::StatusOr<std::shared_ptr<const CatalogDelta>> CatalogDelta::Create(
   return std::shared_ptr<const CatalogDelta>(std::move(delta));
 }
 
-absl::StatusOr<std::shared_ptr<const CatalogDelta>> CatalogDelta::Append(
-    const Catalog& base, const CatalogDelta* previous, VideoColumns added) {
-  if (previous == nullptr || previous->size() == 0) return Create(base, std::move(added));
-  // Checked (and its stats and orders made) alone first.
-  ASSIGN_OR_RETURN(std::shared_ptr<const CatalogDelta> fresh, Create(base, added));
-  const int32_t old_n = previous->size();
-  const int32_t add_n = fresh->size();
+std::shared_ptr<const CatalogDelta> CatalogDelta::Merge(const CatalogDelta& older,
+                                                        const CatalogDelta& newer) {
+  const int32_t old_n = older.size();
   auto delta = std::shared_ptr<CatalogDelta>(new CatalogDelta());
-  delta->dim_ = previous->dim_;
+  delta->dim_ = older.dim_;
   VideoColumns& v = delta->videos_;
   auto concat = [](auto& out, const auto& a, const auto& b) {
     out.reserve(a.size() + b.size());
     out.insert(out.end(), a.begin(), a.end());
     out.insert(out.end(), b.begin(), b.end());
   };
-  const VideoColumns& p = previous->videos_;
-  const VideoColumns& f = fresh->videos_;
+  const VideoColumns& p = older.videos_;
+  const VideoColumns& f = newer.videos_;
   concat(v.ids, p.ids, f.ids);
   concat(v.embeddings, p.embeddings, f.embeddings);
   concat(v.creator_ids, p.creator_ids, f.creator_ids);
   concat(v.duration_ms, p.duration_ms, f.duration_ms);
   concat(v.upload_time_ms, p.upload_time_ms, f.upload_time_ms);
   concat(v.popularity, p.popularity, f.popularity);
-  concat(delta->creator_videos_, previous->creator_videos_, fresh->creator_videos_);
-  concat(delta->creator_popularity_, previous->creator_popularity_,
-         fresh->creator_popularity_);
-  delta->rows_ = previous->rows_;
-  delta->rows_.reserve(previous->rows_.size() + add_n);
-  for (int32_t i = 0; i < add_n; ++i) delta->rows_[f.ids[i]] = old_n + i;
+  concat(delta->creator_videos_, older.creator_videos_, newer.creator_videos_);
+  concat(delta->creator_popularity_, older.creator_popularity_,
+         newer.creator_popularity_);
+  delta->rows_.reserve(older.rows_.size() + newer.rows_.size());
+  delta->rows_.insert(older.rows_.begin(), older.rows_.end());
+  for (const auto& [id, row] : newer.rows_) delta->rows_[id] = old_n + row;
   auto merged = [&](const std::vector<int32_t>& a, const std::vector<int32_t>& b,
                     auto better) {
     std::vector<int32_t> out;
@@ -120,13 +116,30 @@ absl::StatusOr<std::shared_ptr<const CatalogDelta>> CatalogDelta::Append(
     }
     return out;
   };
-  delta->popular_ =
-      merged(previous->popular_, fresh->popular_,
-             [&](int32_t a, int32_t b) { return v.popularity[a] > v.popularity[b]; });
-  delta->fresh_ = merged(previous->fresh_, fresh->fresh_, [&](int32_t a, int32_t b) {
+  delta->popular_ = merged(older.popular_, newer.popular_, [&](int32_t a, int32_t b) {
+    return v.popularity[a] > v.popularity[b];
+  });
+  delta->fresh_ = merged(older.fresh_, newer.fresh_, [&](int32_t a, int32_t b) {
     return v.upload_time_ms[a] > v.upload_time_ms[b];
   });
-  return std::shared_ptr<const CatalogDelta>(std::move(delta));
+  return delta;
+}
+
+std::shared_ptr<const UserDelta> UserDelta::Merge(const UserDelta& older,
+                                                  const UserDelta& newer) {
+  auto merged = std::make_shared<UserDelta>(older);
+  for (const auto& [id, row] : newer.rows) {
+    const float* e = &newer.embeddings[size_t(row) * newer.dim];
+    auto [it, added] = merged->rows.try_emplace(id, merged->size());
+    if (added) {
+      merged->embeddings.insert(merged->embeddings.end(), e, e + newer.dim);
+      merged->activity.push_back(newer.activity[row]);
+    } else {
+      std::copy(e, e + newer.dim, &merged->embeddings[size_t(it->second) * merged->dim]);
+      merged->activity[it->second] = newer.activity[row];
+    }
+  }
+  return merged;
 }
 
 std::optional<int32_t> CatalogDelta::Row(uint64_t id) const {
@@ -156,34 +169,62 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::Create(
     std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
     std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
     std::shared_ptr<const UserDelta> users) {
+  DeltaSegments segments;
+  if (delta != nullptr) segments.push_back(std::move(delta));
+  UserSegments user_segments;
+  if (users != nullptr) user_segments.push_back(std::move(users));
+  return Make(std::move(base), std::move(segments), std::move(tombstones), version,
+              std::move(user_segments), /*check=*/true);
+}
+
+absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::Create(
+    std::shared_ptr<const Catalog> base, DeltaSegments delta,
+    std::shared_ptr<const RowBitmap> tombstones, uint64_t version, UserSegments users) {
   return Make(std::move(base), std::move(delta), std::move(tombstones), version,
               std::move(users), /*check=*/true);
 }
 
 absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::CreateTrusted(
-    std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
-    std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
-    std::shared_ptr<const UserDelta> users) {
+    std::shared_ptr<const Catalog> base, DeltaSegments delta,
+    std::shared_ptr<const RowBitmap> tombstones, uint64_t version, UserSegments users) {
   return Make(std::move(base), std::move(delta), std::move(tombstones), version,
               std::move(users), /*check=*/false);
 }
 
 absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::Make(
-    std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
-    std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
-    std::shared_ptr<const UserDelta> users, bool check) {
-  if (users != nullptr && users->size() > 0 &&
-      (users->dim != base->dim() ||
-       users->embeddings.size() != size_t(users->size()) * base->dim() ||
-       users->rows.size() != size_t(users->size()))) {
+    std::shared_ptr<const Catalog> base, DeltaSegments delta,
+    std::shared_ptr<const RowBitmap> tombstones, uint64_t version, UserSegments users,
+    bool check) {
+  std::erase_if(users, [](const auto& u) { return u == nullptr || u->size() == 0; });
+  for (const auto& u : users) {
+    if (u->dim != base->dim() ||
+        u->embeddings.size() != size_t(u->size()) * base->dim() ||
+        u->rows.size() != size_t(u->size())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("user delta of dimension ", u->dim, " with ", u->size(),
+                       " users does not fit a catalogue of dimension ", base->dim()));
+    }
+  }
+  std::erase_if(delta, [](const auto& d) { return d == nullptr || d->size() == 0; });
+  if (delta.size() > kMaxSegments || users.size() > kMaxSegments) {
     return absl::InvalidArgumentError(
-        absl::StrCat("user delta of dimension ", users->dim, " with ", users->size(),
-                     " users does not fit a catalogue of dimension ", base->dim()));
+        absl::StrCat("a view holds at most ", kMaxSegments, " delta segments; got ",
+                     delta.size(), " of videos and ", users.size(), " of users"));
   }
   const int64_t base_rows = base->num_videos();
-  const int64_t delta_rows = delta == nullptr ? 0 : delta->size();
-  if (base_rows + delta_rows > INT32_MAX) {
-    return absl::InvalidArgumentError("base and delta exceed 2^31-1 videos");
+  std::vector<int32_t> starts;
+  int64_t delta_rows = 0;
+  for (const auto& d : delta) {
+    if (d->dim() != base->dim()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a delta segment of dimension ", d->dim(),
+                       " does not fit a catalogue of dimension ", base->dim()));
+    }
+    if (base_rows + delta_rows + d->size() > INT32_MAX) {
+      return absl::InvalidArgumentError("base and delta exceed 2^31-1 videos");
+    }
+    starts.push_back(static_cast<int32_t>(delta_rows));
+    delta_rows += d->size();
   }
   if (tombstones != nullptr && tombstones->size() > size_t(base_rows + delta_rows)) {
     return absl::InvalidArgumentError(
@@ -193,18 +234,22 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::Make(
   auto dead = [&](int64_t row) {
     return tombstones != nullptr && tombstones->Contains(static_cast<int32_t>(row));
   };
-  if (check && delta != nullptr) {
-    std::vector<bool> latest(delta_rows, false);
-    for (int32_t i = 0; i < delta_rows; ++i) {
-      const uint64_t id = delta->videos().ids[i];
-      const auto row = delta->Row(id);
-      latest[i] = row.has_value() && *row == i;
-      if (latest[i]) {
-        if (auto b = base->VideoRow(id); b.has_value() && !dead(*b)) {
-          return BadVideo(id, "is in the delta but its base row is not tombstoned");
+  if (check) {
+    for (size_t s = 0; s < delta.size(); ++s) {
+      const CatalogDelta& d = *delta[s];
+      for (int32_t i = 0; i < d.size(); ++i) {
+        const uint64_t id = d.videos().ids[i];
+        bool latest = d.Row(id) == i;
+        for (size_t t = s + 1; latest && t < delta.size(); ++t) {
+          latest = !delta[t]->Row(id).has_value();
         }
-      } else if (!dead(base_rows + i)) {
-        return BadVideo(id, "has an older delta row that is not tombstoned");
+        if (latest) {
+          if (auto b = base->VideoRow(id); b.has_value() && !dead(*b)) {
+            return BadVideo(id, "is in the delta but its base row is not tombstoned");
+          }
+        } else if (!dead(base_rows + starts[s] + i)) {
+          return BadVideo(id, "has an older delta row that is not tombstoned");
+        }
       }
     }
   }
@@ -213,12 +258,23 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> CatalogView::Make(
   view->base_rows_ = static_cast<int32_t>(base_rows);
   view->owned_base_ = std::move(base);
   view->delta_rows_ = static_cast<int32_t>(delta_rows);
-  view->delta_ = std::move(delta);
+  view->segments_ = std::move(delta);
+  view->starts_ = std::move(starts);
   if (tombstones != nullptr && tombstones->count() > 0)
     view->tombstones_ = std::move(tombstones);
-  if (users != nullptr && users->size() > 0) view->users_ = std::move(users);
+  view->users_ = std::move(users);
   view->version_ = version;
   return std::shared_ptr<const CatalogView>(std::move(view));
+}
+
+std::vector<uint64_t> CatalogView::DeltaUserIds() const {
+  std::vector<uint64_t> ids;
+  for (const auto& u : users_) {
+    for (const auto& [id, row] : u->rows) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
 }
 
 int32_t CatalogView::num_live_videos() const {
@@ -227,10 +283,11 @@ int32_t CatalogView::num_live_videos() const {
 }
 
 std::optional<int32_t> CatalogView::VideoRow(uint64_t id) const {
-  if (delta_ != nullptr) {
-    if (auto row = delta_->Row(id)) {
-      if (!live(base_rows_ + *row)) return std::nullopt;
-      return base_rows_ + *row;
+  for (size_t s = segments_.size(); s-- > 0;) {
+    if (auto row = segments_[s]->Row(id)) {
+      const int32_t r = base_rows_ + starts_[s] + *row;
+      if (!live(r)) return std::nullopt;
+      return r;
     }
   }
   auto row = base_->VideoRow(id);
@@ -247,17 +304,21 @@ void CatalogView::Search(const float* q, const SearchOptions& options,
   if (delta_rows_ == 0 || options.k <= 0) return;
   // The delta is small: score all of it and merge.
   const size_t k = static_cast<size_t>(options.k);
-  const VideoColumns& v = delta_->videos();
   const size_t d = dim();
-  for (int32_t i = 0; i < delta_rows_; ++i) {
-    const int32_t row = base_rows_ + i;
-    if (!live(row) || !accept.Accepts(row)) continue;
-    const Hit hit{simd::Dot(q, &v.embeddings[size_t(i) * d], d), row};
-    if (out->size() < k) {
-      out->insert(std::upper_bound(out->begin(), out->end(), hit, BetterHit), hit);
-    } else if (BetterHit(hit, out->back())) {
-      out->pop_back();
-      out->insert(std::upper_bound(out->begin(), out->end(), hit, BetterHit), hit);
+  for (size_t s = 0; s < segments_.size(); ++s) {
+    const VideoColumns& v = segments_[s]->videos();
+    const int32_t first = base_rows_ + starts_[s];
+    const int32_t n = segments_[s]->size();
+    for (int32_t i = 0; i < n; ++i) {
+      const int32_t row = first + i;
+      if (!live(row) || !accept.Accepts(row)) continue;
+      const Hit hit{simd::Dot(q, &v.embeddings[size_t(i) * d], d), row};
+      if (out->size() < k) {
+        out->insert(std::upper_bound(out->begin(), out->end(), hit, BetterHit), hit);
+      } else if (BetterHit(hit, out->back())) {
+        out->pop_back();
+        out->insert(std::upper_bound(out->begin(), out->end(), hit, BetterHit), hit);
+      }
     }
   }
 }

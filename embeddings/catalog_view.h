@@ -3,10 +3,15 @@
 //   - the base Catalog of a bundle (with its ANN index),
 //   - a delta: videos added or changed since the base was built, searched by
 //     exact scan next to the base index (empty until live updates exist),
-//   - tombstones: base rows that are deleted, or replaced by a delta video.
+//     held as a few immutable segments (oldest first) that views share, so
+//     a live batch adds a small segment instead of copying the delta;
+//   - tombstones: base rows that are deleted, or replaced by a delta video,
+//     and delta rows replaced by a newer one or deleted;
+//   - a user delta: user embeddings newer than the base's, also in segments.
 //
 // Rows of a view: [0, base.num_videos()) are the base's rows, then the
-// delta's, so one MarkTable covers both. A tombstoned row is never
+// delta segments' in order, so one MarkTable covers them all. An id's
+// latest row is in the newest segment that holds it. A tombstoned row is never
 // returned: not by Search, not by the popular or fresh lists, not by
 // VideoRow. Catalogue-wide values follow the rules in embeddings/catalog.h;
 // a delta video takes its creator's base statistics, or (1 video, its own
@@ -41,16 +46,17 @@ class CatalogDelta {
   // video id and the problem.
   static absl::StatusOr<std::shared_ptr<const CatalogDelta>> Create(const Catalog& base,
                                                                     VideoColumns videos);
-  // `previous` (may be null) with `added` appended after its rows, checked
-  // as Create checks (only `added`: `previous` was checked when made). An id
-  // of `added` that `previous` holds moves to its new row; the old row stays
-  // (a view must tombstone it). Costs a copy of `previous`'s columns, no
-  // sort of them (the popular and fresh orders are merged).
-  static absl::StatusOr<std::shared_ptr<const CatalogDelta>> Append(
-      const Catalog& base, const CatalogDelta* previous, VideoColumns added);
+  // `older`'s rows followed by `newer`'s, as one segment (rows keep their
+  // order, so view rows do not move). An id of `newer` that `older` holds
+  // takes its `newer` row; the old row stays (a view tombstones it). Costs
+  // a copy of both and a merge of their orders, no sort and no re-check.
+  // REQUIRES: both made over the same base.
+  static std::shared_ptr<const CatalogDelta> Merge(const CatalogDelta& older,
+                                                   const CatalogDelta& newer);
 
-  // Rows, including rows an Append moved an id away from.
+  // Rows, including rows a Merge moved an id away from.
   int32_t size() const { return static_cast<int32_t>(videos_.ids.size()); }
+  int dim() const { return dim_; }
   // Ids held (each at its latest row).
   int32_t num_ids() const { return static_cast<int32_t>(rows_.size()); }
   const VideoColumns& videos() const { return videos_; }
@@ -82,10 +88,21 @@ struct UserDelta {
   std::vector<float> embeddings;  // rows.size() * dim
   std::vector<float> activity;
   int32_t size() const { return static_cast<int32_t>(activity.size()); }
+  // `older` with `newer`'s users added or overwritten, as one segment.
+  static std::shared_ptr<const UserDelta> Merge(const UserDelta& older,
+                                                const UserDelta& newer);
 };
+
+// The segments of a view's delta, oldest first.
+using DeltaSegments = std::vector<std::shared_ptr<const CatalogDelta>>;
+using UserSegments = std::vector<std::shared_ptr<const UserDelta>>;
 
 class CatalogView {
  public:
+  // The most delta segments a view holds (LiveCatalog merges them so that
+  // there are at most log2 of the delta's rows).
+  static constexpr size_t kMaxSegments = 64;
+
   // The base alone: no delta, no tombstones.
   static std::shared_ptr<const CatalogView> Of(std::shared_ptr<const Catalog> base,
                                                uint64_t version = 0);
@@ -94,40 +111,39 @@ class CatalogView {
   static CatalogView Borrow(const Catalog& base);
 
   // `delta`, `tombstones` and `users` may be null (none). Every base video
-  // the delta replaces, and every delta row an Append moved its id away
-  // from, must be tombstoned; tombstones must cover rows of the view only;
-  // `users` must have the base's dimension. Errors: InvalidArgument naming
-  // the offending id.
+  // the delta replaces, and every delta row whose id has a newer row, must
+  // be tombstoned; tombstones must cover rows of the view only; `users`
+  // must have the base's dimension. Errors: InvalidArgument naming the
+  // offending id.
   static absl::StatusOr<std::shared_ptr<const CatalogView>> Create(
       std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
       std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
       std::shared_ptr<const UserDelta> users = nullptr);
+  // The same over delta segments (null or empty segments are dropped).
+  static absl::StatusOr<std::shared_ptr<const CatalogView>> Create(
+      std::shared_ptr<const Catalog> base, DeltaSegments delta,
+      std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
+      UserSegments users = {});
   // Create without the per-video consistency checks (O(delta) lookups), for
   // a caller that keeps them by construction (LiveCatalog checks each
   // batch). Sizes are still checked.
   static absl::StatusOr<std::shared_ptr<const CatalogView>> CreateTrusted(
-      std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
+      std::shared_ptr<const Catalog> base, DeltaSegments delta,
       std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
-      std::shared_ptr<const UserDelta> users = nullptr);
+      UserSegments users = {});
 
   // Increases with every change of the catalogue that serves requests.
   uint64_t version() const { return version_; }
   const Catalog& base() const { return *base_; }
-  const CatalogDelta* delta() const { return delta_.get(); }
   const RowBitmap* tombstones() const { return tombstones_.get(); }
-  const UserDelta* user_delta() const { return users_.get(); }
-  const std::shared_ptr<const UserDelta>& shared_user_delta() const { return users_; }
+  // The delta's segments, oldest first (empty: no delta).
+  const DeltaSegments& delta_segments() const { return segments_; }
+  const UserSegments& user_segments() const { return users_; }
 
-  // The user `id`: the delta's embedding and activity when it has them,
-  // else the base's. False for a user neither knows (cold start).
+  // The user `id`: the newest delta embedding and activity it has, else
+  // the base's. False for a user neither knows (cold start).
   bool FindUser(uint64_t id, const float** embedding, float* activity) const {
-    if (users_ != nullptr) {
-      if (auto it = users_->rows.find(id); it != users_->rows.end()) {
-        *embedding = &users_->embeddings[size_t(it->second) * users_->dim];
-        *activity = users_->activity[it->second];
-        return true;
-      }
-    }
+    if (FindDeltaUser(id, embedding, activity)) return true;
     if (auto row = base_->UserRow(id)) {
       *embedding = base_->user_embedding(*row);
       *activity = base_->user_activity(*row);
@@ -135,9 +151,22 @@ class CatalogView {
     }
     return false;
   }
+  // The user delta's part of FindUser.
+  bool FindDeltaUser(uint64_t id, const float** embedding, float* activity) const {
+    for (auto it = users_.rbegin(); it != users_.rend(); ++it) {
+      const UserDelta& u = **it;
+      if (auto found = u.rows.find(id); found != u.rows.end()) {
+        *embedding = &u.embeddings[size_t(found->second) * u.dim];
+        *activity = u.activity[found->second];
+        return true;
+      }
+    }
+    return false;
+  }
+  // Ids of the user delta, ascending, each once.
+  std::vector<uint64_t> DeltaUserIds() const;
   int dim() const { return base_->dim(); }
 
-  const std::shared_ptr<const CatalogDelta>& shared_delta() const { return delta_; }
   const std::shared_ptr<const RowBitmap>& shared_tombstones() const {
     return tombstones_;
   }
@@ -155,37 +184,44 @@ class CatalogView {
 
   // Video columns by view row. REQUIRES: 0 <= row < num_rows().
   uint64_t video_id(int32_t row) const {
-    return row < base_rows_ ? base_->video_id(row)
-                            : delta_->videos().ids[row - base_rows_];
+    if (row < base_rows_) return base_->video_id(row);
+    const auto [d, i] = Locate(row);
+    return d->videos().ids[i];
   }
   const float* video_embedding(int32_t row) const {
-    return row < base_rows_
-               ? base_->video_embedding(row)
-               : &delta_->videos().embeddings[size_t(row - base_rows_) * dim()];
+    if (row < base_rows_) return base_->video_embedding(row);
+    const auto [d, i] = Locate(row);
+    return &d->videos().embeddings[size_t(i) * dim()];
   }
   uint64_t creator_id(int32_t row) const {
-    return row < base_rows_ ? base_->creator_id(row)
-                            : delta_->videos().creator_ids[row - base_rows_];
+    if (row < base_rows_) return base_->creator_id(row);
+    const auto [d, i] = Locate(row);
+    return d->videos().creator_ids[i];
   }
   int64_t duration_ms(int32_t row) const {
-    return row < base_rows_ ? base_->duration_ms(row)
-                            : delta_->videos().duration_ms[row - base_rows_];
+    if (row < base_rows_) return base_->duration_ms(row);
+    const auto [d, i] = Locate(row);
+    return d->videos().duration_ms[i];
   }
   int64_t upload_time_ms(int32_t row) const {
-    return row < base_rows_ ? base_->upload_time_ms(row)
-                            : delta_->videos().upload_time_ms[row - base_rows_];
+    if (row < base_rows_) return base_->upload_time_ms(row);
+    const auto [d, i] = Locate(row);
+    return d->videos().upload_time_ms[i];
   }
   float popularity(int32_t row) const {
-    return row < base_rows_ ? base_->popularity(row)
-                            : delta_->videos().popularity[row - base_rows_];
+    if (row < base_rows_) return base_->popularity(row);
+    const auto [d, i] = Locate(row);
+    return d->videos().popularity[i];
   }
   float creator_videos(int32_t row) const {
-    return row < base_rows_ ? base_->creator_videos(row)
-                            : delta_->creator_videos(row - base_rows_);
+    if (row < base_rows_) return base_->creator_videos(row);
+    const auto [d, i] = Locate(row);
+    return d->creator_videos(i);
   }
   float creator_popularity(int32_t row) const {
-    return row < base_rows_ ? base_->creator_popularity(row)
-                            : delta_->creator_popularity(row - base_rows_);
+    if (row < base_rows_) return base_->creator_popularity(row);
+    const auto [d, i] = Locate(row);
+    return d->creator_popularity(i);
   }
 
   // The k best live rows for `q` that `accept` accepts, best first: the base
@@ -205,9 +241,17 @@ class CatalogView {
  private:
   CatalogView() = default;
   static absl::StatusOr<std::shared_ptr<const CatalogView>> Make(
-      std::shared_ptr<const Catalog> base, std::shared_ptr<const CatalogDelta> delta,
-      std::shared_ptr<const RowBitmap> tombstones, uint64_t version,
-      std::shared_ptr<const UserDelta> users, bool check);
+      std::shared_ptr<const Catalog> base, DeltaSegments delta,
+      std::shared_ptr<const RowBitmap> tombstones, uint64_t version, UserSegments users,
+      bool check);
+  // The segment of delta row `row` and the row inside it.
+  // REQUIRES: base_rows_ <= row < num_rows().
+  std::pair<const CatalogDelta*, int32_t> Locate(int32_t row) const {
+    const int32_t r = row - base_rows_;
+    size_t s = segments_.size() - 1;
+    while (starts_[s] > r) --s;  // few segments, the newest most often
+    return {segments_[s].get(), r - starts_[s]};
+  }
   // True when row a ranks before row b in `list`.
   bool Before(List list, int32_t a, int32_t b) const {
     if (list == List::kPopular) {
@@ -222,9 +266,11 @@ class CatalogView {
 
   const Catalog* base_ = nullptr;
   std::shared_ptr<const Catalog> owned_base_;
-  std::shared_ptr<const CatalogDelta> delta_;
+  DeltaSegments segments_;
+  // starts_[s]: the first delta row (counted from base_rows_) of segment s.
+  std::vector<int32_t> starts_;
   std::shared_ptr<const RowBitmap> tombstones_;
-  std::shared_ptr<const UserDelta> users_;
+  UserSegments users_;
   uint64_t version_ = 0;
   int32_t base_rows_ = 0;
   int32_t delta_rows_ = 0;
@@ -234,24 +280,39 @@ template <typename Visit>
 void CatalogView::ForEachListed(List list, Visit&& visit) const {
   absl::Span<const int32_t> base =
       list == List::kPopular ? base_->popular_rows() : base_->fresh_rows();
-  const std::vector<int32_t>* delta_list =
-      delta_ == nullptr
-          ? nullptr
-          : (list == List::kPopular ? &delta_->popular_rows() : &delta_->fresh_rows());
-  const size_t delta_size = delta_list == nullptr ? 0 : delta_list->size();
-  size_t i = 0, j = 0;
-  while (i < base.size() || j < delta_size) {
-    int32_t row;
-    if (j == delta_size) {
-      row = base[i++];
-    } else {
-      const int32_t d = base_rows_ + (*delta_list)[j];
-      if (i < base.size() && Before(list, base[i], d)) {
-        row = base[i++];
-      } else {
-        row = d;
-        ++j;
+  // A cursor per delta segment: a merge of base + segments by `Before`.
+  constexpr size_t kMaxCursors = kMaxSegments;
+  struct Cursor {
+    const std::vector<int32_t>* rows;
+    size_t next;
+    int32_t offset;
+  };
+  Cursor cursors[kMaxCursors];
+  const size_t n = std::min(segments_.size(), kMaxCursors);
+  for (size_t s = 0; s < n; ++s) {
+    const CatalogDelta& d = *segments_[s];
+    cursors[s] = {list == List::kPopular ? &d.popular_rows() : &d.fresh_rows(), 0,
+                  base_rows_ + starts_[s]};
+  }
+  size_t i = 0;
+  while (true) {
+    int best = -1;
+    int32_t row = 0;
+    for (size_t s = 0; s < n; ++s) {
+      const Cursor& c = cursors[s];
+      if (c.next == c.rows->size()) continue;
+      const int32_t r = c.offset + (*c.rows)[c.next];
+      if (best < 0 || Before(list, r, row)) {
+        best = static_cast<int>(s);
+        row = r;
       }
+    }
+    if (i < base.size() && (best < 0 || Before(list, base[i], row))) {
+      row = base[i++];
+    } else if (best >= 0) {
+      ++cursors[best].next;
+    } else {
+      return;
     }
     if (!live(row)) continue;
     if (!visit(row)) return;

@@ -8,6 +8,28 @@
 #include "base/status_macros.h"
 
 namespace feedrank {
+namespace {
+
+// Keeps a segment list's sizes falling by half or more from the oldest to
+// the newest (so there are at most log2(rows) + 1 of them) after a segment
+// was added at the end: merges the shortest tail that restores it. A row is
+// copied again only when its segment grows by half, so a batch costs
+// O(batch * log(delta)) amortised instead of a copy of the delta.
+template <typename Segment>
+void MergeTail(std::vector<std::shared_ptr<const Segment>>& segments,
+               std::shared_ptr<const Segment> (*merge)(const Segment&, const Segment&)) {
+  size_t j = segments.size() - 1;
+  int64_t tail = segments[j]->size();
+  while (j > 0 && segments[j - 1]->size() < 2 * tail) tail += segments[--j]->size();
+  // Newest first: the accumulated part stays the smaller one of each merge.
+  while (segments.size() - 1 > j) {
+    auto merged = merge(*segments[segments.size() - 2], *segments.back());
+    segments.pop_back();
+    segments.back() = std::move(merged);
+  }
+}
+
+}  // namespace
 
 LiveCatalog::LiveCatalog(std::shared_ptr<const Catalog> base, uint64_t version)
     : base_(std::move(base)), version_(version) {
@@ -93,29 +115,18 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> LiveCatalog::Apply(
   // Everything is built beside the current view; the view is replaced only
   // once the new one is complete, so a failure leaves all as it was.
   const std::shared_ptr<const CatalogView> now = view_.Load();
-  const CatalogDelta* previous = now->delta();
   const int32_t base_rows = base_->num_videos();
-  const int32_t previous_rows = previous == nullptr ? 0 : previous->size();
   auto bitmap = now->tombstones() != nullptr
                     ? std::make_shared<RowBitmap>(*now->tombstones())
                     : std::make_shared<RowBitmap>(size_t(base_rows));
-  bitmap->Grow(size_t(base_rows) + previous_rows + batch.upserts.size());
-  // The live row of `id` in the current view (base or delta), if any.
-  auto live_row = [&](uint64_t id) -> std::optional<int32_t> {
-    if (previous != nullptr) {
-      if (auto r = previous->Row(id); r.has_value() && now->live(base_rows + *r))
-        return base_rows + *r;
-    }
-    if (auto r = base_->VideoRow(id); r.has_value() && now->live(*r)) return *r;
-    return std::nullopt;
-  };
+  bitmap->Grow(size_t(now->num_rows()) + batch.upserts.size());
   const int dim = base_->dim();
   int32_t delta_live = delta_live_;
   VideoColumns columns;
   columns.ids.reserve(batch.upserts.size());
   columns.embeddings.reserve(batch.upserts.size() * dim);
   for (const VideoUpsert& v : batch.upserts) {
-    const std::optional<int32_t> row = live_row(v.id);
+    const std::optional<int32_t> row = now->VideoRow(v.id);  // live rows only
     (row.has_value() ? s.replaced : s.inserted) += 1;
     if (row.has_value()) bitmap->Insert(*row);  // replaced by its new row
     delta_live += 1 - (row.has_value() && *row >= base_rows);
@@ -128,47 +139,45 @@ absl::StatusOr<std::shared_ptr<const CatalogView>> LiveCatalog::Apply(
     columns.popularity.push_back(v.popularity);
   }
   for (uint64_t id : batch.deletes) {
-    const std::optional<int32_t> row = live_row(id);
+    const std::optional<int32_t> row = now->VideoRow(id);
     (row.has_value() ? s.deleted : s.unknown_deletes) += 1;
     if (row.has_value()) bitmap->Insert(*row);
     delta_live -= row.has_value() && *row >= base_rows;
   }
-  std::shared_ptr<const CatalogDelta> delta_part = now->shared_delta();
+  DeltaSegments segments = now->delta_segments();
   if (!batch.upserts.empty()) {
-    ASSIGN_OR_RETURN(delta_part,
-                     CatalogDelta::Append(*base_, previous, std::move(columns)));
+    ASSIGN_OR_RETURN(std::shared_ptr<const CatalogDelta> added,
+                     CatalogDelta::Create(*base_, std::move(columns)));
+    segments.push_back(std::move(added));
+    MergeTail(segments, &CatalogDelta::Merge);
   }
-  if (delta_part != nullptr) bitmap->Grow(size_t(base_rows) + delta_part->size());
-  const bool users_changed = !batch.users.empty();
-  std::map<uint64_t, UserUpsert> users;
-  if (users_changed) users = users_;
-  for (const UserUpsert& u : batch.users) {
-    const bool known = users.count(u.id) > 0 || base_->UserRow(u.id).has_value();
-    (known ? s.users_replaced : s.users_inserted) += 1;
-    users[u.id] = u;
-  }
-  // The user delta is rebuilt only when the batch changes it.
-  std::shared_ptr<const UserDelta> user_part;
-  if (!users_changed) {
-    user_part = now->shared_user_delta();
-  } else if (!users.empty()) {
+  UserSegments users = now->user_segments();
+  int32_t delta_users = delta_users_;
+  if (!batch.users.empty()) {
     auto part = std::make_shared<UserDelta>();
     part->dim = dim;
-    part->rows.reserve(users.size());
-    part->embeddings.reserve(users.size() * dim);
-    for (const auto& [id, u] : users) {
-      part->rows.emplace(id, part->size());
+    part->rows.reserve(batch.users.size());
+    part->embeddings.reserve(batch.users.size() * dim);
+    for (const UserUpsert& u : batch.users) {
+      const float* e;
+      float activity;
+      const bool in_delta = now->FindDeltaUser(u.id, &e, &activity);
+      const bool known = in_delta || base_->UserRow(u.id).has_value();
+      (known ? s.users_replaced : s.users_inserted) += 1;
+      delta_users += !in_delta;
+      part->rows.emplace(u.id, part->size());
       part->embeddings.insert(part->embeddings.end(), u.embedding.begin(),
                               u.embedding.end());
       part->activity.push_back(u.activity);
     }
-    user_part = std::move(part);
+    users.push_back(std::move(part));
+    MergeTail(users, &UserDelta::Merge);
   }
-  ASSIGN_OR_RETURN(
-      std::shared_ptr<const CatalogView> view,
-      CatalogView::CreateTrusted(base_, delta_part, bitmap, version_ + 1, user_part));
-  if (users_changed) users_ = std::move(users);
+  ASSIGN_OR_RETURN(std::shared_ptr<const CatalogView> view,
+                   CatalogView::CreateTrusted(base_, std::move(segments), bitmap,
+                                              version_ + 1, std::move(users)));
   delta_live_ = delta_live;
+  delta_users_ = delta_users;
   ++version_;
   view_.Store(view);
   return view;

@@ -14,11 +14,14 @@
 // users) must have the dimension, finite values and a finite non-negative
 // activity; a user id appears at most once per batch.
 //
-// Cost: a batch appends to the delta (CatalogDelta::Append: a copy of the
-// delta's columns, a merge of its orders, no sort) and copies the tombstone
-// bitmap; rows a batch replaces or deletes are tombstoned, not removed, so
-// the delta only grows until compaction (server/live_updates.h) folds it
-// into a new base. docs/BENCHMARKS.md has the cost by delta size.
+// Cost: a batch adds a segment to the delta and merges the newest segments
+// so that their sizes at least halve from the oldest to the newest (a row
+// is copied again only when its segment grows by half: O(batch * log
+// delta) amortised, at most log2(delta) + 1 segments for searches to
+// visit); user embeddings the same way. The tombstone bitmap is copied
+// (one bit per row). Rows a batch replaces or deletes are tombstoned, not
+// removed, so the delta only grows until compaction (server/live_updates.h)
+// folds it into a new base. docs/BENCHMARKS.md has the cost by delta size.
 //
 // Thread-safety: Apply, Validate, delta_size and tombstones are for one
 // writer thread at a time (the caller serialises them); view() may be
@@ -27,7 +30,6 @@
 #define FEEDRANK_EMBEDDINGS_LIVE_CATALOG_H_
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <vector>
 
@@ -97,14 +99,15 @@ class LiveCatalog {
   // drops them all).
   int32_t delta_size() const;
   int64_t tombstones() const;
-  int32_t delta_users() const { return static_cast<int32_t>(users_.size()); }
+  int32_t delta_users() const { return delta_users_; }
 
  private:
   std::shared_ptr<const Catalog> base_;
   uint64_t version_;
   // Live (not tombstoned) rows of the view's delta.
   int32_t delta_live_ = 0;
-  std::map<uint64_t, UserUpsert> users_;
+  // Distinct users of the view's user delta.
+  int32_t delta_users_ = 0;
   SharedPtrCell<const CatalogView> view_;
 };
 

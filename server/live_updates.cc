@@ -386,25 +386,21 @@ absl::Status WriteCompactedBundle(const CompactionPlan& plan, const std::string&
     videos.popularity.push_back(view.popularity(row));
   }
   UserColumns users;
-  const UserDelta* delta = view.user_delta();
+  const float* e;
+  float activity;
   for (int32_t row = 0; row < base.num_users(); ++row) {
     const uint64_t id = base.user_id(row);
-    if (delta != nullptr && delta->rows.count(id) > 0) continue;
+    if (view.FindDeltaUser(id, &e, &activity)) continue;
     users.ids.push_back(id);
-    const float* e = base.user_embedding(row);
+    e = base.user_embedding(row);
     users.embeddings.insert(users.embeddings.end(), e, e + dim);
     users.activity.push_back(base.user_activity(row));
   }
-  if (delta != nullptr) {
-    std::vector<std::pair<uint64_t, int32_t>> rows(delta->rows.begin(),
-                                                   delta->rows.end());
-    std::sort(rows.begin(), rows.end());
-    for (const auto& [id, row] : rows) {
-      users.ids.push_back(id);
-      const float* e = &delta->embeddings[size_t(row) * dim];
-      users.embeddings.insert(users.embeddings.end(), e, e + dim);
-      users.activity.push_back(delta->activity[row]);
-    }
+  for (uint64_t id : view.DeltaUserIds()) {
+    view.FindDeltaUser(id, &e, &activity);
+    users.ids.push_back(id);
+    users.embeddings.insert(users.embeddings.end(), e, e + dim);
+    users.activity.push_back(activity);
   }
   BundleManifest manifest = plan.bundle->manifest;
   manifest.set_version(version);

@@ -8,6 +8,9 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <random>
+#include <set>
 
 #include "tests/test_bundles.h"
 
@@ -114,7 +117,7 @@ TEST(LiveCatalogTest, AnUploadIsFoundByEverySourceAndATakedownByNone) {
   // The base row and the upload's delta row.
   EXPECT_EQ(live.tombstones(), 2);
   // What Apply builds unchecked passes every check of a checked view.
-  EXPECT_TRUE(CatalogView::Create(base, (*after)->shared_delta(),
+  EXPECT_TRUE(CatalogView::Create(base, (*after)->delta_segments(),
                                   (*after)->shared_tombstones(), 99)
                   .ok());
 }
@@ -203,6 +206,129 @@ TEST(LiveCatalogTest, ABadBatchIsRefusedWholeNamingTheItem) {
   big.deletes.resize(LiveCatalog::kMaxBatch + 1);
   for (size_t i = 0; i < big.deletes.size(); ++i) big.deletes[i] = i;
   refuse(big, "more than the limit of 10000");
+}
+
+// Many small batches (uploads, re-uploads, replacements of base videos,
+// takedowns, user embeddings) against a plain map of what the catalogue
+// should hold: the segmented delta answers every lookup, list and search
+// as the reference says, stays within log2(rows) + 1 segments, and passes
+// a checked view's consistency checks.
+TEST(LiveCatalogTest, ManyBatchesAnswerAsAReferenceMapWithFewSegments) {
+  auto base = SmallCatalog();
+  LiveCatalog live(base);
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> normal;
+  struct Want {
+    bool deleted = false;
+    std::vector<float> embedding;
+    float popularity = 0;
+    int64_t upload_time_ms = 0;
+  };
+  std::map<uint64_t, Want> want;  // ids touched by a batch
+  std::map<uint64_t, std::vector<float>> want_users;
+  for (int b = 0; b < 400; ++b) {
+    UpdateBatch batch;
+    std::set<uint64_t> used;
+    const int n = 1 + int(rng() % (b % 50 == 0 ? 300 : 12));
+    for (int i = 0; i < n; ++i) {
+      // New ids, re-uploads of earlier ones, and base videos.
+      const uint64_t id = rng() % 3 == 0 ? base->video_id(int32_t(rng() % 2000))
+                                         : 9'000'000'000 + rng() % 3000;
+      if (!used.insert(id).second) continue;
+      if (rng() % 5 == 0) {
+        batch.deletes.push_back(id);
+        if (want.count(id) || base->VideoRow(id)) want[id].deleted = true;
+        continue;
+      }
+      VideoUpsert v = Upload(*base, id, 1.f);
+      for (float& x : v.embedding) x = normal(rng);
+      v.popularity = float(rng() % 100000);
+      v.upload_time_ms = 1893456000000 + int64_t(rng() % 1000000);
+      batch.upserts.push_back(v);
+      want[id] = {false, v.embedding, v.popularity, v.upload_time_ms};
+    }
+    if (b % 7 == 0) {
+      UserUpsert u;
+      u.id = b % 3 == 0 ? base->user_id(int32_t(rng() % 50)) : 777000 + rng() % 40;
+      for (int d = 0; d < kDim; ++d) u.embedding.push_back(normal(rng));
+      u.activity = 1;
+      batch.users.push_back(u);
+      want_users[u.id] = u.embedding;
+    }
+    ASSERT_TRUE(live.Apply(batch).ok()) << b;
+  }
+  const auto view = live.view();
+  const int32_t delta_rows = view->num_rows() - base->num_videos();
+  EXPECT_LE(view->delta_segments().size(), std::log2(double(delta_rows)) + 1);
+  EXPECT_GT(view->delta_segments().size(), 1u);
+  EXPECT_TRUE(CatalogView::Create(base, view->delta_segments(), view->shared_tombstones(),
+                                  1, view->user_segments())
+                  .ok());
+  // Lookups.
+  int live_delta = 0;
+  for (const auto& [id, w] : want) {
+    const auto row = view->VideoRow(id);
+    ASSERT_EQ(row.has_value(), !w.deleted) << id;
+    if (w.deleted) continue;
+    live_delta += 1;
+    ASSERT_TRUE(view->in_delta(*row));
+    EXPECT_EQ(view->video_id(*row), id);
+    EXPECT_EQ(view->popularity(*row), w.popularity);
+    EXPECT_EQ(std::vector<float>(view->video_embedding(*row),
+                                 view->video_embedding(*row) + kDim),
+              w.embedding);
+  }
+  EXPECT_EQ(live.delta_size(), live_delta);
+  EXPECT_EQ(view->num_live_videos(),
+            base->num_videos() + live_delta -
+                int(std::count_if(want.begin(), want.end(), [&](const auto& kv) {
+                  return base->VideoRow(kv.first).has_value();
+                })));
+  for (const auto& [id, e] : want_users) {
+    const float* got;
+    float activity;
+    ASSERT_TRUE(view->FindUser(id, &got, &activity));
+    EXPECT_EQ(std::vector<float>(got, got + kDim), e) << id;
+  }
+  EXPECT_EQ(live.delta_users(), int(want_users.size()));
+  // The popular list: every live row, best first, ties by id.
+  std::vector<std::pair<float, uint64_t>> expected;
+  for (int32_t r = 0; r < view->num_rows(); ++r) {
+    if (view->live(r)) expected.push_back({-view->popularity(r), view->video_id(r)});
+  }
+  std::sort(expected.begin(), expected.end());
+  std::vector<std::pair<float, uint64_t>> listed;
+  view->ForEachListed(CatalogView::List::kPopular, [&](int32_t r) {
+    listed.push_back({-view->popularity(r), view->video_id(r)});
+    return listed.size() < 300;
+  });
+  expected.resize(listed.size());
+  EXPECT_EQ(listed, expected);
+  // Search: the delta's exact part, merged with the base's.
+  SearchScratch scratch;
+  std::vector<Hit> hits;
+  SearchOptions options;
+  options.k = 100;
+  const float* q = base->user_embedding(1);
+  view->Search(q, options, RowPredicate(), &scratch, &hits);
+  std::vector<std::pair<float, uint64_t>> best_delta;
+  for (int32_t r = base->num_videos(); r < view->num_rows(); ++r) {
+    if (!view->live(r)) continue;
+    float dot = 0;
+    for (int d = 0; d < kDim; ++d) dot += q[d] * view->video_embedding(r)[d];
+    best_delta.push_back({-dot, view->video_id(r)});
+  }
+  std::sort(best_delta.begin(), best_delta.end());
+  std::set<uint64_t> found;
+  for (const Hit& h : hits) {
+    ASSERT_TRUE(view->live(h.row));
+    found.insert(view->video_id(h.row));
+  }
+  // Every delta video scoring above the k-th hit is among the hits.
+  for (const auto& [neg, id] : best_delta) {
+    if (-neg <= hits.back().score) break;
+    EXPECT_TRUE(found.count(id)) << id;
+  }
 }
 
 }  // namespace
