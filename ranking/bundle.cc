@@ -136,6 +136,12 @@ absl::Status WriteBundle(const std::string& dir, const BundleManifest& manifest,
   std::string target = dir;
   while (target.size() > 1 && target.back() == '/') target.pop_back();
   const std::string tmp = absl::StrCat(target, ".partial-", ::getpid());
+  // Missing parents are made (`--out root/1` into a new root).
+  for (size_t slash = target.find('/', 1); slash != std::string::npos;
+       slash = target.find('/', slash + 1)) {
+    absl::Status made = fs.CreateDir(target.substr(0, slash));
+    if (!made.ok() && !absl::IsAlreadyExists(made)) return made;
+  }
   RETURN_IF_ERROR(fs.RemoveAll(tmp));
   RETURN_IF_ERROR(fs.CreateDir(tmp));
   auto write_all = [&]() -> absl::Status {

@@ -66,6 +66,7 @@ absl::StatusOr<std::shared_ptr<const Bundle>> MakeBundle(const BundleManifest& m
 // it is given before the rename (a compacted bundle's live updates).
 // Errors: AlreadyExists when `dir` exists; InvalidArgument for inconsistent
 // parts; those of `fs` or `extra` otherwise.
+// Missing parent directories of `dir` are created.
 absl::Status WriteBundle(
     const std::string& dir, const BundleManifest& manifest, const VideoColumns& videos,
     const UserColumns& users, const ModelTensors& model, const AnnIndex& index,

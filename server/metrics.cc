@@ -516,7 +516,9 @@ std::vector<MetricFamily> ServerMetrics::Collect() const {
         MetricType::Counter, double(c.log_failures));
     one("feedrank_live_delta_videos", "Videos in the live delta (not yet compacted).",
         MetricType::Gauge, double(c.delta_videos));
-    one("feedrank_live_tombstones", "Base videos deleted or replaced by live updates.",
+    one("feedrank_live_tombstones",
+        "Rows deleted or replaced by live updates (base and delta rows; compaction drops "
+        "them).",
         MetricType::Gauge, double(c.tombstones));
     one("feedrank_live_delta_users", "Users with a live embedding (not yet compacted).",
         MetricType::Gauge, double(c.delta_users));

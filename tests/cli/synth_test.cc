@@ -48,6 +48,12 @@ TEST(SynthTest, SameSeedSameBytesForEveryIndexType) {
   }
 }
 
+TEST(SynthTest, MissingParentDirectoriesAreMade) {
+  testing::TempDir dir;
+  testing::WriteSmallBundle(testing::SmallSynth(500, 20, "flat"), dir.Sub("root/new/1"));
+  EXPECT_TRUE(LoadBundle(dir.Sub("root/new/1")).ok());
+}
+
 TEST(SynthTest, CatalogueHasTheAdvertisedShape) {
   auto data = Synthesize(testing::SmallSynth(20000, 1000));
   ASSERT_TRUE(data.ok()) << data.status();
