@@ -140,6 +140,164 @@ class FileWriter : public faiss::IOWriter {
   WritableFile* file_;
 };
 
+// Walks the layout of a FAISS 1.7.3 index file of the kinds feedrank writes
+// (IndexFlatIP "IxFI", IndexIVFFlat "IwFl" with "ilar" lists, IndexHNSWFlat
+// "IHNf"), checking every length field against the bytes left in the file
+// before FAISS's reader sees it. FAISS resizes a vector to the length it
+// reads before reading its contents, so a corrupt length would otherwise
+// allocate (and zero) that much memory: up to terabytes, which aborts the
+// process or gets it killed for memory while it is serving the previous
+// bundle. Found by fuzz/index_fuzzer. Other kinds of index are left to
+// FAISS (Load refuses them after reading).
+// A fourcc as text, bytes outside printable ASCII as \xNN.
+std::string Printable(const std::string& fourcc) {
+  std::string out;
+  for (unsigned char c : fourcc) {
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+    }
+  }
+  return out;
+}
+
+class LayoutWalker {
+ public:
+  explicit LayoutWalker(ReadableFile* file) : file_(file), left_(file->size()) {}
+
+  absl::Status Index(int depth = 0) {
+    if (depth > 2) return Bad("sub-indexes nested deeper than FAISS writes them");
+    uint32_t fourcc;
+    RETURN_IF_ERROR(Get(&fourcc));
+    const std::string h(reinterpret_cast<const char*>(&fourcc), 4);
+    if (h == "IxFI" || h == "IxF2" || h == "IxFl") {
+      RETURN_IF_ERROR(Header());
+      return Vector(sizeof(float), "flat codes");
+    }
+    if (h == "IwFl") {
+      RETURN_IF_ERROR(Header());
+      RETURN_IF_ERROR(Skip(2 * sizeof(uint64_t)));  // nlist, nprobe
+      RETURN_IF_ERROR(Index(depth + 1));            // the quantizer
+      char direct_map;
+      RETURN_IF_ERROR(Get(&direct_map));
+      RETURN_IF_ERROR(Vector(sizeof(int64_t), "direct map"));
+      if (direct_map == 2)
+        RETURN_IF_ERROR(Vector(2 * sizeof(int64_t), "direct map hash"));
+      return InvertedLists();
+    }
+    if (h == "IHNf") {
+      RETURN_IF_ERROR(Header());
+      RETURN_IF_ERROR(Vector(sizeof(double), "HNSW level probabilities"));
+      RETURN_IF_ERROR(Vector(sizeof(int32_t), "HNSW neighbours per level"));
+      RETURN_IF_ERROR(Vector(sizeof(int32_t), "HNSW levels"));
+      RETURN_IF_ERROR(Vector(sizeof(uint64_t), "HNSW offsets"));
+      RETURN_IF_ERROR(Vector(sizeof(int32_t), "HNSW neighbours"));
+      RETURN_IF_ERROR(Skip(5 * sizeof(int32_t)));  // entry point .. upper_beam
+      return Index(depth + 1);                     // the storage
+    }
+    // Another kind (FAISS has dozens, each with its own layout): Load would
+    // refuse it after reading, so it is refused before FAISS reads it.
+    return absl::InvalidArgumentError(
+        absl::StrCat("holds a kind of FAISS index feedrank does not load (", Printable(h),
+                     "); feedrank writes IndexFlatIP, IndexIVFFlat and IndexHNSWFlat"));
+  }
+
+ private:
+  absl::Status Bad(const std::string& what) const {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a FAISS index of a kind feedrank writes, or truncated: ", what,
+                     " at byte ", file_->size() - left_));
+  }
+  template <typename T>
+  absl::Status Get(T* out) {
+    if (left_ < sizeof(T)) return Bad("the file ends");
+    ASSIGN_OR_RETURN(size_t got, file_->Read(out, sizeof(T)));
+    if (got != sizeof(T)) return Bad("the file ends");
+    left_ -= sizeof(T);
+    return absl::OkStatus();
+  }
+  absl::Status Skip(uint64_t bytes) {
+    if (bytes > left_) return Bad("the file ends");
+    char buf[64 << 10];
+    left_ -= bytes;
+    while (bytes > 0) {
+      ASSIGN_OR_RETURN(size_t got,
+                       file_->Read(buf, std::min<uint64_t>(bytes, sizeof(buf))));
+      if (got == 0) return Bad("the file ends");
+      bytes -= got;
+    }
+    return absl::OkStatus();
+  }
+  // A FAISS vector: its length (uint64) then length x `elem` bytes.
+  absl::Status Vector(uint64_t elem, const char* what) {
+    uint64_t n;
+    RETURN_IF_ERROR(Get(&n));
+    if (n > left_ / elem) {
+      return Bad(absl::StrCat(what, " claim ", n, " entries, more than the file holds"));
+    }
+    return Skip(n * elem);
+  }
+  // d, ntotal, two dummies, is_trained, metric.
+  absl::Status Header() {
+    RETURN_IF_ERROR(Skip(sizeof(int32_t) + 3 * sizeof(int64_t) + 1));
+    // FAISS stores the number into its MetricType enum as read; anything but
+    // inner product (0) or L2 (1) is not a metric of an index feedrank
+    // writes, and reading such an enum back is undefined behaviour.
+    int32_t metric;
+    RETURN_IF_ERROR(Get(&metric));
+    if (metric != 0 && metric != 1) return Bad(absl::StrCat("metric ", metric));
+    return absl::OkStatus();
+  }
+  absl::Status InvertedLists() {
+    uint32_t fourcc;
+    RETURN_IF_ERROR(Get(&fourcc));
+    const std::string h(reinterpret_cast<const char*>(&fourcc), 4);
+    if (h == "il00") return absl::OkStatus();  // refused by ValidateStructure
+    if (h != "ilar") return Bad("inverted lists of a kind feedrank does not write");
+    uint64_t nlist, code_size;
+    RETURN_IF_ERROR(Get(&nlist));
+    RETURN_IF_ERROR(Get(&code_size));
+    if (nlist > left_ || code_size > left_) return Bad("inverted lists' sizes");
+    uint32_t list_type;
+    RETURN_IF_ERROR(Get(&list_type));
+    const std::string t(reinterpret_cast<const char*>(&list_type), 4);
+    std::vector<uint64_t> sizes(nlist, 0);
+    if (t == "full") {
+      uint64_t n;
+      RETURN_IF_ERROR(Get(&n));
+      if (n != nlist) return Bad("inverted list count");
+      for (uint64_t& size : sizes) RETURN_IF_ERROR(Get(&size));
+    } else if (t == "sprs") {
+      uint64_t n;
+      RETURN_IF_ERROR(Get(&n));
+      if (n % 2 != 0 || n > left_ / sizeof(uint64_t)) return Bad("sparse list sizes");
+      for (uint64_t i = 0; i < n; i += 2) {
+        uint64_t list, size;
+        RETURN_IF_ERROR(Get(&list));
+        RETURN_IF_ERROR(Get(&size));
+        if (list >= nlist) return Bad("sparse list number");
+        sizes[list] = size;
+      }
+    } else {
+      return Bad("inverted list layout");
+    }
+    // Each list: size x code_size bytes of codes, then size ids.
+    const uint64_t per_entry = code_size + sizeof(int64_t);
+    for (uint64_t size : sizes) {
+      if (size > left_ / per_entry) {
+        return Bad(absl::StrCat("an inverted list claims ", size,
+                                " entries, more than the file holds"));
+      }
+      RETURN_IF_ERROR(Skip(size * per_entry));
+    }
+    return absl::OkStatus();
+  }
+
+  ReadableFile* file_;
+  uint64_t left_;
+};
+
 }  // namespace
 
 void MarkTable::EnsureSize(size_t n) {
@@ -190,9 +348,16 @@ AnnIndex::AnnIndex(std::unique_ptr<faiss::Index> index, Type type, int d, int64_
     case Type::kHnsw: {
       hnsw_ = dynamic_cast<const faiss::IndexHNSW*>(index_.get());
       vectors_ = static_cast<const faiss::IndexFlat*>(hnsw_->storage)->get_xb();
+      // Over the levels nodes use (0 .. max_level): the table may list more,
+      // and a file could make an unused one claim any size. ValidateStructure
+      // ties the used levels' counts to the link table.
       const std::vector<int>& cum = hnsw_->hnsw.cum_nneighbor_per_level;
-      for (size_t l = 0; l + 1 < cum.size(); ++l) {
-        max_links_ = std::max<size_t>(max_links_, cum[l + 1] - cum[l]);
+      const size_t used = std::max(hnsw_->hnsw.max_level, 0) + 1;
+      for (size_t l = 0; l + 1 < cum.size() && l < used; ++l) {
+        // In 64 bits: an unsorted table (refused by ValidateStructure, which
+        // runs after this) must not overflow here first.
+        const int64_t links = int64_t{cum[l + 1]} - cum[l];
+        if (links > 0) max_links_ = std::max<size_t>(max_links_, size_t(links));
       }
       break;
     }
@@ -326,6 +491,13 @@ absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Load(const std::string& path
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": manifest ", type.status().message()));
   }
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<ReadableFile> file, fs.OpenForRead(path));
+    absl::Status layout = LayoutWalker(file.get()).Index();
+    if (!layout.ok()) {
+      return absl::Status(layout.code(), absl::StrCat(path, ": ", layout.message()));
+    }
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<ReadableFile> file, fs.OpenForRead(path));
   std::unique_ptr<faiss::Index> index;
   FileReader reader(file.get());
@@ -444,6 +616,13 @@ absl::Status AnnIndex::ValidateStructure(const std::string& path) const {
       }
       if (ivf_->code_size != size_t(d_) * sizeof(float)) {
         return bad("IVF code size ", ivf_->code_size, " is not ", d_, " floats");
+      }
+      // A file may hold "no lists" (FAISS's il00), or lists of another
+      // count or code size than the index claims.
+      if (ivf_->invlists == nullptr || ivf_->invlists->nlist != ivf_->nlist ||
+          ivf_->invlists->code_size != ivf_->code_size) {
+        return bad("IVF index has no inverted lists matching its ", ivf_->nlist,
+                   " lists of ", ivf_->code_size, "-byte codes");
       }
       std::vector<uint8_t> seen(n_, 0);
       int64_t total = 0;

@@ -917,31 +917,38 @@ TEST_F(AnnIndexTest, LoadRefusesGarbage) {
 #endif
 #endif
 
-TEST_F(AnnIndexTest, AnIndexClaimingATerabyteIsResourceExhausted) {
-#ifdef FEEDRANK_ASAN
-  GTEST_SKIP() << "operator new aborts under AddressSanitizer instead of throwing";
-#endif
+TEST_F(AnnIndexTest, ALengthBeyondTheFileIsRefusedBeforeAnythingIsAllocated) {
   TempDir dir;
-  // A flat index file whose vector table claims 2^38 floats: FAISS's reader
-  // allocates that much before reading and runs out of memory. That is not
-  // "invalid argument": it is ResourceExhausted.
+  // A flat index file whose vector table claims more floats than the file
+  // holds: 2^38 (FAISS's reader would allocate a terabyte before reading),
+  // and 2^27 (half a gigabyte: it would allocate and zero it, then fail).
+  // Load checks every length against the bytes left first, so neither is
+  // allocated, and the error says which length is wrong.
   const std::string path = dir.Sub("huge.faiss");
   faiss::IndexFlatIP flat(kDim);
   flat.add(10, Videos().data());
   faiss::write_index(&flat, path.c_str());
-  std::string bytes = testing::ReadFile(path);
+  const std::string good = testing::ReadFile(path);
   // Header: fourcc 4, d 4, ntotal 8, two dummies 16, is_trained 1, metric 4.
   constexpr size_t kCodesSizeAt = 37;
-  uint64_t claimed = uint64_t{1} << 38;
-  ASSERT_GT(bytes.size(), kCodesSizeAt + 8);
-  std::memcpy(&bytes[kCodesSizeAt], &claimed, sizeof(claimed));
-  WriteFile(path, bytes);
+  ASSERT_GT(good.size(), kCodesSizeAt + 8);
   IndexSpec spec;
   spec.set_type("flat");
-  auto loaded = AnnIndex::Load(path, spec, kDim, 10);
-  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kResourceExhausted)
-      << loaded.status();
-  EXPECT_THAT(std::string(loaded.status().message()), HasSubstr("out of memory"));
+  for (uint64_t claimed : {uint64_t{1} << 38, uint64_t{1} << 27}) {
+    std::string bytes = good;
+    std::memcpy(&bytes[kCodesSizeAt], &claimed, sizeof(claimed));
+    WriteFile(path, bytes);
+    auto loaded = AnnIndex::Load(path, spec, kDim, 10);
+    EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument)
+        << loaded.status();
+    EXPECT_THAT(std::string(loaded.status().message()),
+                HasSubstr(absl::StrCat("flat codes claim ", claimed,
+                                       " entries, more than the file holds")));
+    EXPECT_THAT(std::string(loaded.status().message()), HasSubstr(path));
+  }
+  // The file as written loads.
+  WriteFile(path, good);
+  EXPECT_TRUE(AnnIndex::Load(path, spec, kDim, 10).ok());
 }
 
 TEST_F(AnnIndexTest, ErrorsAreMappedByCause) {

@@ -1,0 +1,68 @@
+// FAISS index files (embeddings/ann_index.h): AnnIndex::Load's checks of
+// type, metric, dimension, size and the structure (graph links and levels,
+// inverted lists), then searches over an index it accepted, which must stay
+// within the catalogue's rows.
+//
+// Input: one byte choosing the index type (flat, ivf, hnsw: byte % 3), then
+// the file. The seeds (corpus/index) are valid indexes of kRows x kDim.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#include "embeddings/ann_index.h"
+#include "fuzz/fuzz_util.h"
+
+namespace {
+
+constexpr int kDim = 8;
+constexpr int64_t kRows = 64;
+
+feedrank::IndexSpec SpecFor(uint8_t selector) {
+  feedrank::IndexSpec spec;
+  switch (selector % 3) {
+    case 0:
+      spec.set_type("flat");
+      break;
+    case 1:
+      spec.set_type("ivf");
+      spec.set_ivf_nlist(4);
+      spec.set_ivf_nprobe(2);
+      break;
+    default:
+      spec.set_type("hnsw");
+      spec.set_hnsw_m(8);
+      spec.set_hnsw_ef_construction(32);
+      break;
+  }
+  return spec;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  const feedrank::IndexSpec spec = SpecFor(data[0]);
+  const std::string path = feedrank::fuzz::WriteInput(
+      "input.faiss", feedrank::fuzz::AsView(data + 1, size - 1));
+  auto index = feedrank::AnnIndex::Load(path, spec, kDim, kRows);
+  if (!index.ok()) return 0;
+  std::vector<float> q(kDim);
+  for (int i = 0; i < kDim; ++i)
+    q[i] = (i % 2 == 0 ? 1.0f : -0.5f) * static_cast<float>(i + 1);
+  feedrank::SearchScratch scratch;
+  std::vector<feedrank::Hit> hits;
+  for (int k : {1, 10, static_cast<int>(kRows)}) {
+    feedrank::SearchOptions options;
+    options.k = k;
+    (*index)->Search(q.data(), options, feedrank::RowPredicate(), &scratch, &hits);
+    // Every hit is a row of the catalogue, listed once.
+    std::vector<bool> seen(kRows, false);
+    for (const feedrank::Hit& hit : hits) {
+      if (hit.row < 0 || hit.row >= kRows || seen[hit.row]) std::abort();
+      seen[hit.row] = true;
+    }
+    if (static_cast<int>(hits.size()) > k) std::abort();
+  }
+  return 0;
+}
