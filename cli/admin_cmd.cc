@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "base/env.h"
 #include "base/status_macros.h"
+#include "cli/client.h"
 #include "feedrank/v1/admin.grpc.pb.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
@@ -107,8 +108,9 @@ absl::Status RunAdminApply(const AdminFlags& flags) {
                    ReadFileToString(*FileSystem::Real(), flags.config_path, 16 << 20));
   request.set_dry_run(flags.dry_run);
   request.set_expected_version(flags.expected_version);
-  auto stub = v1::FeedAdmin::NewStub(
-      grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials()));
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                   MakeChannel(flags.target, flags.tls));
+  auto stub = v1::FeedAdmin::NewStub(channel);
   grpc::ClientContext context;
   RETURN_IF_ERROR(Prepare(flags, &context));
   v1::ApplyConfigResponse response;
@@ -119,8 +121,9 @@ absl::Status RunAdminApply(const AdminFlags& flags) {
 }
 
 absl::Status RunAdminGet(const AdminFlags& flags) {
-  auto stub = v1::FeedAdmin::NewStub(
-      grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials()));
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                   MakeChannel(flags.target, flags.tls));
+  auto stub = v1::FeedAdmin::NewStub(channel);
   grpc::ClientContext context;
   RETURN_IF_ERROR(Prepare(flags, &context));
   v1::GetConfigResponse response;
@@ -186,8 +189,9 @@ std::string FormatUpdate(const v1::UpdateResponse& r) {
 }
 
 absl::Status RunAdminStatus(const AdminFlags& flags) {
-  auto stub = v1::FeedAdmin::NewStub(
-      grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials()));
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                   MakeChannel(flags.target, flags.tls));
+  auto stub = v1::FeedAdmin::NewStub(channel);
   grpc::ClientContext context;
   RETURN_IF_ERROR(Prepare(flags, &context));
   v1::GetStatusResponse response;
@@ -215,8 +219,9 @@ absl::Status RunAdminUpsert(const AdminFlags& flags, bool users) {
     return absl::InvalidArgumentError(absl::StrCat(
         flags.update_path, ": not a ", request.GetTypeName(), " in textproto"));
   }
-  auto stub = v1::FeedAdmin::NewStub(
-      grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials()));
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                   MakeChannel(flags.target, flags.tls));
+  auto stub = v1::FeedAdmin::NewStub(channel);
   grpc::ClientContext context;
   RETURN_IF_ERROR(Prepare(flags, &context));
   v1::UpdateResponse response;
@@ -231,8 +236,9 @@ absl::Status RunAdminUpsert(const AdminFlags& flags, bool users) {
 absl::Status RunAdminDelete(const AdminFlags& flags) {
   v1::DeleteVideosRequest request;
   request.mutable_ids()->Assign(flags.delete_ids.begin(), flags.delete_ids.end());
-  auto stub = v1::FeedAdmin::NewStub(
-      grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials()));
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                   MakeChannel(flags.target, flags.tls));
+  auto stub = v1::FeedAdmin::NewStub(channel);
   grpc::ClientContext context;
   RETURN_IF_ERROR(Prepare(flags, &context));
   v1::UpdateResponse response;
@@ -243,8 +249,9 @@ absl::Status RunAdminDelete(const AdminFlags& flags) {
 }
 
 absl::Status RunAdminCompact(const AdminFlags& flags) {
-  auto stub = v1::FeedAdmin::NewStub(
-      grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials()));
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                   MakeChannel(flags.target, flags.tls));
+  auto stub = v1::FeedAdmin::NewStub(channel);
   AdminFlags long_call = flags;
   long_call.deadline = std::max(flags.deadline, absl::Hours(1));  // an index build
   grpc::ClientContext context;

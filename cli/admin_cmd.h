@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "cli/client.h"
 #include "feedrank/v1/admin.pb.h"
 
 namespace feedrank {
@@ -27,6 +28,7 @@ namespace feedrank {
 struct AdminFlags {
   std::string target = "127.0.0.1:50052";
   std::string token_file;
+  ClientTls tls;
   absl::Duration deadline = absl::Seconds(60);
   // apply
   std::string config_path;

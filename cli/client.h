@@ -47,6 +47,25 @@ absl::StatusOr<std::string> CheckHealth(const std::shared_ptr<grpc::Channel>& ch
 absl::Status WaitForServing(const std::shared_ptr<grpc::Channel>& channel,
                             const std::string& service, absl::Duration timeout);
 
+// How a command-line client reaches a server: plaintext unless `ca_file`
+// is set; then TLS verifying the server against it, presenting `cert_file`
+// and `key_file` when given (for an admin service with mutual TLS), and
+// checking the server's certificate for `server_name` when set (else the
+// target's host).
+struct ClientTls {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  std::string server_name;
+};
+
+// A channel to `target` with `tls` and `args`. Errors name the flag and
+// file: a file that cannot be read or holds no PEM block, a client
+// certificate without its key.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+    const std::string& target, const ClientTls& tls,
+    grpc::ChannelArguments args = grpc::ChannelArguments());
+
 // "INVALID_ARGUMENT" etc.
 std::string CodeName(grpc::StatusCode code);
 

@@ -340,8 +340,12 @@ class UpsertStream {
 
  private:
   void Run() {
-    auto stub = v1::FeedAdmin::NewStub(
-        grpc::CreateChannel(o_.admin_target, grpc::InsecureChannelCredentials()));
+    auto channel = MakeChannel(o_.admin_target, o_.tls);
+    if (!channel.ok()) {  // the same files opened the main channel: unlikely
+      ++errors_;
+      return;
+    }
+    auto stub = v1::FeedAdmin::NewStub(*channel);
     std::mt19937_64 rng(o_.seed ^ 0x5eed);
     std::normal_distribution<float> normal;
     const auto start = SteadyClock::now();
@@ -405,8 +409,8 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
   // being shared with another test channel in-process.
   args.SetInt("grpc.use_local_subchannel_pool", 1);
   // Declared before the Driver runs, so destroyed here after it: see LIFETIME.
-  const std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(), args);
+  ASSIGN_OR_RETURN(const std::shared_ptr<grpc::Channel> channel,
+                   MakeChannel(o.target, o.tls, args));
   absl::Status ready =
       WaitForServing(channel, kRankerServiceName, absl::Seconds(o.serving_timeout_s));
   if (!ready.ok()) return absl::UnavailableError(ready.message());

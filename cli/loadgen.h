@@ -11,12 +11,15 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cli/client.h"
 
 namespace feedrank {
 
 // Every field is checked by RunLoadgen (InvalidArgument naming the field).
 struct LoadgenOptions {
   std::string target;  // host:port; must not be empty
+  // TLS to the server (and the admin target); plaintext when no CA file.
+  ClientTls tls;
   // Calls in flight (closed loop), or the cap on calls in flight (open loop;
   // beyond it a scheduled call is counted as "client overflow").
   // In [1, 100000].

@@ -159,8 +159,22 @@ CLI::Option* AddDuration(CLI::App* cmd, const std::string& name, absl::Duration*
       ->type_name("DURATION");
 }
 
+// A client's TLS flags (cli/client.h ClientTls).
+void AddClientTls(CLI::App* cmd, ClientTls* tls) {
+  cmd->add_option("--tls-ca-file", tls->ca_file,
+                  "PEM CA certificates that signed the server's certificate: connect "
+                  "with TLS (default: plaintext)");
+  cmd->add_option("--tls-cert-file", tls->cert_file,
+                  "PEM client certificate, for a server that requires one (mutual TLS)");
+  cmd->add_option("--tls-key-file", tls->key_file, "PEM private key of --tls-cert-file");
+  cmd->add_option(
+      "--tls-server-name", tls->server_name,
+      "Name to verify in the server's certificate (default: the target's host)");
+}
+
 struct QueryFlags {
   std::string target = "localhost:50051";
+  ClientTls tls;
   std::vector<uint64_t> users;
   std::string bundle;
   int sample_users = 0;
@@ -174,7 +188,9 @@ struct QueryFlags {
 };
 
 int RunQuery(const QueryFlags& flags) {
-  auto channel = grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials());
+  auto made = MakeChannel(flags.target, flags.tls);
+  if (!made.ok()) return Fail(made.status());
+  std::shared_ptr<grpc::Channel> channel = *std::move(made);
   if (flags.wait > absl::ZeroDuration()) {
     absl::Status ready = WaitForServing(channel, kRankerServiceName, flags.wait);
     if (!ready.ok()) return Fail(ready);
@@ -433,6 +449,14 @@ int main(int argc, char** argv) {
                    "loopback unless --admin-token-file; empty = none; auto = "
                    "127.0.0.1 and the --address port + 1 (a free port when that is 0)")
       ->capture_default_str();
+  serve_cmd->add_option("--tls-cert-file", serve.tls.cert_file,
+                        "PEM certificate chain: serve both services over TLS (with "
+                        "--tls-key-file; default: plaintext)");
+  serve_cmd->add_option("--tls-key-file", serve.tls.key_file,
+                        "PEM private key of --tls-cert-file");
+  serve_cmd->add_option("--tls-client-ca-file", serve.tls.client_ca_file,
+                        "PEM CA certificates: the admin service requires a client "
+                        "certificate signed by one (mutual TLS)");
   serve_cmd->add_option("--admin-token-file", admin_token_file,
                         "File holding the token admin calls must carry "
                         "(authorization: Bearer <token>)");
@@ -527,6 +551,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     sub->add_option("--token-file", admin.token_file,
                     "Token file, when the server has --admin-token-file");
+    AddClientTls(sub, &admin.tls);
   }
   admin_apply->add_option("--config", admin.config_path, "Textproto RankingConfig")
       ->required();
@@ -541,6 +566,7 @@ int main(int argc, char** argv) {
       app.add_subcommand("query", "Call RankFeed and print the ranked feeds");
   query_cmd->add_option("--target", query.target, "Server host:port")
       ->capture_default_str();
+  AddClientTls(query_cmd, &query.tls);
   query_cmd->add_option("--user", query.users, "User id (repeatable)");
   query_cmd->add_option("--bundle", query.bundle, "Bundle to sample user ids from");
   query_cmd
@@ -577,6 +603,7 @@ int main(int argc, char** argv) {
   absl::Duration load_wait = absl::Seconds(load.serving_timeout_s);
   auto* load_cmd = app.add_subcommand("loadgen", "Load-test RankFeed over gRPC");
   load_cmd->add_option("--target", load.target, "Server host:port")->required();
+  AddClientTls(load_cmd, &load.tls);
   load_cmd->add_option("--bundle", load_bundle,
                        "Bundle to draw user and video ids from (else random ids: all "
                        "cold start)");

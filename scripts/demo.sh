@@ -29,7 +29,7 @@ server=$!
 trap 'kill -TERM $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -f "$log"' EXIT
 port="" metrics=""
 for _ in $(seq 300); do
-  port=$(sed -n 's/.*listening on [^ ]* (port \([0-9]*\)).*/\1/p' "$log")
+  port=$(sed -n 's/.*listening on [^ ]* (port \([0-9]*\)[,)].*/\1/p' "$log")
   metrics=$(sed -n 's/.*metrics on .* (port \([0-9]*\)).*/\1/p' "$log")
   [[ -n "$port" ]] && break
   if ! kill -0 $server 2>/dev/null; then cat "$log" >&2; exit 1; fi

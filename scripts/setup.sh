@@ -21,6 +21,8 @@ packages=(
   # The Python client example and its test (scripts/python-stubs.sh); curl
   # for the demo's metrics scrape.
   python3-grpcio python3-protobuf curl
+  # tests/cli/tls_test.cc makes its certificates with openssl.
+  openssl
   # scripts/test.sh: the sanitizer builds (clang with its sanitizer run-times,
   # llvm-symbolizer for the reports' stacks) and the format check.
   clang-14 libclang-rt-14-dev llvm-14 clang-format-14

@@ -361,15 +361,16 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (!o.metrics_address.empty()) {
     RETURN_IF_ERROR(ParseHostPort(o.metrics_address, &host, &port));
   }
+  if (absl::Status tls = ValidateServerTls(o.tls); !tls.ok()) return tls;
   if (!o.admin_address.empty()) {
     if (!absl::StartsWith(o.admin_address, "unix:")) {
       RETURN_IF_ERROR(ParseHostPort(o.admin_address, &host, &port));
       const bool loopback = host == "127.0.0.1" || host == "localhost" || host == "::1" ||
                             host == "[::1]" || absl::StartsWith(host, "127.");
-      if (!loopback && o.admin_token.empty()) {
+      if (!loopback && o.admin_token.empty() && o.tls.client_ca_file.empty()) {
         return bad("admin_address: ", o.admin_address,
                    " is not a loopback address; an exposed admin service needs a token "
-                   "(--admin-token-file)");
+                   "(--admin-token-file) or mutual TLS (--tls-client-ca-file)");
       }
     }
     if (o.admin_address == o.address && !absl::EndsWith(o.address, ":0")) {
@@ -563,7 +564,9 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              Millis(l.min_client_ping_interval));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
-  builder.AddListeningPort(o.address, grpc::InsecureServerCredentials(), &server->port_);
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                   MakeServerCredentials(o.tls, /*mutual=*/false, *o.env.fs));
+  builder.AddListeningPort(o.address, credentials, &server->port_);
   // RankFeed enforces max_request_bytes itself; gRPC's own limit only has to
   // let such requests through (health checks and reflection keep gRPC's
   // default of 4 MiB at least).
@@ -588,8 +591,12 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
     server->admin_service_ = std::make_unique<FeedAdminService>(server.get());
     grpc::ServerBuilder admin;
     admin.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-    admin.AddListeningPort(o.admin_address, grpc::InsecureServerCredentials(),
-                           &server->admin_port_);
+    auto admin_credentials = MakeServerCredentials(o.tls, /*mutual=*/true, *o.env.fs);
+    if (!admin_credentials.ok()) {
+      server->server_->Shutdown();
+      return admin_credentials.status();
+    }
+    admin.AddListeningPort(o.admin_address, *admin_credentials, &server->admin_port_);
     // A config file may be up to 16 MiB (ReadConfigFile's limit).
     admin.SetMaxReceiveMessageSize(17 << 20);
     admin.RegisterService(server->admin_service_.get());
@@ -613,17 +620,20 @@ absl::StatusOr<std::unique_ptr<FeedServer>> FeedServer::Start(ServerOptions opti
                          [s] { return s->NotReadyReason(); }));
   }
   LogInfo(
-      "listening on %s (port %d), %d ranking threads%s%s; not serving until a bundle is "
-      "loaded",
-      o.address, server->port_, server->workers_->threads(),
+      "listening on %s (port %d, %s), %d ranking threads%s%s; not serving until a bundle "
+      "is loaded",
+      o.address, server->port_, o.tls.enabled() ? "TLS" : "plaintext",
+      server->workers_->threads(),
       server->monitoring_ != nullptr
           ? absl::StrFormat("; metrics on %s (port %d)", o.metrics_address,
                             server->monitoring_->port())
           : std::string(),
       server->admin_server_ != nullptr
-          ? absl::StrFormat("; admin on %s (port %d%s)", o.admin_address,
-                            server->admin_port_,
-                            o.admin_token.empty() ? "" : ", token required")
+          ? absl::StrFormat(
+                "; admin on %s (port %d%s%s)", o.admin_address, server->admin_port_,
+                o.tls.client_ca_file.empty() ? (o.tls.enabled() ? ", TLS" : "")
+                                             : ", mutual TLS",
+                o.admin_token.empty() ? "" : ", token required")
           : std::string());
   return server;
 }

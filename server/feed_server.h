@@ -52,6 +52,7 @@
 #include "server/monitoring.h"
 #include "server/reflection_v1.h"
 #include "server/snapshot_manager.h"
+#include "server/tls.h"
 #include "server/worker_pool.h"
 
 namespace feedrank {
@@ -112,9 +113,13 @@ struct ServerOptions {
   // Serve gRPC server reflection, v1 and v1alpha (grpcurl, the
   // reflection-based clients).
   bool reflection = true;
+  // TLS for both services (server/tls.h); plaintext when it has no
+  // certificate. With a client CA the admin service requires client
+  // certificates it signed (mutual TLS).
+  ServerTls tls;
   // host:port of the FeedAdmin service (feedrank.v1.FeedAdmin), a server of
   // its own; empty = none. A host other than loopback requires
-  // `admin_token`.
+  // `admin_token` or mutual TLS (tls.client_ca_file).
   std::string admin_address;
   // When set, admin calls must carry "authorization: Bearer <token>".
   std::string admin_token;
