@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 
@@ -187,6 +189,14 @@ class PosixFileSystem : public FileSystem {
     return info;
   }
 
+  absl::StatusOr<std::string> RealPath(const std::string& path) override {
+    char* resolved = ::realpath(path.c_str(), nullptr);
+    if (resolved == nullptr) return Errno(errno, path, "cannot resolve");
+    std::string out(resolved);
+    ::free(resolved);
+    return out;
+  }
+
   absl::Status SyncDir(const std::string& path) override {
     const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return Errno(errno, path, "cannot open directory");
@@ -284,6 +294,21 @@ absl::Status WriteFileAtomically(
   if (status.ok()) status = fs.Rename(tmp, path);
   if (!status.ok()) fs.RemoveAll(tmp).IgnoreError();
   return status;
+}
+
+absl::StatusOr<std::string> ReadPemFile(FileSystem& fs, const std::string& path,
+                                        const char* kind, const char* flag) {
+  auto text = ReadFileToString(fs, path, 1 << 20);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(),
+                        absl::StrCat(flag, ": ", text.status().message()));
+  }
+  if (!absl::StrContains(*text, "-----BEGIN ") ||
+      !absl::StrContains(*text, absl::StrCat(kind, "-----"))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": ", path, " holds no PEM ", kind));
+  }
+  return text;
 }
 
 }  // namespace feedrank

@@ -114,6 +114,9 @@ class FileSystem {
   virtual absl::Status SyncDir(const std::string& path) = 0;
   // stat(2) of `path`, following symbolic links.
   virtual absl::StatusOr<FileInfo> Stat(const std::string& path) = 0;
+  // realpath(3): the absolute path of an existing `path` with every
+  // symbolic link, "." and ".." resolved.
+  virtual absl::StatusOr<std::string> RealPath(const std::string& path) = 0;
 
   // The real file system (POSIX). Never null.
   static FileSystem* Real();
@@ -153,6 +156,9 @@ class FileSystemWrapper : public FileSystem {
   absl::StatusOr<FileInfo> Stat(const std::string& path) override {
     return target_->Stat(path);
   }
+  absl::StatusOr<std::string> RealPath(const std::string& path) override {
+    return target_->RealPath(path);
+  }
 
  protected:
   FileSystem* target() const { return target_; }
@@ -189,6 +195,12 @@ struct Env {
 // before reading them. Errors of OpenForRead and Read otherwise.
 absl::StatusOr<std::string> ReadFileToString(FileSystem& fs, const std::string& path,
                                              uint64_t max_bytes = uint64_t{1} << 30);
+
+// A PEM file (at most 1 MiB) that must hold a block of `kind`
+// ("CERTIFICATE"; "PRIVATE KEY" also matches "RSA PRIVATE KEY" ...). Errors
+// start with `flag`: those of reading, InvalidArgument when no such block.
+absl::StatusOr<std::string> ReadPemFile(FileSystem& fs, const std::string& path,
+                                        const char* kind, const char* flag);
 
 // Writes `data` to `path` through a temporary sibling that is synced and
 // renamed over `path`, so a reader sees the old file or the new one, never a

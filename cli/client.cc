@@ -3,7 +3,6 @@
 #include <thread>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -108,28 +107,16 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ta
     return absl::InvalidArgumentError(
         "--tls-cert-file and --tls-key-file go together: give both or neither");
   }
-  auto read = [](const std::string& path, const char* kind,
-                 const char* flag) -> absl::StatusOr<std::string> {
-    auto text = ReadFileToString(*FileSystem::Real(), path, 1 << 20);
-    if (!text.ok()) {
-      return absl::Status(text.status().code(),
-                          absl::StrCat(flag, ": ", text.status().message()));
-    }
-    if (!absl::StrContains(*text, "-----BEGIN ") ||
-        !absl::StrContains(*text, absl::StrCat(kind, "-----"))) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(flag, ": ", path, " holds no PEM ", kind));
-    }
-    return text;
-  };
   grpc::SslCredentialsOptions options;
-  ASSIGN_OR_RETURN(options.pem_root_certs,
-                   read(tls.ca_file, "CERTIFICATE", "--tls-ca-file"));
+  ASSIGN_OR_RETURN(options.pem_root_certs, ReadPemFile(*FileSystem::Real(), tls.ca_file,
+                                                       "CERTIFICATE", "--tls-ca-file"));
   if (!tls.cert_file.empty()) {
     ASSIGN_OR_RETURN(options.pem_cert_chain,
-                     read(tls.cert_file, "CERTIFICATE", "--tls-cert-file"));
-    ASSIGN_OR_RETURN(options.pem_private_key,
-                     read(tls.key_file, "PRIVATE KEY", "--tls-key-file"));
+                     ReadPemFile(*FileSystem::Real(), tls.cert_file, "CERTIFICATE",
+                                 "--tls-cert-file"));
+    ASSIGN_OR_RETURN(
+        options.pem_private_key,
+        ReadPemFile(*FileSystem::Real(), tls.key_file, "PRIVATE KEY", "--tls-key-file"));
   }
   if (!tls.server_name.empty()) {
     args.SetString(GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, tls.server_name);

@@ -74,6 +74,28 @@ class Driver : public std::enable_shared_from_this<Driver> {
     return Summarize();
   }
 
+  // The figures of the calls completed since the last call of this, with
+  // `end_s` the seconds since the start.
+  LoadgenInterval TakeInterval() ABSL_LOCKS_EXCLUDED(mu_) {
+    std::vector<double> l;
+    LoadgenInterval out;
+    {
+      absl::MutexLock lock(&mu_);
+      l.swap(interval_ms_);
+      out = interval_;
+      interval_ = LoadgenInterval();
+    }
+    out.end_s = std::chrono::duration<double>(SteadyClock::now() - start_).count();
+    out.ok = int64_t(l.size());
+    if (!l.empty()) {
+      std::sort(l.begin(), l.end());
+      out.p50 = l[std::min(l.size() - 1, size_t(std::ceil(0.5 * l.size())) - 1)];
+      out.p99 = l[std::min(l.size() - 1, size_t(std::ceil(0.99 * l.size())) - 1)];
+      out.max = l.back();
+    }
+    return out;
+  }
+
  private:
   struct Call {
     grpc::ClientContext context;
@@ -177,6 +199,14 @@ class Driver : public std::enable_shared_from_this<Driver> {
     std::shared_ptr<CallHold> next;
     {
       absl::MutexLock lock(&mu_);
+      const double ms =
+          std::chrono::duration<double, std::milli>(now - call.scheduled).count();
+      if (status.ok()) {
+        interval_ms_.push_back(ms);
+        if (call.response.degraded()) ++interval_.degraded;
+      } else {
+        ++interval_.errors;
+      }
       if (call.scheduled >= measure_from_) {
         if (status.ok()) {
           latencies_ms_.push_back(
@@ -269,6 +299,9 @@ class Driver : public std::enable_shared_from_this<Driver> {
   int64_t degraded_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<double> latencies_ms_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> errors_ ABSL_GUARDED_BY(mu_);
+  // The current interval (TakeInterval).
+  std::vector<double> interval_ms_ ABSL_GUARDED_BY(mu_);
+  LoadgenInterval interval_ ABSL_GUARDED_BY(mu_);
 };
 
 // Each bound on a number of seconds keeps every time point of a run far from
@@ -297,6 +330,11 @@ absl::Status Validate(const LoadgenOptions& o) {
   }
   RETURN_IF_ERROR(in_range("warmup_s", o.warmup_s, 0.0, 1e6));
   RETURN_IF_ERROR(in_range("count", o.count, 0, 1000000));
+  if (o.interval_s != 0) RETURN_IF_ERROR(in_range("interval_s", o.interval_s, 0.1, 1e6));
+  if (o.upsert_ids != 0) {
+    RETURN_IF_ERROR(
+        in_range("upsert_ids", o.upsert_ids, int64_t{1}, int64_t{1000000000}));
+  }
   RETURN_IF_ERROR(in_range("exclude", o.exclude, 0, 1000000));
   RETURN_IF_ERROR(in_range("deadline_ms", o.deadline_ms, 1, 3600000));
   RETURN_IF_ERROR(in_range("cold_fraction", o.cold_fraction, 0.0, 1.0));
@@ -350,7 +388,8 @@ class UpsertStream {
     std::normal_distribution<float> normal;
     const auto start = SteadyClock::now();
     const double per_batch_s = o_.upsert_batch / o_.upserts_per_second;
-    uint64_t next_id = 7000000000000ull + (o_.seed % 1000) * 1000000000ull;
+    const uint64_t first_id = 7000000000000ull + (o_.seed % 1000) * 1000000000ull;
+    uint64_t sent = 0;
     for (int64_t k = 0; !stop_; ++k) {
       std::this_thread::sleep_until(start +
                                     std::chrono::duration_cast<SteadyClock::duration>(
@@ -359,7 +398,8 @@ class UpsertStream {
       v1::UpsertVideosRequest request;
       for (int i = 0; i < o_.upsert_batch; ++i) {
         v1::VideoUpdate* v = request.add_videos();
-        v->set_id(next_id++);
+        v->set_id(first_id + (o_.upsert_ids > 0 ? sent % uint64_t(o_.upsert_ids) : sent));
+        ++sent;
         double norm = 0;
         std::vector<float> e(o_.upsert_dim);
         for (float& x : e) {
@@ -417,9 +457,63 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
   const std::unique_ptr<v1::FeedRanker::Stub> stub = v1::FeedRanker::NewStub(channel);
   std::unique_ptr<UpsertStream> upserts;
   if (o.upserts_per_second > 0) upserts = std::make_unique<UpsertStream>(o);
-  LoadgenReport report = std::make_shared<Driver>(o, stub.get())->Run();
+  auto driver = std::make_shared<Driver>(o, stub.get());
+  // The interval reporter: wakes every interval_s until the run is over.
+  std::vector<LoadgenInterval> intervals;
+  absl::Mutex reporter_mu;
+  bool run_over = false;
+  std::thread reporter;
+  if (o.interval_s > 0) {
+    reporter = std::thread([&] {
+      const auto start = SteadyClock::now();
+      for (int64_t k = 1;; ++k) {
+        const absl::Time due =
+            absl::Now() +
+            absl::FromChrono(start +
+                             std::chrono::duration_cast<SteadyClock::duration>(
+                                 std::chrono::duration<double>(k * o.interval_s)) -
+                             SteadyClock::now());
+        {
+          absl::MutexLock lock(&reporter_mu);
+          if (reporter_mu.AwaitWithDeadline(absl::Condition(&run_over), due)) return;
+        }
+        LoadgenInterval interval = driver->TakeInterval();
+        if (o.on_interval) o.on_interval(interval);
+        intervals.push_back(interval);
+      }
+    });
+  }
+  LoadgenReport report = driver->Run();
+  if (reporter.joinable()) {
+    {
+      absl::MutexLock lock(&reporter_mu);
+      run_over = true;
+    }
+    reporter.join();
+    // The calls completed since the last tick: a last, shorter interval.
+    LoadgenInterval last = driver->TakeInterval();
+    if (last.ok + last.errors > 0) {
+      if (o.on_interval) o.on_interval(last);
+      intervals.push_back(last);
+    }
+  }
+  driver.reset();
+  report.intervals = std::move(intervals);
   if (upserts != nullptr) upserts->Finish(&report);
   return report;
+}
+
+std::string FormatInterval(const LoadgenInterval& i, bool json) {
+  if (json) {
+    return absl::StrFormat(
+        "{\"interval_end_s\":%.3f,\"ok\":%d,\"errors\":%d,\"degraded\":%d,"
+        "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}",
+        i.end_s, i.ok, i.errors, i.degraded, i.p50, i.p99, i.max);
+  }
+  return absl::StrFormat(
+      "interval to %7.1fs  ok %d  errors %d  degraded %d  p50 %.3f  p99 %.3f  max %.3f "
+      "ms",
+      i.end_s, i.ok, i.errors, i.degraded, i.p50, i.p99, i.max);
 }
 
 std::string FormatReport(const LoadgenReport& r) {

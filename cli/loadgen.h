@@ -6,6 +6,7 @@
 #define FEEDRANK_CLI_LOADGEN_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -16,6 +17,17 @@
 namespace feedrank {
 
 // Every field is checked by RunLoadgen (InvalidArgument naming the field).
+// One interval of a run (LoadgenOptions::interval_s): the calls that
+// completed in it, warm-up included.
+struct LoadgenInterval {
+  double end_s = 0;  // seconds since the run started
+  int64_t ok = 0;
+  int64_t errors = 0;
+  int64_t degraded = 0;
+  // Latencies of its successful calls, milliseconds (0 without any).
+  double p50 = 0, p99 = 0, max = 0;
+};
+
 struct LoadgenOptions {
   std::string target;  // host:port; must not be empty
   // TLS to the server (and the admin target); plaintext when no CA file.
@@ -60,9 +72,18 @@ struct LoadgenOptions {
   double upserts_per_second = 0;
   int upsert_batch = 100;
   int upsert_dim = 0;
+  // 0: every upsert is a new video. Else the ids cycle over this many (in
+  // [1, 1e9]): once they have all been sent, each upsert replaces an earlier
+  // one, so the live catalogue stops growing (what a soak run wants).
+  int64_t upsert_ids = 0;
+  // Every `interval_s` seconds (0 = never; else in [0.1, 1e6]) the run calls
+  // `on_interval` from a thread of its own with that interval's figures.
+  double interval_s = 0;
+  std::function<void(const LoadgenInterval&)> on_interval;
 };
 
 struct LoadgenReport {
+  std::vector<LoadgenInterval> intervals;  // with interval_s
   int64_t ok = 0;
   int64_t degraded = 0;
   std::map<std::string, int64_t> errors;  // by gRPC code name
@@ -91,6 +112,8 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options);
 // Human-readable report (several lines) and a one-line JSON object.
 std::string FormatReport(const LoadgenReport& report);
 std::string ReportJson(const LoadgenReport& report);
+// One line: "interval ..." for people, or a JSON object.
+std::string FormatInterval(const LoadgenInterval& interval, bool json);
 
 }  // namespace feedrank
 

@@ -7,10 +7,12 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -93,6 +95,32 @@ int RunServe(const ServerOptions& options) {
   if (!server.ok()) return Fail(server.status());
   FeedServer* running = server->get();
   std::atomic<bool> stopping{false};
+  // SIGHUP reloads on a thread of its own, so that a SIGTERM during a long
+  // reload (a large new bundle version) is taken at once: the stop
+  // interrupts the load. SIGHUPs during a reload fold into one more after it.
+  std::mutex reload_mu;
+  std::condition_variable reload_cv;
+  bool reload_wanted = false, reload_quit = false;
+  std::thread reloader([&] {
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(reload_mu);
+        reload_cv.wait(lock, [&] { return reload_wanted || reload_quit; });
+        if (reload_quit) return;
+        reload_wanted = false;
+      }
+      absl::Status reloaded = running->Reload();
+      if (reloaded.ok()) LogInfo("reload done");
+    }
+  });
+  auto stop_reloader = [&] {
+    {
+      std::lock_guard<std::mutex> lock(reload_mu);
+      reload_quit = true;
+    }
+    reload_cv.notify_all();
+    reloader.join();
+  };
   std::thread stopper([&] {
     while (true) {
       unsigned char byte = 0;
@@ -102,8 +130,11 @@ int RunServe(const ServerOptions& options) {
       if (signal_number == SIGHUP) {
         if (stopping.load()) continue;
         LogInfo("received SIGHUP: reloading");
-        absl::Status reloaded = running->Reload();
-        if (reloaded.ok()) LogInfo("reload done");
+        {
+          std::lock_guard<std::mutex> lock(reload_mu);
+          reload_wanted = true;
+        }
+        reload_cv.notify_all();
         continue;
       }
       stopping.store(true);
@@ -112,7 +143,8 @@ int RunServe(const ServerOptions& options) {
       } else {
         LogInfo("received %s", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
       }
-      running->Shutdown();
+      running->Shutdown();  // interrupts a reload in progress
+      stop_reloader();
       return;
     }
   });
@@ -451,7 +483,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--tls-cert-file", serve.tls.cert_file,
                         "PEM certificate chain: serve both services over TLS (with "
-                        "--tls-key-file; default: plaintext)");
+                        "--tls-key-file)");
+  serve_cmd->add_flag("--plaintext", serve.plaintext,
+                      "Serve without TLS on an address that is not loopback (behind a "
+                      "mesh sidecar or on a private network); needed there unless "
+                      "--tls-cert-file");
   serve_cmd->add_option("--tls-key-file", serve.tls.key_file,
                         "PEM private key of --tls-cert-file");
   serve_cmd->add_option("--tls-client-ca-file", serve.tls.client_ca_file,
@@ -644,6 +680,18 @@ int main(int argc, char** argv) {
       ->add_option("--upsert-batch", load.upsert_batch, "Videos per UpsertVideos call")
       ->check(CLI::Range(1, 10000))
       ->capture_default_str();
+  load_cmd
+      ->add_option("--upsert-ids", load.upsert_ids,
+                   "Cycle the upserted ids over this many (0 = always new videos): the "
+                   "live catalogue stops growing once all were sent")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000000}))
+      ->capture_default_str();
+  absl::Duration load_interval = absl::ZeroDuration();
+  AddDuration(
+      load_cmd, "--interval", &load_interval,
+      "Print a line (a JSON object with --json) per interval: calls, errors, p50, "
+      "p99 and max of the calls completed in it (0 = none)",
+      absl::ZeroDuration(), absl::Hours(24));
   load_cmd->add_flag("--json", load_json, "Also print the report as one JSON line");
 
   // replay
@@ -883,6 +931,12 @@ int main(int argc, char** argv) {
     load.warmup_s = absl::ToDoubleSeconds(load_warmup);
     load.deadline_ms = static_cast<int>(absl::ToInt64Milliseconds(load_deadline));
     load.serving_timeout_s = absl::ToDoubleSeconds(load_wait);
+    load.interval_s = absl::ToDoubleSeconds(load_interval);
+    if (load.interval_s > 0) {
+      load.on_interval = [load_json](const LoadgenInterval& interval) {
+        std::cout << FormatInterval(interval, load_json) << std::endl;
+      };
+    }
     if (!load_bundle.empty()) {
       auto users = ReadIds(load_bundle, kUserIdsFile);
       if (!users.ok()) return Fail(users.status());

@@ -92,6 +92,19 @@ absl::StatusOr<std::string> ResolveBundleRefDir(const std::string& base,
   return path;
 }
 
+absl::Status CheckRealPathInside(const std::string& base, const std::string& dir,
+                                 FileSystem& fs) {
+  ASSIGN_OR_RETURN(const std::string real_base, fs.RealPath(base.empty() ? "." : base));
+  ASSIGN_OR_RETURN(const std::string real_dir, fs.RealPath(dir));
+  if (real_dir == real_base || real_base == "/" ||
+      absl::StartsWith(real_dir, real_base + "/")) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("bundle dir '", dir, "' is (or is under) a symbolic link to '",
+                   real_dir, "', outside the bundle base '", real_base, "'"));
+}
+
 absl::StatusOr<std::shared_ptr<const Bundle>> MakeBundle(const BundleManifest& manifest,
                                                          std::unique_ptr<Catalog> catalog,
                                                          ModelTensors model) {

@@ -46,6 +46,13 @@ std::string ParentDir(const std::string& path);
 absl::StatusOr<std::string> ResolveBundleRefDir(const std::string& base,
                                                 const std::string& dir, bool confine);
 
+// The confinement of ResolveBundleRefDir with symbolic links followed: an
+// error (InvalidArgument naming both real paths) when `dir` (an existing
+// directory, already lexically inside `base`) is, or sits under, a link that
+// leads outside `base`. Errors of resolving either path otherwise.
+absl::Status CheckRealPathInside(const std::string& base, const std::string& dir,
+                                 FileSystem& fs);
+
 // Loads and validates the bundle in `dir` through `fs`. Errors name the file
 // and the problem (see embeddings/catalog.h, ranking/model.h); Cancelled
 // when `fs` is an InterruptibleFileSystem that was stopped.

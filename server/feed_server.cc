@@ -353,10 +353,23 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   auto bad = [](auto&&... parts) {
     return absl::InvalidArgumentError(absl::StrCat(parts...));
   };
+  auto loopback = [](const std::string& host) {
+    return host == "127.0.0.1" || host == "localhost" || host == "::1" ||
+           host == "[::1]" || absl::StartsWith(host, "127.");
+  };
   std::string host;
   int port;
   if (absl::Status address = ParseHostPort(o.address, &host, &port); !address.ok()) {
     if (!absl::StartsWith(o.address, "unix:")) return address;
+  } else if (!loopback(host) && !o.tls.enabled() && !o.plaintext) {
+    return bad("address: ", o.address,
+               " is not a loopback address and no TLS certificate is given: give "
+               "--tls-cert-file and --tls-key-file, or --plaintext to serve without TLS "
+               "(behind a mesh sidecar or on a private network)");
+  }
+  if (o.plaintext && o.tls.enabled()) {
+    return bad(
+        "plaintext: --plaintext and --tls-cert-file contradict each other; give one");
   }
   if (!o.metrics_address.empty()) {
     RETURN_IF_ERROR(ParseHostPort(o.metrics_address, &host, &port));
@@ -365,9 +378,7 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (!o.admin_address.empty()) {
     if (!absl::StartsWith(o.admin_address, "unix:")) {
       RETURN_IF_ERROR(ParseHostPort(o.admin_address, &host, &port));
-      const bool loopback = host == "127.0.0.1" || host == "localhost" || host == "::1" ||
-                            host == "[::1]" || absl::StartsWith(host, "127.");
-      if (!loopback && o.admin_token.empty() && o.tls.client_ca_file.empty()) {
+      if (!loopback(host) && o.admin_token.empty() && o.tls.client_ca_file.empty()) {
         return bad("admin_address: ", o.admin_address,
                    " is not a loopback address; an exposed admin service needs a token "
                    "(--admin-token-file) or mutual TLS (--tls-client-ca-file)");
@@ -677,7 +688,19 @@ absl::StatusOr<std::vector<int64_t>> FeedServer::ListVersions() const {
   return versions;
 }
 
-absl::Status FeedServer::LoadNewerVersion(int64_t above, bool initial) {
+namespace {
+
+// Errors of reading a bundle that say nothing about its contents: the same
+// files may load once the disk or the permissions are fixed.
+bool IsTransientLoadError(const absl::Status& s) {
+  return absl::IsPermissionDenied(s) || absl::IsUnavailable(s) ||
+         absl::IsResourceExhausted(s) || absl::IsAborted(s) ||
+         absl::IsDeadlineExceeded(s);
+}
+
+}  // namespace
+
+absl::Status FeedServer::LoadNewerVersion(int64_t above, bool initial, bool forced) {
   reload_mu_.AssertHeld();
   auto versions = ListVersions();
   if (!versions.ok()) {
@@ -694,7 +717,12 @@ absl::Status FeedServer::LoadNewerVersion(int64_t above, bool initial) {
     auto manifest = options_.env.fs->Stat(BundlePath(dir, kManifestFile));
     FileInfo state = manifest.ok() ? *manifest : FileInfo();
     auto refused = refused_versions_.find(version);
-    if (refused != refused_versions_.end() && refused->second.SameAs(state)) continue;
+    const SteadyTime now = options_.env.clock->Now();
+    if (refused != refused_versions_.end() && refused->second.state.SameAs(state) &&
+        !(refused->second.transient &&
+          (forced || initial || now >= refused->second.retry_at))) {
+      continue;
+    }
     const auto start = std::chrono::steady_clock::now();
     absl::Status status = initial ? snapshots_->Load(dir, options_.config_path, &fs)
                                   : snapshots_->SwapBundle(dir, &fs);
@@ -711,7 +739,17 @@ absl::Status FeedServer::LoadNewerVersion(int64_t above, bool initial) {
       }
       return absl::OkStatus();
     }
-    refused_versions_[version] = state;
+    Refusal& refusal = refused_versions_[version];
+    const bool again = refusal.transient && refusal.state.SameAs(state);
+    refusal.state = state;
+    refusal.transient = IsTransientLoadError(status);
+    refusal.backoff = again ? std::min(refusal.backoff * 2, absl::Minutes(5))
+                            : std::max(options_.watch_interval, absl::Seconds(1));
+    refusal.retry_at = now + absl::ToChronoNanoseconds(refusal.backoff);
+    if (refusal.transient) {
+      LogWarning("bundle version %d: %s; retrying in %s (or at a reload)", version,
+                 status.message(), absl::FormatDuration(refusal.backoff));
+    }
     last = status;
     if (!initial) return status;  // the newest changed version was refused
   }
@@ -800,7 +838,7 @@ absl::Status FeedServer::Reload() {
   absl::Status config = CheckConfigFile(/*force=*/true);
   absl::Status bundle = absl::OkStatus();
   if (!options_.bundle_root.empty()) {
-    bundle = LoadNewerVersion(served_version_.load(), /*initial=*/false);
+    bundle = LoadNewerVersion(served_version_.load(), /*initial=*/false, /*forced=*/true);
   }
   PublishServing();
   return !config.ok() ? config : bundle;

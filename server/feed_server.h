@@ -80,8 +80,14 @@ struct ConnectionLimits {
 };
 
 struct ServerOptions {
-  // host:port; port 0 picks a free port (see FeedServer::port()).
-  std::string address = "0.0.0.0:50051";
+  // host:port; port 0 picks a free port (see FeedServer::port()). Loopback
+  // by default: listening on other interfaces is asked for, with TLS or
+  // `plaintext`.
+  std::string address = "127.0.0.1:50051";
+  // Serving without TLS on an address other than loopback (or a unix socket)
+  // must be asked for: behind a mesh sidecar or on a private network.
+  // Without `tls` and without this, such an address is refused.
+  bool plaintext = false;
   // One fixed bundle directory, or a root of numbered version directories
   // (1/, 2/, ...: the highest valid one is served). Exactly one is set.
   std::string bundle_dir;
@@ -307,8 +313,11 @@ class FeedServer {
   absl::StatusOr<std::vector<int64_t>> ListVersions() const;
   std::string VersionDir(int64_t version) const;
   // Loads the highest valid version above `above` not refused before in
-  // its present state; OK with nothing to do.
-  absl::Status LoadNewerVersion(int64_t above, bool initial);
+  // its present state; OK with nothing to do. A version refused for an I/O
+  // error (unreadable, disk busy: not its contents) is retried in its
+  // present state too: at once when `forced` (Reload, SIGHUP), else after a
+  // backoff that doubles from the watch interval up to 5 minutes.
+  absl::Status LoadNewerVersion(int64_t above, bool initial, bool forced = false);
   absl::Status CheckConfigFile(bool force);
   void Watch();
   void WatchGuardrails();
@@ -347,8 +356,14 @@ class FeedServer {
   // what they remember.
   Mutex reload_mu_;
   // Versions refused, with the manifest's state when they were: retried
-  // only when it changes.
-  std::map<int64_t, FileInfo> refused_versions_ ABSL_GUARDED_BY(reload_mu_);
+  // when it changes, and (I/O errors) after `retry_at`.
+  struct Refusal {
+    FileInfo state;
+    bool transient = false;
+    SteadyTime retry_at;
+    absl::Duration backoff;
+  };
+  std::map<int64_t, Refusal> refused_versions_ ABSL_GUARDED_BY(reload_mu_);
   std::optional<FileInfo> config_seen_ ABSL_GUARDED_BY(reload_mu_);
 
   // The watcher thread and its wake-up.

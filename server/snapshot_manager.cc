@@ -30,6 +30,12 @@ absl::StatusOr<std::shared_ptr<Snapshot>> SnapshotManager::Prepare(
     if (!dir.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": ", dir.status().message()));
     }
+    if (confine) {
+      if (absl::Status inside = CheckRealPathInside(bundle_base_, *dir, fs);
+          !inside.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(path, ": ", inside.message()));
+      }
+    }
     auto manifest = fs.Stat(BundlePath(*dir, kManifestFile));
     if (!manifest.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": cannot load bundle ", *dir,

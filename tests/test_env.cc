@@ -31,6 +31,7 @@ class FaultyWritableFile : public WritableFile {
   FaultyWritableFile(std::unique_ptr<WritableFile> file, FaultFileSystem* fs)
       : file_(std::move(file)), fs_(fs) {}
   absl::Status Append(absl::string_view data) override {
+    if (fs_->read_only.load()) return FaultFileSystem::ReadOnlyError(path());
     const int64_t budget = fs_->write_budget_bytes.load();
     if (budget >= 0) {
       if (int64_t(data.size()) > budget) {
@@ -63,7 +64,8 @@ absl::StatusOr<std::unique_ptr<ReadableFile>> FaultFileSystem::OpenForRead(
     const std::string& path) {
   opens_for_read.fetch_add(1);
   if (on_open_for_read) on_open_for_read(path);
-  if (!fail_substring.empty() && path.find(fail_substring) != std::string::npos) {
+  if (!opens_heal.load() && !fail_substring.empty() &&
+      path.find(fail_substring) != std::string::npos) {
     return absl::Status(fail_status.code(),
                         absl::StrCat(path, ": ", fail_status.message()));
   }
@@ -71,9 +73,25 @@ absl::StatusOr<std::unique_ptr<ReadableFile>> FaultFileSystem::OpenForRead(
   return std::unique_ptr<ReadableFile>(new HookedFile(std::move(file), this));
 }
 
+absl::Status FaultFileSystem::ReadOnlyError(const std::string& path) {
+  return absl::FailedPreconditionError(absl::StrCat(path, ": Read-only file system"));
+}
+
+absl::Status FaultFileSystem::Rename(const std::string& from, const std::string& to) {
+  if (read_only.load()) return ReadOnlyError(to);
+  return target()->Rename(from, to);
+}
+
+absl::Status FaultFileSystem::CreateDir(const std::string& path) {
+  if (read_only.load()) return ReadOnlyError(path);
+  return target()->CreateDir(path);
+}
+
 absl::StatusOr<std::unique_ptr<WritableFile>> FaultFileSystem::OpenForWrite(
     const std::string& path) {
-  if (!fail_substring.empty() && path.find(fail_substring) != std::string::npos) {
+  if (read_only.load()) return ReadOnlyError(path);
+  if (!opens_heal.load() && !fail_substring.empty() &&
+      path.find(fail_substring) != std::string::npos) {
     return absl::Status(fail_status.code(),
                         absl::StrCat(path, ": ", fail_status.message()));
   }

@@ -56,9 +56,15 @@ class FaultFileSystem : public FileSystemWrapper {
       : FileSystemWrapper(target) {}
 
   std::string fail_substring;
+  // Turns the `fail_substring` fault off (safe while other threads open
+  // files, unlike changing the string).
+  std::atomic<bool> opens_heal{false};
   absl::Status fail_status = absl::PermissionDeniedError("injected fault");
   std::atomic<int64_t> write_budget_bytes{-1};
   std::atomic<bool> fail_sync{false};
+  // A file system remounted read-only: every Append, open for write,
+  // rename and directory creation fails as EROFS would.
+  std::atomic<bool> read_only{false};
   // With a write budget: the write that exceeds it writes the bytes that
   // fit before failing (a short write), rather than none.
   std::atomic<bool> short_writes{false};
@@ -74,6 +80,11 @@ class FaultFileSystem : public FileSystemWrapper {
       const std::string& path) override;
   absl::StatusOr<std::unique_ptr<WritableFile>> OpenForWrite(
       const std::string& path) override;
+  absl::Status Rename(const std::string& from, const std::string& to) override;
+  absl::Status CreateDir(const std::string& path) override;
+
+  // The error of a write on a read-only file system.
+  static absl::Status ReadOnlyError(const std::string& path);
 };
 
 }  // namespace feedrank::testing

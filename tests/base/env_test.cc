@@ -9,6 +9,7 @@
 #include <future>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "base/files.h"
 #include "base/mutex.h"
 #include "base/npy.h"
@@ -148,6 +149,31 @@ TEST(MutexTest, CondVarWaitsForThePredicate) {
         cv.WaitFor(&mu, std::chrono::milliseconds(1), [&] { return value == 101; }));
   }
   producer.join();
+}
+
+}  // namespace
+}  // namespace feedrank
+
+namespace feedrank {
+namespace {
+
+TEST(ReadPemFileTest, NeedsABlockOfItsKindAndNamesTheFlag) {
+  testing::TempDir dir;
+  const std::string cert = dir.Sub("cert.pem");
+  testing::WriteFile(cert,
+                     "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+  const std::string key = dir.Sub("key.pem");
+  testing::WriteFile(
+      key, "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n");
+  FileSystem& fs = *FileSystem::Real();
+  EXPECT_TRUE(ReadPemFile(fs, cert, "CERTIFICATE", "--cert").ok());
+  EXPECT_TRUE(ReadPemFile(fs, key, "PRIVATE KEY", "--key").ok());
+  auto wrong = ReadPemFile(fs, key, "CERTIFICATE", "--cert");
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(wrong.status().message(), "--cert: " + key + " holds no PEM CERTIFICATE");
+  auto missing = ReadPemFile(fs, dir.Sub("none.pem"), "CERTIFICATE", "--ca");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(absl::StartsWith(missing.status().message(), "--ca: "));
 }
 
 }  // namespace

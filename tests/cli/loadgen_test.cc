@@ -86,6 +86,69 @@ TEST_F(LoadgenTest, ClosedLoopCountsEveryCall) {
   EXPECT_THAT(ReportJson(*report), ::testing::HasSubstr("\"ok\":200"));
 }
 
+TEST_F(LoadgenTest, IntervalsCoverTheWholeRunAndCountEveryCall) {
+  LoadgenOptions o = Options();
+  o.warmup_s = 0;
+  o.duration_s = 1.2;
+  o.interval_s = 0.25;
+  std::vector<LoadgenInterval> seen;
+  o.on_interval = [&](const LoadgenInterval& i) { seen.push_back(i); };
+  auto report = RunLoadgen(o);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(seen.size(), report->intervals.size());
+  ASSERT_GE(seen.size(), 4u);
+  int64_t ok = 0;
+  double last_end = 0;
+  for (const LoadgenInterval& i : report->intervals) {
+    ok += i.ok;
+    EXPECT_GT(i.end_s, last_end);
+    last_end = i.end_s;
+    EXPECT_EQ(i.errors, 0);
+    if (i.ok > 0) {
+      EXPECT_LE(i.p50, i.p99);
+      EXPECT_LE(i.p99, i.max);
+    }
+  }
+  // Without a warm-up every call is measured, and each is in one interval.
+  EXPECT_EQ(ok, report->ok);
+  EXPECT_NEAR(report->intervals[0].end_s, 0.25, 0.2);
+  EXPECT_THAT(FormatInterval(report->intervals[0], true), HasSubstr("\"p99_ms\":"));
+  EXPECT_THAT(FormatInterval(report->intervals[0], false), HasSubstr("p99"));
+}
+
+TEST(LoadgenUpsertTest, UpsertIdsBoundTheLiveCatalogue) {
+  testing::TempDir dir;
+  testing::WriteSmallBundle(testing::SmallSynth(1000, 50, "flat"), dir.Sub("bundle"));
+  ServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.admin_address = "127.0.0.1:0";
+  options.bundle_dir = dir.Sub("bundle");
+  options.live.wal_dir = dir.Sub("wal");
+  options.live.sync = WalSync::kNever;
+  auto server = FeedServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->Load().ok());
+  LoadgenOptions o;
+  o.target = absl::StrCat("127.0.0.1:", (*server)->port());
+  o.admin_target = absl::StrCat("127.0.0.1:", (*server)->admin_port());
+  o.duration_s = 1;
+  o.warmup_s = 0;
+  o.concurrency = 2;
+  o.upserts_per_second = 400;
+  o.upsert_batch = 10;
+  o.upsert_dim = 32;
+  o.upsert_ids = 25;
+  auto report = RunLoadgen(o);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_GT(report->upserted, 100);
+  EXPECT_EQ(report->upsert_errors, 0);
+  v1::GetStatusResponse status;
+  ASSERT_TRUE((*server)->GetStatus(&status).ok());
+  // Every batch after the first few replaced earlier videos.
+  EXPECT_EQ(status.delta_videos(), 25u);
+  (*server)->Shutdown();
+}
+
 TEST_F(LoadgenTest, ManyShortRunsEndCleanly) {
   // Exercises the end of a run many times: a completion racing the run's
   // return once used the driver after it was gone and hung the process.
@@ -318,6 +381,9 @@ TEST_F(LoadgenTest, RefusesBadOptionsAndUnreachableTargets) {
       {"serving_timeout_s", [](LoadgenOptions* o) { o->serving_timeout_s = 0; }},
       {"serving_timeout_s", [&](LoadgenOptions* o) { o->serving_timeout_s = kNaN; }},
       {"serving_timeout_s", [](LoadgenOptions* o) { o->serving_timeout_s = 1e7; }},
+      {"interval_s", [](LoadgenOptions* o) { o->interval_s = 0.01; }},
+      {"interval_s", [&](LoadgenOptions* o) { o->interval_s = kNaN; }},
+      {"upsert_ids", [](LoadgenOptions* o) { o->upsert_ids = -1; }},
   };
   for (const auto& bad : kBad) {
     LoadgenOptions o = Options();

@@ -264,6 +264,120 @@ TEST(ProcessTest, AcknowledgedUpdatesSurviveSigkill) {
   ::waitpid(pid, &status, 0);
 }
 
+// Polls `path` (up to `timeout_s`) until it contains `text`.
+bool WaitForText(const std::string& path, const std::string& text, double timeout_s) {
+  const auto until = std::chrono::steady_clock::now() +
+                     std::chrono::milliseconds(int64_t(timeout_s * 1000));
+  while (std::chrono::steady_clock::now() < until) {
+    if (testing::ReadFile(path).find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+// Waits up to 20 s for `pid`; SIGKILLs it (and fails) if it does not stop.
+int WaitOrKill(int pid) {
+  int status = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > until) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      ADD_FAILURE() << "process " << pid << " did not stop";
+      return status;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return status;
+}
+
+TEST(ProcessTest, SigtermAndSigkillDuringABundleSwapUnderLoadLoseNothing) {
+  // Version 1 is small; version 2 is large enough that its load takes a
+  // while. The server serves 1 under load, is told (SIGHUP) to load 2, and
+  // gets the signal while "loading bundle" is the last thing it said.
+  testing::TempDir dir;
+  ASSERT_EQ(::mkdir(dir.Sub("root").c_str(), 0755), 0);
+  testing::WriteSmallBundle(testing::SmallSynth(500, 20, "flat"), dir.Sub("root/1"));
+  std::string output;
+  ASSERT_EQ(testing::RunProcess({testing::FeedrankBinary(), "synth", "--videos", "300000",
+                                 "--users", "1000", "--index", "flat", "--version",
+                                 "big-v2", "--out", dir.Sub("v2")},
+                                300, &output),
+            0)
+      << output;
+  for (const int signal : {SIGTERM, SIGKILL}) {
+    SCOPED_TRACE(signal == SIGTERM ? "SIGTERM" : "SIGKILL");
+    const std::string log = dir.Sub(absl::StrCat("serve-", signal, ".log"));
+    auto serve = [&](const std::string& log_path) {
+      return testing::StartProcess(
+          {testing::FeedrankBinary(), "serve", "--bundle-root", dir.Sub("root"),
+           "--address", "127.0.0.1:0", "--watch-interval", "0s", "--drain-grace", "0s"},
+          log_path);
+    };
+    int pid = serve(log);
+    int port = testing::WaitForListeningPort(log, 30);
+    ASSERT_GT(port, 0) << testing::ReadFile(log);
+    std::string target = absl::StrCat("127.0.0.1:", port);
+    ASSERT_TRUE(
+        WaitForServing(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()),
+                       "feedrank.v1.FeedRanker", absl::Seconds(30))
+            .ok())
+        << testing::ReadFile(log);
+    const std::string load_log = dir.Sub(absl::StrCat("loadgen-", signal, ".log"));
+    const int loadgen = testing::StartProcess(
+        {testing::FeedrankBinary(), "loadgen", "--target", target, "--bundle",
+         dir.Sub("root/1"), "--concurrency", "4", "--duration", "60s"},
+        load_log);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_EQ(::rename(dir.Sub("v2").c_str(), dir.Sub("root/2").c_str()), 0);
+    ::kill(pid, SIGHUP);
+    ASSERT_TRUE(WaitForText(log, "loading bundle " + dir.Sub("root/2"), 30))
+        << testing::ReadFile(log);
+    ::kill(pid, signal);
+    const int status = WaitOrKill(pid);
+    const bool mid_load =
+        testing::ReadFile(log).find("serving bundle big-v2") == std::string::npos;
+    ::testing::Test::RecordProperty(
+        signal == SIGTERM ? "sigterm_mid_load" : "sigkill_mid_load",
+        mid_load ? "yes" : "no");
+    if (signal == SIGTERM) {
+      // A stop interrupts the load and drains: a clean exit, without waiting
+      // for the load to finish (SIGHUP's reload once ran on the thread that
+      // takes the signals, so a SIGTERM waited for the whole load).
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+          << testing::ReadFile(log);
+      EXPECT_TRUE(mid_load) << testing::ReadFile(log);
+    } else {
+      EXPECT_TRUE(WIFSIGNALED(status));
+    }
+    ::kill(loadgen, SIGTERM);
+    WaitOrKill(loadgen);
+
+    // Restarted, it serves the complete newest version: a load leaves
+    // nothing behind that a restart could trip over.
+    const std::string log2 = dir.Sub(absl::StrCat("restart-", signal, ".log"));
+    pid = serve(log2);
+    port = testing::WaitForListeningPort(log2, 30);
+    ASSERT_GT(port, 0) << testing::ReadFile(log2);
+    target = absl::StrCat("127.0.0.1:", port);
+    auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+    ASSERT_TRUE(WaitForServing(channel, "feedrank.v1.FeedRanker", absl::Seconds(60)).ok())
+        << testing::ReadFile(log2);
+    v1::RankFeedRequest request;
+    request.set_user_id(1);
+    v1::RankFeedResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(
+        v1::FeedRanker::NewStub(channel)->RankFeed(&context, request, &response).ok());
+    EXPECT_EQ(response.bundle_version(), "big-v2");
+    EXPECT_EQ(response.items_size(), 20);
+    ::kill(pid, SIGTERM);
+    const int stopped = WaitOrKill(pid);
+    EXPECT_TRUE(WIFEXITED(stopped) && WEXITSTATUS(stopped) == 0);
+    ASSERT_EQ(::rename(dir.Sub("root/2").c_str(), dir.Sub("v2").c_str()), 0);
+  }
+}
+
 TEST(ProcessTest, ThePythonExampleClientGetsAFeed) {
   // Stubs from Debian's protoc 3.21 + grpc_python_plugin, then the example
   // client against a real server.

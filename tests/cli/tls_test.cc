@@ -1,5 +1,6 @@
 // TLS and mutual TLS on a real `feedrank serve` process, with certificates
-// made here by openssl: a CA, a server certificate for localhost/127.0.0.1,
+// made here by openssl: a CA, a server certificate for ranker.feed.internal
+// and 127.0.0.1,
 // a client certificate from the same CA, and one from a CA the server does
 // not trust. The clients are the `feedrank` commands a user runs.
 #include <gmock/gmock.h>
@@ -49,7 +50,7 @@ class TlsTest : public ::testing::Test {
   void SetUp() override {
     MakeCa(dir_, "ca");
     MakeCa(dir_, "rogue");
-    MakeCert(dir_, "ca", "server", "DNS:localhost,IP:127.0.0.1");
+    MakeCert(dir_, "ca", "server", "DNS:ranker.feed.internal,IP:127.0.0.1");
     MakeCert(dir_, "ca", "client", "DNS:feed-admin");
     MakeCert(dir_, "rogue", "intruder", "DNS:feed-admin");
     testing::WriteSmallBundle(testing::SmallSynth(500, 20, "flat"), dir_.Sub("bundle"));
@@ -89,13 +90,22 @@ TEST_F(TlsTest, BothServicesSpeakTlsAndTheAdminServiceRequiresATrustedClientCert
                      &out),
             0)
       << out;
-  // ... and by name, as a client that dials a load balancer would.
-  EXPECT_EQ(Feedrank({"query", "--target", absl::StrCat("localhost:", port),
-                      "--tls-ca-file", dir_.Sub("ca.pem"), "--tls-server-name",
-                      "localhost", "--user", "1", "--wait", "5s"},
+  // ... and by the name in its certificate, as a client that dials an
+  // address (a load balancer, a sidecar) under another name would. No name
+  // resolution is involved: the test must not depend on the host's resolver.
+  EXPECT_EQ(Feedrank({"query", "--target", target, "--tls-ca-file", dir_.Sub("ca.pem"),
+                      "--tls-server-name", "ranker.feed.internal", "--user", "1",
+                      "--wait", "20s"},
                      &out),
             0)
       << out;
+  // A name the certificate does not carry: refused.
+  EXPECT_NE(Feedrank({"query", "--target", target, "--tls-ca-file", dir_.Sub("ca.pem"),
+                      "--tls-server-name", "other.feed.internal", "--user", "1", "--wait",
+                      "1s"},
+                     &out),
+            0);
+  EXPECT_THAT(out, HasSubstr("not SERVING after 1s"));
   // Plaintext to a TLS port: no answer.
   EXPECT_NE(Feedrank({"query", "--target", target, "--user", "1", "--wait", "1s"}, &out),
             0);
@@ -173,6 +183,44 @@ TEST_F(TlsTest, BadTlsFlagsAreRefusedAtStartNamingTheFlag) {
                      &out),
             0);
   EXPECT_THAT(out, HasSubstr("--tls-cert-file and --tls-key-file go together"));
+}
+
+TEST_F(TlsTest, PlaintextOnAnAddressOtherThanLoopbackIsServedOnlyWhenAskedFor) {
+  std::string out;
+  // No certificate, a wildcard address, no --plaintext: refused, saying what
+  // to give.
+  EXPECT_NE(
+      Feedrank({"serve", "--bundle", dir_.Sub("bundle"), "--address", "0.0.0.0:0"}, &out),
+      0);
+  EXPECT_THAT(out,
+              HasSubstr("0.0.0.0:0 is not a loopback address and no TLS certificate"));
+  EXPECT_THAT(out, HasSubstr("--plaintext"));
+  // --plaintext with a certificate: a contradiction.
+  EXPECT_NE(Feedrank({"serve", "--bundle", dir_.Sub("bundle"), "--address", "0.0.0.0:0",
+                      "--plaintext", "--tls-cert-file", dir_.Sub("server.pem"),
+                      "--tls-key-file", dir_.Sub("server.key")},
+                     &out),
+            0);
+  EXPECT_THAT(out, HasSubstr("contradict"));
+
+  // Asked for: it serves, and says so.
+  const std::string log = dir_.Sub("plain.log");
+  const int pid = testing::StartProcess(
+      {testing::FeedrankBinary(), "serve", "--bundle", dir_.Sub("bundle"), "--address",
+       "0.0.0.0:0", "--plaintext", "--drain-grace", "0s"},
+      log);
+  const int port = testing::WaitForListeningPort(log, 20);
+  ASSERT_GT(port, 0) << testing::ReadFile(log);
+  EXPECT_THAT(testing::ReadFile(log), HasSubstr("plaintext"));
+  EXPECT_EQ(Feedrank({"query", "--target", absl::StrCat("127.0.0.1:", port), "--user",
+                      "1", "--wait", "20s"},
+                     &out),
+            0)
+      << out;
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << testing::ReadFile(log);
 }
 
 }  // namespace

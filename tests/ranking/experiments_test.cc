@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/substitute.h"
 #include "ranking/bundle.h"
+#include "tests/test_util.h"
 
 namespace feedrank {
 namespace {
@@ -797,6 +799,25 @@ TEST(BundleRefTest, RelativeDirsResolveAgainstTheBaseAndConfinementHolds) {
   EXPECT_FALSE(ResolveBundleRefDir("/srv/b", "/etc", true).ok());
   EXPECT_FALSE(ResolveBundleRefDir("", "../x", true).ok());
   EXPECT_FALSE(ResolveBundleRefDir("", "/x", true).ok());
+  // Symbolic links are followed: a link inside to a directory inside is
+  // fine, one to a directory outside is refused, naming where it leads.
+  testing::TempDir base, outside;
+  std::filesystem::create_directory(base.Sub("v1"));
+  std::filesystem::create_directory_symlink(base.Sub("v1"), base.Sub("alias"));
+  std::filesystem::create_directory_symlink(outside.path(), base.Sub("escape"));
+  std::filesystem::create_directory(outside.Sub("deep"));
+  EXPECT_TRUE(CheckRealPathInside(base.path(), base.Sub("v1"), *FileSystem::Real()).ok());
+  EXPECT_TRUE(
+      CheckRealPathInside(base.path(), base.Sub("alias"), *FileSystem::Real()).ok());
+  absl::Status escaped =
+      CheckRealPathInside(base.path(), base.Sub("escape/deep"), *FileSystem::Real());
+  EXPECT_EQ(escaped.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(escaped.message(), HasSubstr("outside the bundle base"));
+  EXPECT_THAT(escaped.message(),
+              HasSubstr(*FileSystem::Real()->RealPath(outside.path())));
+  EXPECT_EQ(
+      CheckRealPathInside(base.path(), base.Sub("missing"), *FileSystem::Real()).code(),
+      absl::StatusCode::kNotFound);
   EXPECT_EQ(ParentDir("bundles/kuairand/"), "bundles");
   EXPECT_EQ(ParentDir("kuairand"), ".");
   EXPECT_EQ(ParentDir("/srv/root"), "/srv");

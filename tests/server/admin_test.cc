@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -196,6 +197,15 @@ TEST_F(AdminTest, DryRunReportsSharesAndApplyServesAndWritesTheFileBack) {
 
 TEST_F(AdminTest, EachKindOfInvalidConfigIsRefusedWithItsReasonAndCounted) {
   Start();
+  // A symbolic link under the bundle base to a valid bundle outside it: the
+  // name is inside lexically, the files are not.
+  testing::TempDir outside;
+  SynthOptions elsewhere = testing::SmallSynth(2500, 200);
+  elsewhere.seed = 31;
+  testing::WriteSmallBundle(elsewhere, outside.Sub("bundle"));
+  std::error_code ignored;
+  std::filesystem::remove(dir_->Sub("escape"), ignored);
+  std::filesystem::create_directory_symlink(outside.Sub("bundle"), dir_->Sub("escape"));
   struct Case {
     const char* name;
     std::string text;
@@ -236,11 +246,16 @@ layers { name: "l" salt: "s"
       {"bundle outside the bundle base",
        Experiment("bad", "bundle: \"x\"", "bundles { name: \"x\" dir: \"/etc\" }\n"),
        "bundle", "outside the bundle base"},
+      {"bundle through a symbolic link out of the bundle base",
+       Experiment("bad", "bundle: \"x\"", "bundles { name: \"x\" dir: \"escape\" }\n"),
+       "bundle", "is (or is under) a symbolic link to"},
       {"guardrail without a limit", Experiment("bad", "guardrail { window_seconds: 5 }"),
        "guardrail", "sets no limit"},
   };
+  std::map<std::string, int> refusals;  // expected, by reason
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
+    ++refusals[c.reason];
     const grpc::Status status = Apply(c.text, /*dry_run=*/false);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(status.error_message(), HasSubstr(c.message));
@@ -249,7 +264,7 @@ layers { name: "l" salt: "s"
     EXPECT_EQ(testing::ReadFile(config_path_), kConfigV1);
     EXPECT_EQ(Value(Scrape(), "feedrank_config_refusals_total",
                     {{"source", "admin"}, {"reason", c.reason}}),
-              1)
+              refusals[c.reason])
         << c.reason;
     // The same config in a dry run is refused with the same reason.
     EXPECT_THAT(Apply(c.text, /*dry_run=*/true).error_message(), HasSubstr(c.message));

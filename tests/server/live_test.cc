@@ -361,11 +361,15 @@ TEST_F(LiveTest, AnUpdateTheLogCannotTakeIsRefusedAndServingGoesOn) {
   testing::FaultFileSystem fs;
   Start([&](ServerOptions* o) { o->env.fs = &fs; });
   ASSERT_TRUE(Upsert({AimedAt(880000020, 4)}).ok());
-  for (const char* fault : {"fsync", "disk full"}) {
+  for (const char* fault : {"fsync", "read-only", "disk full"}) {
     SCOPED_TRACE(fault);
     if (std::string(fault) == "fsync") {
       fs.fail_sync = true;
+    } else if (std::string(fault) == "read-only") {
+      fs.fail_sync = false;
+      fs.read_only = true;
     } else {
+      fs.read_only = false;
       fs.fail_sync = false;
       fs.fail_status = absl::ResourceExhaustedError("No space left on device");
       fs.write_budget_bytes = 10;
@@ -378,7 +382,7 @@ TEST_F(LiveTest, AnUpdateTheLogCannotTakeIsRefusedAndServingGoesOn) {
     EXPECT_EQ(Ids(Rank(User(4))).count(880000020), 1u);
   }
   fs.write_budget_bytes = -1;
-  EXPECT_GE(testing::Value(Scrape(), "feedrank_live_log_failures_total", {}), 2);
+  EXPECT_GE(testing::Value(Scrape(), "feedrank_live_log_failures_total", {}), 3);
   // The disk recovers: updates are taken again, and a restart replays the
   // acknowledged ones only.
   ASSERT_TRUE(Upsert({AimedAt(880000022, 8)}).ok());

@@ -393,6 +393,7 @@ TEST(ServerStartTest, UnusableAddressIsAnErrorNotACrash) {
   for (const char* address : {"unix:/nonexistent/dir/feedrank.sock", "999.1.1.1:5"}) {
     ServerOptions options;
     options.address = address;
+    options.plaintext = true;
     options.bundle_dir = "/not/loaded/by/start";
     auto server = FeedServer::Start(options);
     EXPECT_EQ(server.status().code(), absl::StatusCode::kUnavailable) << address;
