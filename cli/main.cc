@@ -387,6 +387,19 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--resamples", train.resamples, "Bootstrap resamples")
       ->capture_default_str();
   train_cmd->add_flag("--no-eval", train_no_eval, "Skip the held-out evaluation");
+  train_cmd
+      ->add_option(
+          "--validation-days", train.validation_days,
+          "Last training days the baselines are tuned on (never the held-out days)")
+      ->check(CLI::Range(1, 30))
+      ->capture_default_str();
+  train_cmd
+      ->add_option("--min-eval-users", train.min_eval_users,
+                   "Warn when the evaluation rests on fewer users (fail with --strict)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  train_cmd->add_flag("--strict", train.strict,
+                      "Fail (exit 1) when the evaluation rests on too few users");
   train_cmd->add_option("--seed", train.seed, "Random seed")->capture_default_str();
 
   // serve

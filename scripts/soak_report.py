@@ -133,10 +133,15 @@ def main():
     lines = ["| minute | calls ok | errors | degraded | p50 ms (median) | p99 ms (worst "
              "10 s) | RSS MB (end) | flips | swaps |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    minutes = int(max(i["interval_end_s"] for i in intervals) // 60) + 1
+    # Each interval counts in the minute of its midpoint.
+    prev = 0.0
+    for i in intervals:
+        i["mid_s"] = 0.5 * (prev + i["interval_end_s"])
+        prev = i["interval_end_s"]
+    minutes = int(max(i["mid_s"] for i in intervals) // 60) + 1
     for m in range(minutes):
         lo, hi = 60 * m, 60 * (m + 1)
-        part = [i for i in intervals if lo < i["interval_end_s"] <= hi]
+        part = [i for i in intervals if lo <= i["mid_s"] < hi]
         if not part:
             continue
         mem = [kb for t, kb in rss if t <= hi]

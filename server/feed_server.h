@@ -320,6 +320,9 @@ class FeedServer {
   absl::Status LoadNewerVersion(int64_t above, bool initial, bool forced = false);
   absl::Status CheckConfigFile(bool force);
   void Watch();
+  // On the watcher: once a bundle swap has been seen a tick earlier, gives
+  // the freed heap back to the system (malloc_trim).
+  void ReleaseRetiredBundleMemory() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
   void WatchGuardrails();
   void WatchCompaction();
   // After a load: the versions, bundles and objectives the metrics show.
@@ -365,6 +368,8 @@ class FeedServer {
   };
   std::map<int64_t, Refusal> refused_versions_ ABSL_GUARDED_BY(reload_mu_);
   std::optional<FileInfo> config_seen_ ABSL_GUARDED_BY(reload_mu_);
+  const Bundle* watched_bundle_ ABSL_GUARDED_BY(reload_mu_) = nullptr;
+  bool trim_due_ ABSL_GUARDED_BY(reload_mu_) = false;
 
   // The watcher thread and its wake-up.
   Mutex watch_mu_;

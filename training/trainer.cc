@@ -24,6 +24,7 @@
 #include "ranking/bundle.h"
 #include "ranking/ranker.h"
 #include "replay/replay_log.h"
+#include "training/baselines.h"
 
 namespace feedrank {
 namespace {
@@ -70,6 +71,14 @@ absl::Status CheckOptions(const TrainOptions& o) {
   if (o.folds < 2) return absl::InvalidArgumentError("folds must be >= 2");
   if (!(o.cold_start_share >= 0 && o.cold_start_share < 1)) {
     return absl::InvalidArgumentError("cold_start_share must be in [0, 1)");
+  }
+  if (o.validation_days < 1 || o.validation_days > 30) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("validation_days: ", o.validation_days, " is outside [1, 30]"));
+  }
+  if (o.min_eval_users < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("min_eval_users: ", o.min_eval_users, " is negative"));
   }
   return absl::OkStatus();
 }
@@ -652,10 +661,159 @@ EvalUsers HeldOutUsers(const InteractionLog& log, const Prepared& p,
 // Per evaluated user (one with a held-out positive), in order: recall of
 // random, most popular and embeddings retrieval, and NDCG@10 of random, most
 // popular, embeddings, the full model and the model over ANN candidates.
+//
+// Index 3 and 4 of `recall*` and 5 and 6 of `ndcg` are the tuned baselines:
+// recency-windowed popularity and EASE.
 struct RankingMetrics {
-  std::vector<double> recall100[3], recall500[3], ndcg[5];
+  std::vector<double> recall100[5], recall500[5], ndcg[7];
   int64_t users_evaluated = 0, positives_total = 0, positives_in_catalog = 0;
+  int64_t cold_users = 0;  // evaluated users with no training row
 };
+
+// The baselines, tuned on the validation split and refitted on every
+// training row (TuneBaselines).
+struct TunedBaselines {
+  std::vector<uint64_t> recent_popular;  // as of the cutoff, best window
+  int64_t window_hours = 0;              // 0 = every training day
+  std::optional<Ease> ease;
+  double ease_lambda = 0;
+  std::string ease_note;  // why EASE is missing, when it is
+  // Each user's training positives (EASE's input).
+  absl::flat_hash_map<uint64_t, std::vector<uint64_t>> positives_by_user;
+  std::string report;  // the validation table
+};
+
+constexpr int64_t kHourMs = 3600 * 1000;
+
+// Chooses the popularity window and EASE's lambda on the validation split
+// (training rows of the last `validation_days`: users' new positives there,
+// everything before as their past), then refits both on every training row.
+absl::StatusOr<TunedBaselines> TuneBaselines(const TrainOptions& o,
+                                             const InteractionLog& log,
+                                             const Prepared& p) {
+  TunedBaselines out;
+  const int64_t val_cutoff = p.cutoff_ms - int64_t(o.validation_days) * 24 * kHourMs;
+  std::vector<PositiveEvent> all, before;
+  // Per validation user: items seen before the validation cutoff and new
+  // positives after it.
+  struct ValUser {
+    absl::flat_hash_set<uint64_t> seen, positives;
+    std::vector<uint64_t> past_positives;
+  };
+  absl::flat_hash_map<uint64_t, ValUser> val;
+  for (size_t r : p.train) {
+    const bool positive = log.label(r, log.retrieval_objective) >= 0.5f;
+    const PositiveEvent e{log.users[r], log.items[r], log.time_ms[r]};
+    if (positive) {
+      all.push_back(e);
+      out.positives_by_user[e.user].push_back(e.item);
+    }
+    if (e.time_ms < val_cutoff) {
+      if (positive) before.push_back(e);
+      ValUser& u = val[e.user];
+      u.seen.insert(e.item);
+      if (positive) u.past_positives.push_back(e.item);
+    } else if (positive) {
+      ValUser& u = val[e.user];
+      if (!u.seen.contains(e.item)) u.positives.insert(e.item);
+    }
+  }
+  // In user id order: the hash map's order varies between processes, and
+  // the sums below must not.
+  std::vector<std::pair<uint64_t, const ValUser*>> by_id;
+  for (const auto& [id, u] : val) {
+    if (!u.positives.empty()) by_id.emplace_back(id, &u);
+  }
+  std::sort(by_id.begin(), by_id.end());
+  std::vector<const ValUser*> val_users;
+  for (const auto& [id, u] : by_id) val_users.push_back(u);
+  auto mean_ndcg = [&](const std::function<std::vector<uint64_t>(const ValUser&)>& page) {
+    double sum = 0;
+    for (const ValUser* u : val_users) {
+      std::vector<bool> relevant;
+      for (uint64_t id : page(*u)) relevant.push_back(u->positives.contains(id));
+      sum += NdcgAtK(relevant, int(u->positives.size()), 10);
+    }
+    return val_users.empty() ? 0.0 : sum / double(val_users.size());
+  };
+  auto first_unseen = [](const std::vector<uint64_t>& order,
+                         const absl::flat_hash_set<uint64_t>& seen, size_t k) {
+    std::vector<uint64_t> page;
+    for (uint64_t id : order) {
+      if (page.size() == k) break;
+      if (!seen.contains(id)) page.push_back(id);
+    }
+    return page;
+  };
+  absl::StrAppendFormat(
+      &out.report,
+      "\n**Baselines tuned on validation** (training rows of the last %d "
+      "day(s) before %s: %d users with a new '%s' positive there; NDCG@10)\n\n"
+      "| baseline | setting | validation NDCG@10 |\n| --- | --- | --- |\n",
+      o.validation_days, Day(p.cutoff_ms), val_users.size(),
+      log.objectives[log.retrieval_objective]);
+  if (val_users.empty()) {
+    LogWarning(
+        "train: the validation split holds no user with a new positive; the "
+        "baselines keep their defaults (every training day, lambda 250)");
+  }
+  // Popularity windows, in hours (0 = every day before the cutoff).
+  double best = -1;
+  for (int64_t hours : {1, 3, 6, 12, 24, 48, 96, 0}) {
+    const std::vector<uint64_t> order =
+        RecentPopularity(before, val_cutoff, hours * kHourMs, size_t(-1));
+    const double v =
+        mean_ndcg([&](const ValUser& u) { return first_unseen(order, u.seen, 10); });
+    absl::StrAppendFormat(
+        &out.report, "| popularity, recent window | %s | %.4f |\n",
+        hours == 0 ? std::string("all training days") : absl::StrCat(hours, " h"), v);
+    if (v > best) {
+      best = v;
+      out.window_hours = hours;
+    }
+  }
+  out.recent_popular =
+      RecentPopularity(all, p.cutoff_ms, out.window_hours * kHourMs, size_t(-1));
+  // EASE's lambda.
+  best = -1;
+  out.ease_lambda = 250;
+  for (double lambda : {10.0, 50.0, 250.0, 1000.0, 4000.0}) {
+    if (val_users.empty() || before.empty()) break;
+    auto ease = Ease::Fit(before, lambda);
+    if (!ease.ok()) {
+      out.ease_note = std::string(ease.status().message());
+      break;
+    }
+    const double v = mean_ndcg(
+        [&](const ValUser& u) { return ease->Recommend(u.past_positives, u.seen, 10); });
+    absl::StrAppendFormat(&out.report, "| EASE | lambda %g | %.4f |\n", lambda, v);
+    if (v > best) {
+      best = v;
+      out.ease_lambda = lambda;
+    }
+  }
+  if (out.ease_note.empty()) {
+    auto ease = Ease::Fit(all, out.ease_lambda);
+    if (ease.ok()) {
+      out.ease = *std::move(ease);
+    } else {
+      out.ease_note = std::string(ease.status().message());
+    }
+  }
+  if (!out.ease_note.empty()) {
+    LogWarning("train: EASE skipped: %s", out.ease_note);
+    absl::StrAppendFormat(&out.report, "| EASE | skipped: %s | |\n", out.ease_note);
+  }
+  absl::StrAppendFormat(
+      &out.report,
+      "\nChosen: popularity over %s, EASE lambda %g; both refitted on "
+      "every training row.\n",
+      out.window_hours == 0
+          ? std::string("all training days")
+          : absl::StrCat("the last ", out.window_hours, " h of training"),
+      out.ease_lambda);
+  return out;
+}
 
 // The first `k` ids of catalogue rows `rows`.
 std::vector<uint64_t> FirstIds(const Catalog& catalog, const std::vector<int32_t>& rows,
@@ -700,6 +858,7 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
                                               const EvalUsers& eval_users,
                                               const std::shared_ptr<const Bundle>& bundle,
                                               const RankingOptions& rank_options,
+                                              const TunedBaselines& baselines,
                                               std::mt19937_64* eval_rng) {
   const Catalog& catalog = *bundle->catalog;
   std::vector<int32_t> popular_order(catalog.num_videos());
@@ -738,6 +897,7 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
     for (uint64_t id : u.positives) in_catalog += catalog.VideoRow(id).has_value();
     out.positives_total += u.positives.size();
     out.positives_in_catalog += in_catalog;
+    out.cold_users += !catalog.UserRow(u.id).has_value();
     const double npos = double(u.positives.size());
     // Recall here is over ALL the user's held-out positives (what
     // docs/QUALITY.md publishes, and what the random baseline's expectation
@@ -779,6 +939,37 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
     out.recall100[2].push_back(recall(by_dot, 100));
     out.recall500[2].push_back(recall(by_dot, 500));
     out.ndcg[2].push_back(ndcg_of(FirstIds(catalog, by_dot, 10)));
+    // The tuned baselines, over ids (EASE knows items the catalogue may not).
+    const absl::flat_hash_set<uint64_t> seen_ids(u.seen.begin(), u.seen.end());
+    auto id_recall = [&](const std::vector<uint64_t>& ids, size_t k) {
+      int64_t found = 0;
+      for (size_t i = 0; i < ids.size() && i < k; ++i)
+        found += u.positives.contains(ids[i]);
+      return found / npos;
+    };
+    std::vector<uint64_t> recent;
+    for (uint64_t id : baselines.recent_popular) {
+      if (recent.size() == 500) break;
+      if (!seen_ids.contains(id)) recent.push_back(id);
+    }
+    out.recall100[3].push_back(id_recall(recent, 100));
+    out.recall500[3].push_back(id_recall(recent, 500));
+    out.ndcg[5].push_back(ndcg_of(std::vector<uint64_t>(
+        recent.begin(), recent.begin() + std::min<size_t>(10, recent.size()))));
+    if (baselines.ease.has_value()) {
+      auto history = baselines.positives_by_user.find(u.id);
+      const std::vector<uint64_t> ease =
+          history == baselines.positives_by_user.end()
+              ? std::vector<uint64_t>()
+              : baselines.ease->Recommend(history->second, seen_ids, 500);
+      // A user EASE knows nothing of gets the recent-popularity page (what a
+      // deployment of it would serve them).
+      const std::vector<uint64_t>& page = ease.empty() ? recent : ease;
+      out.recall100[4].push_back(id_recall(page, 100));
+      out.recall500[4].push_back(id_recall(page, 500));
+      out.ndcg[6].push_back(ndcg_of(std::vector<uint64_t>(
+          page.begin(), page.begin() + std::min<size_t>(10, page.size()))));
+    }
     // The full pipeline, as served.
     RankRequest request;
     request.user_id = u.id;
@@ -795,28 +986,51 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
 
 // Appends the retrieval and final-ranking tables to the report and the NDCG
 // per method to `result->ndcg`.
-void ReportRanking(const TrainOptions& o, const Heads& heads, const RankingConfig& config,
-                   const RankingMetrics& metrics, TrainResult* result) {
+absl::Status ReportRanking(const TrainOptions& o, const Heads& heads,
+                           const RankingConfig& config, const RankingMetrics& metrics,
+                           const TunedBaselines& baselines, TrainResult* result) {
   const int b = o.resamples;
   const uint64_t s = o.seed;
   std::string& report = result->report;
   absl::StrAppendFormat(
       &report,
-      "\nEvaluated users: %d (held-out users with at least one new '%s' positive); "
-      "%d such positives, %.1f%% of them on items in the bundle (the rest no method can "
-      "retrieve). 95%% intervals: %d bootstrap resamples of users.\n",
-      metrics.users_evaluated, heads.retrieval, metrics.positives_total,
+      "\nEvaluated users: %d (held-out users with at least one new '%s' positive; "
+      "%.1f%% of them cold, with no training row); %d such positives, %.1f%% of them on "
+      "items in the bundle (the rest no method can retrieve). 95%% intervals: %d "
+      "bootstrap resamples of users; differences are paired (the same resampled users "
+      "for both sides).\n",
+      metrics.users_evaluated, heads.retrieval,
+      100.0 * metrics.cold_users / std::max<int64_t>(1, metrics.users_evaluated),
+      metrics.positives_total,
       100.0 * metrics.positives_in_catalog /
           std::max<int64_t>(1, metrics.positives_total),
       b);
+  if (metrics.users_evaluated < o.min_eval_users) {
+    const std::string warning = absl::StrFormat(
+        "every figure below rests on %d evaluated users, fewer than %d: intervals are "
+        "unreliable (widen --holdout-days, or check the log's time range)",
+        metrics.users_evaluated, o.min_eval_users);
+    LogWarning("train: %s", warning);
+    absl::StrAppendFormat(&report, "\n**WARNING**: %s.\n", warning);
+    if (o.strict)
+      return absl::FailedPreconditionError(absl::StrCat("--strict: ", warning));
+  }
+  report += baselines.report;
   absl::StrAppendFormat(&report,
                         "\n**Retrieval** (top K of the whole catalogue, items the user "
                         "saw in training excluded; recall of held-out '%s' positives)\n\n"
                         "| method | recall@100 | recall@500 |\n| --- | --- | --- |\n",
                         heads.retrieval);
   const std::string emb_name = absl::StrCat("embeddings (", o.embeddings.method, ")");
-  const std::string retrieval_names[3] = {"random (expected)", "most popular", emb_name};
-  for (int m = 0; m < 3; ++m) {
+  const std::string window = baselines.window_hours == 0
+                                 ? std::string("all training days")
+                                 : absl::StrCat("last ", baselines.window_hours, " h");
+  const std::string retrieval_names[5] = {
+      "random (expected)", "most popular (all training days)", emb_name,
+      absl::StrCat("most popular (", window, ", tuned)"),
+      absl::StrFormat("EASE (lambda %g, tuned)", baselines.ease_lambda)};
+  for (int m = 0; m < 5; ++m) {
+    if (metrics.recall100[m].empty()) continue;
     absl::StrAppendFormat(&report, "| %s | %s | %s |\n", retrieval_names[m],
                           Cell(MeanWithCi(metrics.recall100[m], b, s)),
                           Cell(MeanWithCi(metrics.recall500[m], b, s + 1)));
@@ -834,16 +1048,73 @@ void ReportRanking(const TrainOptions& o, const Heads& heads, const RankingConfi
       "| method | NDCG@10 |\n| --- | --- |\n",
       heads.retrieval,
       weights.empty() ? "1 on every objective" : absl::StrJoin(weights, ", "));
-  const std::string page_names[5] = {
-      "random (one draw)", "most popular", absl::StrCat(emb_name, " only"),
+  const std::string page_names[7] = {
+      "random (one draw)",
+      "most popular (all training days)",
+      absl::StrCat(emb_name, " only"),
       "full model (ANN + popular + fresh, MLP, value model, creator cap)",
-      "full model, ANN candidates only"};
-  const char* keys[5] = {"random", "popular", "embeddings", "model", "model_ann_only"};
-  for (int m = 0; m < 5; ++m) {
+      "full model, ANN candidates only",
+      retrieval_names[3],
+      retrieval_names[4]};
+  const char* keys[7] = {"random",         "popular",        "embeddings", "model",
+                         "model_ann_only", "recent_popular", "ease"};
+  for (int m = 0; m < 7; ++m) {
+    if (metrics.ndcg[m].empty()) continue;
     const Interval value = MeanWithCi(metrics.ndcg[m], b, s + 2 + m);
     result->ndcg[keys[m]] = value.value;
     absl::StrAppendFormat(&report, "| %s | %s |\n", page_names[m], Cell(value));
   }
+  // The model against every baseline, paired over the same users; the best
+  // baseline (by its held-out mean: the choice least kind to the model)
+  // first.
+  std::vector<int> baseline_methods;
+  for (int m : {0, 1, 2, 5, 6}) {
+    if (!metrics.ndcg[m].empty()) baseline_methods.push_back(m);
+  }
+  auto mean = [](const std::vector<double>& v) {
+    double sum = 0;
+    for (double x : v) sum += x;
+    return v.empty() ? 0.0 : sum / double(v.size());
+  };
+  std::stable_sort(baseline_methods.begin(), baseline_methods.end(), [&](int a, int c) {
+    return mean(metrics.ndcg[a]) > mean(metrics.ndcg[c]);
+  });
+  absl::StrAppendFormat(
+      &report,
+      "\n**The full model against each baseline** (NDCG@10 difference, "
+      "model minus baseline, paired bootstrap over the %d users)\n\n"
+      "| baseline | difference | interval excludes 0 |\n| --- | --- | --- "
+      "|\n",
+      metrics.users_evaluated);
+  for (size_t i = 0; i < baseline_methods.size(); ++i) {
+    const int m = baseline_methods[i];
+    const Interval d = PairedDeltaWithCi(metrics.ndcg[m], metrics.ndcg[3], b, s + 20 + m);
+    const bool excludes = d.lo > 0 || d.hi < 0;
+    absl::StrAppendFormat(&report, "| %s%s | %s | %s |\n", page_names[m],
+                          i == 0 ? " (best baseline)" : "", Cell(d),
+                          excludes ? (d.value > 0 ? "yes: the model is better"
+                                                  : "yes: the baseline is better")
+                                   : "no");
+    if (i == 0) {
+      result->best_baseline = keys[m];
+      result->model_minus_best = d.value;
+      result->model_minus_best_lo = d.lo;
+      result->model_minus_best_hi = d.hi;
+    }
+  }
+  if (!baseline_methods.empty()) {
+    const bool wins = result->model_minus_best_lo > 0;
+    absl::StrAppendFormat(
+        &report, "\n%s\n",
+        wins ? absl::StrCat("The full model beats the best baseline (",
+                            page_names[baseline_methods[0]],
+                            ") with a paired 95% interval above 0.")
+             : absl::StrCat(
+                   "The full model does NOT beat the best baseline (",
+                   page_names[baseline_methods[0]],
+                   ") with a paired 95% interval above 0 on these held-out days."));
+  }
+  return absl::OkStatus();
 }
 
 // Appends the AUC table (the model against random, popularity and embedding
@@ -951,10 +1222,12 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
   if (o.evaluate) {
     const EvalUsers eval_users = HeldOutUsers(log, p, history);
     std::mt19937_64 eval_rng(o.seed ^ 0x5eed);
-    ASSIGN_OR_RETURN(
-        const RankingMetrics metrics,
-        MeasureRanking(o, eval_users, result.bundle, eval_ranking.options, &eval_rng));
-    ReportRanking(o, heads, eval_ranking.config, metrics, &result);
+    ASSIGN_OR_RETURN(const TunedBaselines baselines, TuneBaselines(o, log, p));
+    ASSIGN_OR_RETURN(const RankingMetrics metrics,
+                     MeasureRanking(o, eval_users, result.bundle, eval_ranking.options,
+                                    baselines, &eval_rng));
+    RETURN_IF_ERROR(
+        ReportRanking(o, heads, eval_ranking.config, metrics, baselines, &result));
     ReportAuc(o, log, heads, eval_users, held_out, tensors, &eval_rng, &result);
   }
   LogInfo("train: done in %.1fs", Seconds(start));

@@ -77,6 +77,14 @@ struct TrainOptions {
   // Held-out evaluation; `resamples` bootstrap draws over users.
   bool evaluate = true;
   int resamples = 1000;
+  // The baselines' hyper-parameters (popularity window, EASE lambda) are
+  // chosen on the last `validation_days` of the training rows, never on the
+  // held-out days. In [1, 30].
+  int validation_days = 1;
+  // A figure resting on fewer evaluated users than this gets a warning in
+  // the report; with `strict`, Train fails instead (FailedPrecondition).
+  int min_eval_users = 100;
+  bool strict = false;
   // Value model used for the final-ranking metrics; unset = weight 1 on the
   // retrieval objective and on the engage objective.
   std::optional<RankingConfig> eval_config;
@@ -90,7 +98,11 @@ struct TrainResult {
   // Mean training loss of each model epoch.
   std::vector<double> epoch_loss;
   // With `evaluate`: the model's held-out AUC per log objective, and NDCG@10
-  // per method ("random", "popular", "embeddings", "model", "model_ann_only").
+  // per method ("random", "popular", "embeddings", "model", "model_ann_only",
+  // "recent_popular", "ease"), the best baseline's name and the paired
+  // difference of the model against it.
+  std::string best_baseline;
+  double model_minus_best = 0, model_minus_best_lo = 0, model_minus_best_hi = 0;
   std::map<std::string, double> model_auc;
   std::map<std::string, double> ndcg;
   // Trainer-side scoring, for checks against the served model: the feature

@@ -96,10 +96,54 @@ TEST_F(TrainerTest, ConvergesAndBeatsChanceOnHeldOutDays) {
   EXPECT_LT(loss.back(), loss.front() * 0.95);
   EXPECT_GT(result_->model_auc.at("like"), 0.6);
   EXPECT_GT(result_->model_auc.at("long_view"), 0.55);
-  EXPECT_THAT(result_->report, HasSubstr("| most popular |"));
+  EXPECT_THAT(result_->report, HasSubstr("| most popular (all training days) |"));
   EXPECT_EQ(result_->bundle->model->objectives().back(), "engage");
   EXPECT_GT(result_->ndcg.at("model"), result_->ndcg.at("random"));
   EXPECT_THAT(result_->report, HasSubstr("NDCG@10"));
+}
+
+TEST_F(TrainerTest, TheReportRanksTheModelAgainstTunedBaselinesWithPairedIntervals) {
+  const std::string& r = result_->report;
+  EXPECT_THAT(r, HasSubstr("Baselines tuned on validation"));
+  EXPECT_THAT(r, HasSubstr("| popularity, recent window | 12 h |"));
+  EXPECT_THAT(r, HasSubstr("| EASE | lambda 250 |"));
+  EXPECT_THAT(r, HasSubstr("(best baseline)"));
+  EXPECT_THAT(r, HasSubstr("paired bootstrap"));
+  EXPECT_THAT(r, HasSubstr("cold, with no training row"));
+  EXPECT_TRUE(result_->ndcg.count("recent_popular"));
+  EXPECT_TRUE(result_->ndcg.count("ease"));
+  // The best baseline is the baseline with the highest held-out NDCG.
+  double best = -1;
+  std::string best_name;
+  for (const char* name : {"random", "popular", "embeddings", "recent_popular", "ease"}) {
+    if (result_->ndcg.at(name) > best) {
+      best = result_->ndcg.at(name);
+      best_name = name;
+    }
+  }
+  EXPECT_EQ(result_->best_baseline, best_name);
+  EXPECT_NEAR(result_->model_minus_best, result_->ndcg.at("model") - best, 1e-9);
+  EXPECT_LE(result_->model_minus_best_lo, result_->model_minus_best);
+  EXPECT_GE(result_->model_minus_best_hi, result_->model_minus_best);
+}
+
+TEST(TrainerWarningTest, TooFewEvaluatedUsersWarnAndFailWithStrict) {
+  testing::TempDir dir;
+  const std::string slice = WriteSlice(dir, 40);
+  TrainOptions o = SmallTraining(dir, slice, "warned");
+  o.mlp.epochs = 1;
+  o.min_eval_users = 1000000;
+  auto warned = Train(o);
+  ASSERT_TRUE(warned.ok()) << warned.status();
+  EXPECT_THAT(warned->report, HasSubstr("**WARNING**: every figure below rests on"));
+  o.out = dir.Sub("strict");
+  o.strict = true;
+  auto strict = Train(o);
+  EXPECT_EQ(strict.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(strict.status().message()), HasSubstr("--strict"));
+  o.out = dir.Sub("bad");
+  o.validation_days = 0;
+  EXPECT_THAT(std::string(Train(o).status().message()), HasSubstr("validation_days"));
 }
 
 TEST_F(TrainerTest, SameSeedSameBundleBytes) {

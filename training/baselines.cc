@@ -1,0 +1,112 @@
+#include "training/baselines.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+
+namespace feedrank {
+
+std::vector<uint64_t> RecentPopularity(const std::vector<PositiveEvent>& events,
+                                       int64_t as_of_ms, int64_t window_ms, size_t k) {
+  absl::flat_hash_map<uint64_t, int64_t> counts;
+  for (const PositiveEvent& e : events) {
+    if (e.time_ms >= as_of_ms) continue;
+    if (window_ms > 0 && e.time_ms < as_of_ms - window_ms) continue;
+    ++counts[e.item];
+  }
+  std::vector<std::pair<int64_t, uint64_t>> ranked;
+  ranked.reserve(counts.size());
+  for (const auto& [item, n] : counts) ranked.emplace_back(n, item);
+  const size_t n = std::min(k, ranked.size());
+  std::partial_sort(ranked.begin(), ranked.begin() + n, ranked.end(),
+                    [](const auto& a, const auto& b) {
+                      return a.first != b.first ? a.first > b.first : a.second < b.second;
+                    });
+  std::vector<uint64_t> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) out.push_back(ranked[i].second);
+  return out;
+}
+
+absl::StatusOr<Ease> Ease::Fit(const std::vector<PositiveEvent>& events, double lambda) {
+  if (!(lambda > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("EASE lambda ", lambda, " is not > 0"));
+  }
+  if (events.empty()) return absl::InvalidArgumentError("EASE: no positive to fit on");
+  Ease ease;
+  for (const PositiveEvent& e : events) ease.items_.push_back(e.item);
+  std::sort(ease.items_.begin(), ease.items_.end());
+  ease.items_.erase(std::unique(ease.items_.begin(), ease.items_.end()),
+                    ease.items_.end());
+  const int64_t n = int64_t(ease.items_.size());
+  if (n > kEaseMaxItems) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("EASE: ", n, " items with a positive, more than the ", kEaseMaxItems,
+                     " a dense item-item model is fitted for"));
+  }
+  for (int64_t i = 0; i < n; ++i) ease.index_[ease.items_[i]] = int(i);
+  // Each user's distinct items.
+  absl::flat_hash_map<uint64_t, std::vector<int>> by_user;
+  for (const PositiveEvent& e : events) by_user[e.user].push_back(ease.index_[e.item]);
+  // G = X'X + lambda I, in double: the inverse of a Gram matrix is
+  // ill-conditioned for small lambda.
+  Eigen::MatrixXd g = Eigen::MatrixXd::Zero(n, n);
+  for (auto& [user, items] : by_user) {
+    std::sort(items.begin(), items.end());
+    items.erase(std::unique(items.begin(), items.end()), items.end());
+    for (int i : items) {
+      for (int j : items) g(i, j) += 1;
+    }
+  }
+  g.diagonal().array() += lambda;
+  // P = G^-1 through its Cholesky factor (G is symmetric positive definite).
+  Eigen::MatrixXd p = Eigen::MatrixXd::Identity(n, n);
+  Eigen::LLT<Eigen::Ref<Eigen::MatrixXd>> llt(g);
+  llt.solveInPlace(p);
+  // B = I - P diag(1/diag P): B(i, j) = -P(i, j) / P(j, j), B(j, j) = 0.
+  ease.b_.resize(n, n);
+  for (int64_t j = 0; j < n; ++j) {
+    const double d = p(j, j);
+    for (int64_t i = 0; i < n; ++i) ease.b_(i, j) = i == j ? 0.f : float(-p(i, j) / d);
+  }
+  return ease;
+}
+
+float Ease::Weight(uint64_t from, uint64_t to) const {
+  auto i = index_.find(from);
+  auto j = index_.find(to);
+  if (i == index_.end() || j == index_.end()) return 0;
+  return b_(i->second, j->second);
+}
+
+std::vector<uint64_t> Ease::Recommend(const std::vector<uint64_t>& history,
+                                      const absl::flat_hash_set<uint64_t>& exclude,
+                                      size_t k) const {
+  Eigen::VectorXf scores = Eigen::VectorXf::Zero(b_.cols());
+  bool any = false;
+  absl::flat_hash_set<int> used;
+  for (uint64_t item : history) {
+    auto it = index_.find(item);
+    if (it == index_.end() || !used.insert(it->second).second) continue;
+    scores += b_.row(it->second).transpose();
+    any = true;
+  }
+  if (!any) return {};
+  std::vector<int> order;
+  order.reserve(items_.size());
+  for (int i = 0; i < int(items_.size()); ++i) {
+    if (!exclude.contains(items_[i])) order.push_back(i);
+  }
+  const size_t n = std::min(k, order.size());
+  std::partial_sort(order.begin(), order.begin() + n, order.end(), [&](int a, int b) {
+    return scores[a] != scores[b] ? scores[a] > scores[b] : items_[a] < items_[b];
+  });
+  std::vector<uint64_t> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) out.push_back(items_[order[i]]);
+  return out;
+}
+
+}  // namespace feedrank
