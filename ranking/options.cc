@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "embeddings/catalog.h"
@@ -122,6 +123,17 @@ absl::StatusOr<RankingConfig> ParseConfig(const std::string& text) {
 absl::StatusOr<RankingConfig> ReadConfigFile(const std::string& path, FileSystem& fs) {
   auto text = ReadFileToString(fs, path, 16 << 20);
   if (!text.ok()) return text.status();
+  // An empty file is a valid textproto (every default), and also what an
+  // editor that truncates and rewrites in place leaves for a moment: a
+  // watcher reading it then would serve the defaults. Refused; a config of
+  // defaults says so with at least its version.
+  if (absl::StripAsciiWhitespace(*text).empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path,
+        ": the config file is empty (a write in progress? write configs to a "
+        "temporary file and rename it over this one); a config of defaults names at "
+        "least its version"));
+  }
   auto config = ParseConfig(*text);
   if (!config.ok()) {
     return absl::InvalidArgumentError(

@@ -602,17 +602,37 @@ std::string DataSummary(const TrainOptions& o, const InteractionLog& log,
                         size_t held_out_in_bundle) {
   int64_t test_known_users = 0;
   for (size_t r : p.test) test_known_users += p.user_row.contains(log.users[r]);
-  return absl::StrFormat(
-      "Log `%s`: %d rows, %d users, %d items. Held out: the last %d day(s), from %s UTC "
-      "(%d rows). Bundle: %d items and %d users with a training interaction; %.1f%% of "
-      "held-out rows have an item in the bundle, %.1f%% a user in it.\n",
-      o.log_path, log.size(),
-      absl::flat_hash_set<uint64_t>(log.users.begin(), log.users.end()).size(),
-      absl::flat_hash_set<uint64_t>(log.items.begin(), log.items.end()).size(),
-      o.holdout_days, Day(p.cutoff_ms), p.test.size(), catalog.num_videos(),
-      catalog.num_users(),
-      100.0 * held_out_in_bundle / std::max<size_t>(1, p.test.size()),
-      100.0 * test_known_users / std::max<size_t>(1, p.test.size()));
+  // Features a mapped column feeds, and what its absence makes inert.
+  std::vector<std::string> warnings;
+  if (log.creators.empty()) {
+    warnings.push_back(
+        "the mapping names no creator column: every video is its own creator, so the "
+        "creator features and the creator cap are inert on this log");
+  }
+  if (log.duration_ms.empty()) {
+    warnings.push_back(
+        "the mapping names no duration column: the duration feature is 0 for every "
+        "video");
+  }
+  std::string missing;
+  for (const std::string& w : warnings) {
+    LogWarning("train: %s", w);
+    absl::StrAppend(&missing, "\n**WARNING**: ", w, ".\n");
+  }
+  return missing +
+         absl::StrFormat(
+             "Log `%s`: %d rows, %d users, %d items. Held out: the last %d day(s), from "
+             "%s UTC "
+             "(%d rows). Bundle: %d items and %d users with a training interaction; "
+             "%.1f%% of "
+             "held-out rows have an item in the bundle, %.1f%% a user in it.\n",
+             o.log_path, log.size(),
+             absl::flat_hash_set<uint64_t>(log.users.begin(), log.users.end()).size(),
+             absl::flat_hash_set<uint64_t>(log.items.begin(), log.items.end()).size(),
+             o.holdout_days, Day(p.cutoff_ms), p.test.size(), catalog.num_videos(),
+             catalog.num_users(),
+             100.0 * held_out_in_bundle / std::max<size_t>(1, p.test.size()),
+             100.0 * test_known_users / std::max<size_t>(1, p.test.size()));
 }
 
 // A held-out user as the evaluation sees them: the items seen in training

@@ -91,6 +91,14 @@ TEST(OptionsTest, ReadConfigFileNamesTheFile) {
   auto good = ReadConfigFile(dir.Sub("good.textproto"));
   ASSERT_TRUE(good.ok());
   EXPECT_EQ(good->version(), "v2");
+  // An empty file (an in-place rewrite caught half way) is not "all
+  // defaults": refused, so a watcher keeps the config it serves.
+  for (const char* empty : {"", "  \n\t\n"}) {
+    testing::WriteFile(dir.Sub("empty.textproto"), empty);
+    auto refused = ReadConfigFile(dir.Sub("empty.textproto"));
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(refused.status().message()), HasSubstr("is empty"));
+  }
 }
 
 }  // namespace

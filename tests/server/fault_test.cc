@@ -154,6 +154,15 @@ TEST_F(FaultTest, UnreadableBundleFilesAtStartAndReloadAreNamedAndTheServedBundl
   EXPECT_TRUE(server_->Reload().ok());
   EXPECT_EQ(fs_.opens_for_read.load(), opens);
   EXPECT_EQ(ServedVersion(), "v2");
+
+  // Version 4 lacks a file (deleted, or never copied): refused naming it.
+  WriteVersion(4);
+  std::filesystem::remove(root_->Sub("4/user_ids.npy"));
+  const absl::Status fourth = server_->Reload();
+  EXPECT_EQ(fourth.code(), absl::StatusCode::kNotFound) << fourth;
+  EXPECT_THAT(fourth.message(), HasSubstr("user_ids.npy"));
+  EXPECT_EQ(server_->served_version(), 2);
+  EXPECT_EQ(ServedVersion(), "v2");
   ExpectNothingInFlight();
 }
 

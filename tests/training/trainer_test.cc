@@ -110,6 +110,10 @@ TEST_F(TrainerTest, TheReportRanksTheModelAgainstTunedBaselinesWithPairedInterva
   EXPECT_THAT(r, HasSubstr("(best baseline)"));
   EXPECT_THAT(r, HasSubstr("paired bootstrap"));
   EXPECT_THAT(r, HasSubstr("cold, with no training row"));
+  // The shipped log has no creator column: the report says what that
+  // makes inert.
+  EXPECT_THAT(r, HasSubstr("no creator column"));
+  EXPECT_THAT(r, HasSubstr("creator cap are inert"));
   EXPECT_TRUE(result_->ndcg.count("recent_popular"));
   EXPECT_TRUE(result_->ndcg.count("ease"));
   // The best baseline is the baseline with the highest held-out NDCG.
