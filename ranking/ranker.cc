@@ -276,6 +276,16 @@ void Ranker::Retrieve(const CatalogView& view, const RankRequest& request,
                                 CandidateSource::kPopular, &stats.popular_retrieved);
   stats.fresh_kept = add_list(CatalogView::List::kFresh, o.fresh_candidates,
                               CandidateSource::kFresh, &stats.fresh_retrieved);
+  // A page holds `count` items unless the catalogue less the exclude list
+  // cannot fill it (ranker.proto). When the sources kept fewer candidates
+  // than that (an arm with few ANN candidates, a count above them all, ANN
+  // skipped for time), the next most popular rows fill the pool up to it.
+  const size_t count = static_cast<size_t>(request.count.value_or(o.default_count));
+  if (candidates.size() < count) {
+    stats.popular_kept +=
+        add_list(CatalogView::List::kPopular, static_cast<int>(count - candidates.size()),
+                 CandidateSource::kPopular, &stats.popular_retrieved);
+  }
   clock.Lap(RankStage::kLists);
 }
 

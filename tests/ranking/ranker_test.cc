@@ -247,6 +247,29 @@ TEST_F(RankerTest, ColdStartUserGetsAFullPage) {
   }
 }
 
+TEST_F(RankerTest, SourcesKeepingFewerThanTheCountAreFilledUpToAFullPage) {
+  // An arm with few ANN candidates and no other source, asked for more than
+  // they hold (found by the rank_request fuzzer: pages of 20 for a count of
+  // 100). The next most popular videos fill the page.
+  RankingConfig config;
+  config.mutable_params()->set_ann_candidates(20);
+  config.mutable_params()->set_popular_candidates(0);
+  config.mutable_params()->set_fresh_candidates(0);
+  auto ranker = MakeRanker(config);
+  for (const uint64_t user : {KnownUser(3), uint64_t{987654321987ull}}) {
+    RankRequest request;
+    request.user_id = user;
+    request.count = 100;
+    RankResult result;
+    ASSERT_TRUE(ranker->Rank(request, &result).ok());
+    EXPECT_EQ(result.items.size(), 100u) << user;
+    std::set<uint64_t> ids;
+    for (const RankedVideo& item : result.items) ids.insert(item.video_id);
+    EXPECT_EQ(ids.size(), 100u);
+    EXPECT_GE(result.stats.popular_kept, 80);
+  }
+}
+
 TEST_F(RankerTest, PopularAndFreshSourcesContribute) {
   RankingConfig config;
   config.mutable_params()->set_ann_candidates(0);

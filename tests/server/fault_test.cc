@@ -262,7 +262,9 @@ TEST_F(FaultTest, ClientsThatCancelMidCallGetCancelledAndTheServerCarriesOn) {
     EXPECT_THAT(s.error_code(), AnyOf(grpc::StatusCode::OK, grpc::StatusCode::CANCELLED))
         << s.error_message();
     (s.ok() ? ok : cancelled) += 1;
-    if (s.ok()) EXPECT_EQ(c->response.items_size(), 20);
+    if (s.ok()) {
+      EXPECT_EQ(c->response.items_size(), 20);
+    }
   }
   EXPECT_GT(cancelled, 0);
   ExpectNothingInFlight();
