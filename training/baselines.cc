@@ -1,6 +1,7 @@
 #include "training/baselines.h"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -29,27 +30,30 @@ std::vector<uint64_t> RecentPopularity(const std::vector<PositiveEvent>& events,
   return out;
 }
 
-absl::StatusOr<Ease> Ease::Fit(const std::vector<PositiveEvent>& events, double lambda) {
+absl::StatusOr<Ease> Ease::Fit(const std::vector<PositiveEvent>& events, double lambda,
+                               int64_t max_items) {
   if (!(lambda > 0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("EASE lambda ", lambda, " is not > 0"));
   }
+  if (max_items < 1 || max_items > kEaseMaxItems) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "EASE max_items ", max_items, " is outside [1, ", kEaseMaxItems, "]"));
+  }
   if (events.empty()) return absl::InvalidArgumentError("EASE: no positive to fit on");
   Ease ease;
-  for (const PositiveEvent& e : events) ease.items_.push_back(e.item);
+  // The items with the most positives, in id order.
+  ease.items_ =
+      RecentPopularity(events, std::numeric_limits<int64_t>::max(), 0, size_t(max_items));
   std::sort(ease.items_.begin(), ease.items_.end());
-  ease.items_.erase(std::unique(ease.items_.begin(), ease.items_.end()),
-                    ease.items_.end());
   const int64_t n = int64_t(ease.items_.size());
-  if (n > kEaseMaxItems) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("EASE: ", n, " items with a positive, more than the ", kEaseMaxItems,
-                     " a dense item-item model is fitted for"));
-  }
   for (int64_t i = 0; i < n; ++i) ease.index_[ease.items_[i]] = int(i);
-  // Each user's distinct items.
+  // Each user's distinct kept items.
   absl::flat_hash_map<uint64_t, std::vector<int>> by_user;
-  for (const PositiveEvent& e : events) by_user[e.user].push_back(ease.index_[e.item]);
+  for (const PositiveEvent& e : events) {
+    auto it = ease.index_.find(e.item);
+    if (it != ease.index_.end()) by_user[e.user].push_back(it->second);
+  }
   // G = X'X + lambda I, in double: the inverse of a Gram matrix is
   // ill-conditioned for small lambda.
   Eigen::MatrixXd g = Eigen::MatrixXd::Zero(n, n);

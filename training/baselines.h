@@ -8,8 +8,9 @@
 //   - EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data",
 //     WWW 2019): an item-item model in closed form, B = I - P diag(1/diag P)
 //     with P = (X'X + lambda I)^-1 over the user-item matrix X of positives
-//     (lambda is the hyper-parameter). Dense: for catalogues up to
-//     kEaseMaxItems items with a positive.
+//     (lambda is the hyper-parameter). Dense, over the `max_items` items with
+//     the most positives (the others are never recommended by it): its cost
+//     is cubic in them.
 #ifndef FEEDRANK_TRAINING_BASELINES_H_
 #define FEEDRANK_TRAINING_BASELINES_H_
 
@@ -36,15 +37,17 @@ struct PositiveEvent {
 std::vector<uint64_t> RecentPopularity(const std::vector<PositiveEvent>& events,
                                        int64_t as_of_ms, int64_t window_ms, size_t k);
 
+inline constexpr int64_t kEaseDefaultItems = 2000;
 inline constexpr int64_t kEaseMaxItems = 20000;
 
 class Ease {
  public:
-  // Fits on the events (each user's set of items; repeats count once).
-  // InvalidArgument when lambda <= 0 or there is no event; FailedPrecondition
-  // (naming the count) above kEaseMaxItems distinct items.
-  static absl::StatusOr<Ease> Fit(const std::vector<PositiveEvent>& events,
-                                  double lambda);
+  // Fits on the events (each user's set of items; repeats count once) over
+  // the `max_items` items with the most positives (ties by id). Errors:
+  // InvalidArgument when lambda <= 0, max_items is outside [1,
+  // kEaseMaxItems] or there is no event.
+  static absl::StatusOr<Ease> Fit(const std::vector<PositiveEvent>& events, double lambda,
+                                  int64_t max_items = kEaseDefaultItems);
 
   // The `k` best items for a user whose positives are `history` (items the
   // model does not know are ignored), leaving out `exclude`; ties by item

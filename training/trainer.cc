@@ -1048,7 +1048,8 @@ absl::Status ReportRanking(const TrainOptions& o, const Heads& heads,
   const std::string retrieval_names[5] = {
       "random (expected)", "most popular (all training days)", emb_name,
       absl::StrCat("most popular (", window, ", tuned)"),
-      absl::StrFormat("EASE (lambda %g, tuned)", baselines.ease_lambda)};
+      absl::StrFormat("EASE (lambda %g, tuned; the %d most-liked videos)",
+                      baselines.ease_lambda, kEaseDefaultItems)};
   for (int m = 0; m < 5; ++m) {
     if (metrics.recall100[m].empty()) continue;
     absl::StrAppendFormat(&report, "| %s | %s | %s |\n", retrieval_names[m],

@@ -54,7 +54,22 @@ TEST(EaseTest, WeightsAreTheClosedFormOfAHandComputedCase) {
   EXPECT_NEAR(shrunk->Weight(1, 2), 1.0 / 3.0, 1e-6);
 }
 
+TEST(EaseTest, OnlyTheMostLikedItemsAreModelled) {
+  // Item 1: 3 likes, item 2: 2, item 3: 2 (the tie goes to the smaller id).
+  // With room for two, item 3 is left out: never recommended, ignored in a
+  // history.
+  const std::vector<PositiveEvent> events = {
+      {10, 1, 0}, {11, 1, 0}, {12, 1, 0}, {10, 2, 0}, {11, 2, 0}, {12, 3, 0}, {10, 3, 0}};
+  auto ease = Ease::Fit(events, 1.0, 2);
+  ASSERT_TRUE(ease.ok()) << ease.status();
+  EXPECT_EQ(ease->num_items(), 2);
+  EXPECT_THAT(ease->Recommend({1}, {1}, 10), ElementsAre(2));
+  EXPECT_TRUE(ease->Recommend({3}, {}, 10).empty());
+}
+
 TEST(EaseTest, BadFitsAreRefused) {
+  EXPECT_EQ(Ease::Fit({{1, 1, 0}}, 1, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Ease::Fit({{1, 1, 0}}, 0).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Ease::Fit({}, 1).status().code(), absl::StatusCode::kInvalidArgument);
