@@ -27,6 +27,12 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// The nearest-rank q-quantile of sorted, non-empty `l`.
+double AtQuantile(const std::vector<double>& l, double q) {
+  const size_t i = static_cast<size_t>(std::ceil(q * l.size()));
+  return l[std::min(l.size(), std::max<size_t>(i, 1)) - 1];
+}
+
 // The state of one run.
 //
 // LIFETIME. gRPC must never be the one to destroy the stub or the channel. A
@@ -89,8 +95,8 @@ class Driver : public std::enable_shared_from_this<Driver> {
     out.ok = int64_t(l.size());
     if (!l.empty()) {
       std::sort(l.begin(), l.end());
-      out.p50 = l[std::min(l.size() - 1, size_t(std::ceil(0.5 * l.size())) - 1)];
-      out.p99 = l[std::min(l.size() - 1, size_t(std::ceil(0.99 * l.size())) - 1)];
+      out.p50 = AtQuantile(l, 0.50);
+      out.p99 = AtQuantile(l, 0.99);
       out.max = l.back();
     }
     return out;
@@ -266,14 +272,10 @@ class Driver : public std::enable_shared_from_this<Driver> {
     std::vector<double> l = latencies_ms_;
     if (!l.empty()) {
       std::sort(l.begin(), l.end());
-      auto at = [&](double q) {
-        const size_t i = static_cast<size_t>(std::ceil(q * l.size())) - 1;
-        return l[std::min(i, l.size() - 1)];
-      };
-      report.p50 = at(0.50);
-      report.p95 = at(0.95);
-      report.p99 = at(0.99);
-      report.p999 = at(0.999);
+      report.p50 = AtQuantile(l, 0.50);
+      report.p95 = AtQuantile(l, 0.95);
+      report.p99 = AtQuantile(l, 0.99);
+      report.p999 = AtQuantile(l, 0.999);
       report.max = l.back();
       double sum = 0;
       for (double x : l) sum += x;
@@ -467,15 +469,14 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
     reporter = std::thread([&] {
       const auto start = SteadyClock::now();
       for (int64_t k = 1;; ++k) {
-        const absl::Time due =
-            absl::Now() +
-            absl::FromChrono(start +
-                             std::chrono::duration_cast<SteadyClock::duration>(
-                                 std::chrono::duration<double>(k * o.interval_s)) -
-                             SteadyClock::now());
+        // Ticks at start + k * interval_s: no drift from the time each takes.
+        const auto due = start + std::chrono::duration_cast<SteadyClock::duration>(
+                                     std::chrono::duration<double>(k * o.interval_s));
         {
           absl::MutexLock lock(&reporter_mu);
-          if (reporter_mu.AwaitWithDeadline(absl::Condition(&run_over), due)) return;
+          if (reporter_mu.AwaitWithTimeout(absl::Condition(&run_over),
+                                           absl::FromChrono(due - SteadyClock::now())))
+            return;
         }
         LoadgenInterval interval = driver->TakeInterval();
         if (o.on_interval) o.on_interval(interval);

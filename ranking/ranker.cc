@@ -251,11 +251,16 @@ void Ranker::Retrieve(const CatalogView& view, const RankRequest& request,
   clock.Lap(RankStage::kAnn);
 
   const size_t dim = view.dim();
+  // Adds up to `want` rows of `list`, resuming after the `*retrieved` rows
+  // an earlier pass over it visited (so none is counted twice).
   auto add_list = [&](CatalogView::List list, int want, CandidateSource source,
                       int32_t* retrieved) {
     int32_t added = 0;
     if (want <= 0) return added;
+    const int32_t skip = *retrieved;
+    int32_t visited = 0;
     view.ForEachListed(list, [&](int32_t row) {
+      if (visited++ < skip) return true;
       ++*retrieved;
       if (excluded.Excluded(row)) {
         ++stats.excluded;
@@ -279,7 +284,8 @@ void Ranker::Retrieve(const CatalogView& view, const RankRequest& request,
   // A page holds `count` items unless the catalogue less the exclude list
   // cannot fill it (ranker.proto). When the sources kept fewer candidates
   // than that (an arm with few ANN candidates, a count above them all, ANN
-  // skipped for time), the next most popular rows fill the pool up to it.
+  // skipped for time), the popular list, resumed where it stopped, fills the
+  // pool up to it.
   const size_t count = static_cast<size_t>(request.count.value_or(o.default_count));
   if (candidates.size() < count) {
     stats.popular_kept +=

@@ -720,8 +720,7 @@ absl::Status FeedServer::LoadNewerVersion(int64_t above, bool initial, bool forc
     auto refused = refused_versions_.find(version);
     const SteadyTime now = options_.env.clock->Now();
     if (refused != refused_versions_.end() && refused->second.state.SameAs(state) &&
-        !(refused->second.transient &&
-          (forced || initial || now >= refused->second.retry_at))) {
+        !(refused->second.transient && (forced || now >= refused->second.retry_at))) {
       continue;
     }
     const auto start = std::chrono::steady_clock::now();
@@ -769,7 +768,7 @@ absl::Status FeedServer::Load() {
     MutexLock lock(&reload_mu_);
     const auto start = std::chrono::steady_clock::now();
     if (!options_.bundle_root.empty()) {
-      status = LoadNewerVersion(-1, /*initial=*/true);
+      status = LoadNewerVersion(-1, /*initial=*/true, /*forced=*/true);
     } else {
       // A stop interrupts the reads of a load in progress.
       InterruptibleFileSystem fs(options_.env.fs, &stop_loading_);
@@ -870,10 +869,11 @@ void FeedServer::ReleaseRetiredBundleMemory() {
   std::shared_ptr<const Snapshot> s = snapshots_->Current();
   const Bundle* served = s == nullptr ? nullptr : s->bundle.get();
   if (served != watched_bundle_) {
-    // A new bundle (a swap or a compaction): the old one is freed when its
-    // last calls end, which the next tick will have seen.
+    // A new bundle (a swap or a compaction; not the first one seen): the old
+    // one is freed when its last calls end, which the next tick will have
+    // seen.
+    trim_due_ = watched_bundle_ != nullptr;
     watched_bundle_ = served;
-    trim_due_ = true;
     return;
   }
   if (!trim_due_) return;

@@ -315,7 +315,7 @@ class FeedServer {
   // Loads the highest valid version above `above` not refused before in
   // its present state; OK with nothing to do. A version refused for an I/O
   // error (unreadable, disk busy: not its contents) is retried in its
-  // present state too: at once when `forced` (Reload, SIGHUP), else after a
+  // present state too: at once when `forced` (Load, Reload, SIGHUP), else after a
   // backoff that doubles from the watch interval up to 5 minutes.
   absl::Status LoadNewerVersion(int64_t above, bool initial, bool forced = false);
   absl::Status CheckConfigFile(bool force);

@@ -33,27 +33,32 @@ int RunProcess(const std::vector<std::string>& argv, double timeout_s,
                std::string* output) {
   TempDir dir;
   const std::string out_path = dir.Sub("output");
-  const pid_t pid = StartProcess(argv, out_path);
+  const int code = WaitForExit(StartProcess(argv, out_path), timeout_s);
+  if (output != nullptr) *output = ReadFile(out_path);
+  return code;
+}
+
+int WaitForExit(int pid, double timeout_s) {
   int status = 0;
   const auto until = std::chrono::steady_clock::now() +
                      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                          std::chrono::duration<double>(timeout_s));
-  int code = -1;
   while (true) {
-    const pid_t done = ::waitpid(pid, &status, WNOHANG);
-    if (done == pid) {
-      code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      break;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
     if (std::chrono::steady_clock::now() > until) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, &status, 0);
-      break;
+      return -1;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  if (output != nullptr) *output = ReadFile(out_path);
-  return code;
+}
+
+int StopProcess(int pid, double timeout_s) {
+  ::kill(pid, SIGTERM);
+  return WaitForExit(pid, timeout_s);
 }
 
 int StartProcess(const std::vector<std::string>& argv, const std::string& log_path) {

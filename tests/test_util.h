@@ -39,6 +39,14 @@ int RunProcess(const std::vector<std::string>& argv, double timeout_s,
 // pid (the caller waits for it).
 int StartProcess(const std::vector<std::string>& argv, const std::string& log_path);
 
+// Waits at most `timeout_s` for process `pid` to end; a process still
+// running then is killed (SIGKILL) and -1 is returned. Else its exit code,
+// or 128 + the signal that ended it (as RunProcess).
+int WaitForExit(int pid, double timeout_s);
+
+// SIGTERM to `pid`, then WaitForExit.
+int StopProcess(int pid, double timeout_s = 20);
+
 // Waits until `log_path` holds "<marker>... (port N)" and returns N of the
 // last such line (e.g. marker "admin on " for the admin port); -1 after
 // `timeout_s`.

@@ -705,6 +705,18 @@ struct TunedBaselines {
 
 constexpr int64_t kHourMs = 3600 * 1000;
 
+// The first `k` ids of `order` that are not `seen`.
+std::vector<uint64_t> FirstUnseenIds(const std::vector<uint64_t>& order,
+                                     const absl::flat_hash_set<uint64_t>& seen,
+                                     size_t k) {
+  std::vector<uint64_t> page;
+  for (uint64_t id : order) {
+    if (page.size() == k) break;
+    if (!seen.contains(id)) page.push_back(id);
+  }
+  return page;
+}
+
 // Chooses the popularity window and EASE's lambda on the validation split
 // (training rows of the last `validation_days`: users' new positives there,
 // everything before as their past), then refits both on every training row.
@@ -756,15 +768,6 @@ absl::StatusOr<TunedBaselines> TuneBaselines(const TrainOptions& o,
     }
     return val_users.empty() ? 0.0 : sum / double(val_users.size());
   };
-  auto first_unseen = [](const std::vector<uint64_t>& order,
-                         const absl::flat_hash_set<uint64_t>& seen, size_t k) {
-    std::vector<uint64_t> page;
-    for (uint64_t id : order) {
-      if (page.size() == k) break;
-      if (!seen.contains(id)) page.push_back(id);
-    }
-    return page;
-  };
   absl::StrAppendFormat(
       &out.report,
       "\n**Baselines tuned on validation** (training rows of the last %d "
@@ -783,7 +786,7 @@ absl::StatusOr<TunedBaselines> TuneBaselines(const TrainOptions& o,
     const std::vector<uint64_t> order =
         RecentPopularity(before, val_cutoff, hours * kHourMs, size_t(-1));
     const double v =
-        mean_ndcg([&](const ValUser& u) { return first_unseen(order, u.seen, 10); });
+        mean_ndcg([&](const ValUser& u) { return FirstUnseenIds(order, u.seen, 10); });
     absl::StrAppendFormat(
         &out.report, "| popularity, recent window | %s | %.4f |\n",
         hours == 0 ? std::string("all training days") : absl::StrCat(hours, " h"), v);
@@ -930,9 +933,11 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
       }
       return found / npos;
     };
+    // Of the first 10 ids (a longer list's others do not count).
     auto ndcg_of = [&](const std::vector<uint64_t>& ids) {
       std::vector<bool> relevant;
-      for (uint64_t id : ids) relevant.push_back(u.positives.contains(id));
+      for (size_t i = 0; i < ids.size() && i < 10; ++i)
+        relevant.push_back(u.positives.contains(ids[i]));
       return NdcgAtK(relevant, static_cast<int>(u.positives.size()), 10);
     };
     auto ranked_ids = [&] {
@@ -967,15 +972,11 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
         found += u.positives.contains(ids[i]);
       return found / npos;
     };
-    std::vector<uint64_t> recent;
-    for (uint64_t id : baselines.recent_popular) {
-      if (recent.size() == 500) break;
-      if (!seen_ids.contains(id)) recent.push_back(id);
-    }
+    const std::vector<uint64_t> recent =
+        FirstUnseenIds(baselines.recent_popular, seen_ids, 500);
     out.recall100[3].push_back(id_recall(recent, 100));
     out.recall500[3].push_back(id_recall(recent, 500));
-    out.ndcg[5].push_back(ndcg_of(std::vector<uint64_t>(
-        recent.begin(), recent.begin() + std::min<size_t>(10, recent.size()))));
+    out.ndcg[5].push_back(ndcg_of(recent));
     if (baselines.ease.has_value()) {
       auto history = baselines.positives_by_user.find(u.id);
       const std::vector<uint64_t> ease =
@@ -987,8 +988,7 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
       const std::vector<uint64_t>& page = ease.empty() ? recent : ease;
       out.recall100[4].push_back(id_recall(page, 100));
       out.recall500[4].push_back(id_recall(page, 500));
-      out.ndcg[6].push_back(ndcg_of(std::vector<uint64_t>(
-          page.begin(), page.begin() + std::min<size_t>(10, page.size()))));
+      out.ndcg[6].push_back(ndcg_of(page));
     }
     // The full pipeline, as served.
     RankRequest request;
@@ -1092,13 +1092,8 @@ absl::Status ReportRanking(const TrainOptions& o, const Heads& heads,
   for (int m : {0, 1, 2, 5, 6}) {
     if (!metrics.ndcg[m].empty()) baseline_methods.push_back(m);
   }
-  auto mean = [](const std::vector<double>& v) {
-    double sum = 0;
-    for (double x : v) sum += x;
-    return v.empty() ? 0.0 : sum / double(v.size());
-  };
   std::stable_sort(baseline_methods.begin(), baseline_methods.end(), [&](int a, int c) {
-    return mean(metrics.ndcg[a]) > mean(metrics.ndcg[c]);
+    return result->ndcg.at(keys[a]) > result->ndcg.at(keys[c]);
   });
   absl::StrAppendFormat(
       &report,

@@ -384,6 +384,8 @@ TEST_F(LoadgenTest, RefusesBadOptionsAndUnreachableTargets) {
       {"interval_s", [](LoadgenOptions* o) { o->interval_s = 0.01; }},
       {"interval_s", [&](LoadgenOptions* o) { o->interval_s = kNaN; }},
       {"upsert_ids", [](LoadgenOptions* o) { o->upsert_ids = -1; }},
+      {"upsert_ids", [](LoadgenOptions* o) { o->upsert_ids = 1000000001; }},
+      {"interval_s", [](LoadgenOptions* o) { o->interval_s = 2e6; }},
   };
   for (const auto& bad : kBad) {
     LoadgenOptions o = Options();

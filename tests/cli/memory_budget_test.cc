@@ -145,10 +145,7 @@ TEST(MemoryBudgetTest, ABurstOfTheLargestRequestsStaysWithinTheBudget) {
   // meaningful only well below that.
   EXPECT_LT(budget, int64_t(kBurst) * int64_t(big.ByteSizeLong()) / 3);
 
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << testing::ReadFile(log);
+  EXPECT_EQ(testing::StopProcess(pid), 0) << testing::ReadFile(log);
 }
 
 }  // namespace

@@ -72,19 +72,8 @@ TEST(ProcessTest, SigtermStopsAServingProcess) {
     ::_exit(127);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > until) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      FAIL() << "serve did not stop on SIGTERM";
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  // -1: it did not stop on SIGTERM within 20 s (and was killed).
+  EXPECT_EQ(testing::StopProcess(pid), 0);
 }
 
 TEST(ProcessTest, SigtermDrainsEvenWhenAThreadStartedBeforeMainTakesIt) {
@@ -275,22 +264,6 @@ bool WaitForText(const std::string& path, const std::string& text, double timeou
   return false;
 }
 
-// Waits up to 20 s for `pid`; SIGKILLs it (and fails) if it does not stop.
-int WaitOrKill(int pid) {
-  int status = 0;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > until) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      ADD_FAILURE() << "process " << pid << " did not stop";
-      return status;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return status;
-}
-
 TEST(ProcessTest, SigtermAndSigkillDuringABundleSwapUnderLoadLoseNothing) {
   // Version 1 is small; version 2 is large enough that its load takes a
   // while. The server serves 1 under load, is told (SIGHUP) to load 2, and
@@ -334,7 +307,7 @@ TEST(ProcessTest, SigtermAndSigkillDuringABundleSwapUnderLoadLoseNothing) {
     ASSERT_TRUE(WaitForText(log, "loading bundle " + dir.Sub("root/2"), 30))
         << testing::ReadFile(log);
     ::kill(pid, signal);
-    const int status = WaitOrKill(pid);
+    const int code = testing::WaitForExit(pid, 20);
     const bool mid_load =
         testing::ReadFile(log).find("serving bundle big-v2") == std::string::npos;
     ::testing::Test::RecordProperty(
@@ -344,14 +317,12 @@ TEST(ProcessTest, SigtermAndSigkillDuringABundleSwapUnderLoadLoseNothing) {
       // A stop interrupts the load and drains: a clean exit, without waiting
       // for the load to finish (SIGHUP's reload once ran on the thread that
       // takes the signals, so a SIGTERM waited for the whole load).
-      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-          << testing::ReadFile(log);
+      EXPECT_EQ(code, 0) << testing::ReadFile(log);
       EXPECT_TRUE(mid_load) << testing::ReadFile(log);
     } else {
-      EXPECT_TRUE(WIFSIGNALED(status));
+      EXPECT_EQ(code, 128 + SIGKILL);
     }
-    ::kill(loadgen, SIGTERM);
-    WaitOrKill(loadgen);
+    testing::StopProcess(loadgen);
 
     // Restarted, it serves the complete newest version: a load leaves
     // nothing behind that a restart could trip over.
@@ -371,9 +342,7 @@ TEST(ProcessTest, SigtermAndSigkillDuringABundleSwapUnderLoadLoseNothing) {
         v1::FeedRanker::NewStub(channel)->RankFeed(&context, request, &response).ok());
     EXPECT_EQ(response.bundle_version(), "big-v2");
     EXPECT_EQ(response.items_size(), 20);
-    ::kill(pid, SIGTERM);
-    const int stopped = WaitOrKill(pid);
-    EXPECT_TRUE(WIFEXITED(stopped) && WEXITSTATUS(stopped) == 0);
+    EXPECT_EQ(testing::StopProcess(pid), 0) << testing::ReadFile(log2);
     ASSERT_EQ(::rename(dir.Sub("root/2").c_str(), dir.Sub("v2").c_str()), 0);
   }
 }

@@ -142,10 +142,7 @@ TEST_F(TlsTest, BothServicesSpeakTlsAndTheAdminServiceRequiresATrustedClientCert
   EXPECT_NE(Feedrank({"admin", "status", "--target", admin}, &out), 0);
   EXPECT_THAT(out, HasSubstr("UNAVAILABLE"));
 
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << testing::ReadFile(log);
+  EXPECT_EQ(testing::StopProcess(pid), 0) << testing::ReadFile(log);
 }
 
 TEST_F(TlsTest, BadTlsFlagsAreRefusedAtStartNamingTheFlag) {
@@ -217,10 +214,7 @@ TEST_F(TlsTest, PlaintextOnAnAddressOtherThanLoopbackIsServedOnlyWhenAskedFor) {
                      &out),
             0)
       << out;
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << testing::ReadFile(log);
+  EXPECT_EQ(testing::StopProcess(pid), 0) << testing::ReadFile(log);
 }
 
 }  // namespace

@@ -268,6 +268,27 @@ TEST_F(RankerTest, SourcesKeepingFewerThanTheCountAreFilledUpToAFullPage) {
     EXPECT_EQ(ids.size(), 100u);
     EXPECT_GE(result.stats.popular_kept, 80);
   }
+  // The fill resumes the popular list where its own pass stopped: no row is
+  // counted twice, retrieved or excluded. Popular only (30), the 3 most
+  // popular excluded, a count of 100.
+  config.mutable_params()->set_ann_candidates(0);
+  config.mutable_params()->set_popular_candidates(30);
+  auto popular_only = MakeRanker(config);
+  std::vector<uint64_t> top3;
+  bundle().view->ForEachListed(CatalogView::List::kPopular, [&](int32_t row) {
+    top3.push_back(bundle().view->video_id(row));
+    return top3.size() < 3;
+  });
+  RankRequest request;
+  request.user_id = KnownUser(3);
+  request.count = 100;
+  request.exclude_ids = top3;
+  RankResult result;
+  ASSERT_TRUE(popular_only->Rank(request, &result).ok());
+  EXPECT_EQ(result.items.size(), 100u);
+  EXPECT_EQ(result.stats.excluded, 3);
+  EXPECT_EQ(result.stats.popular_kept, 100);
+  EXPECT_EQ(result.stats.popular_retrieved, 103);
 }
 
 TEST_F(RankerTest, PopularAndFreshSourcesContribute) {

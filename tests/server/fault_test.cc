@@ -301,8 +301,12 @@ TEST_F(FaultTest, ThousandsOfStreamsAndConnectionsOpenedAndDroppedLeaveItServing
       c->context.TryCancel();
     }
     for (auto& c : calls) {
-      const grpc::StatusCode code = c->done.get_future().get().error_code();
-      EXPECT_THAT(code, AnyOf(grpc::StatusCode::OK, grpc::StatusCode::CANCELLED));
+      // Cancelled, answered, or refused as overload (a flood may fill the
+      // queue before the cancels arrive): nothing else.
+      const grpc::Status s = c->done.get_future().get();
+      EXPECT_THAT(s.error_code(), AnyOf(grpc::StatusCode::OK, grpc::StatusCode::CANCELLED,
+                                        grpc::StatusCode::UNAVAILABLE))
+          << s.error_message();
     }
   }
   // 500 raw TCP connections: half send the HTTP/2 preface and hang up, half

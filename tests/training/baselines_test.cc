@@ -70,6 +70,8 @@ TEST(EaseTest, OnlyTheMostLikedItemsAreModelled) {
 TEST(EaseTest, BadFitsAreRefused) {
   EXPECT_EQ(Ease::Fit({{1, 1, 0}}, 1, 0).status().code(),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Ease::Fit({{1, 1, 0}}, 1, kEaseMaxItems + 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Ease::Fit({{1, 1, 0}}, 0).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Ease::Fit({}, 1).status().code(), absl::StatusCode::kInvalidArgument);

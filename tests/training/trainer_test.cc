@@ -146,8 +146,13 @@ TEST(TrainerWarningTest, TooFewEvaluatedUsersWarnAndFailWithStrict) {
   EXPECT_EQ(strict.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(strict.status().message()), HasSubstr("--strict"));
   o.out = dir.Sub("bad");
-  o.validation_days = 0;
-  EXPECT_THAT(std::string(Train(o).status().message()), HasSubstr("validation_days"));
+  for (int days : {0, 31}) {
+    o.validation_days = days;
+    EXPECT_THAT(std::string(Train(o).status().message()), HasSubstr("validation_days"));
+  }
+  o.validation_days = 1;
+  o.min_eval_users = -1;
+  EXPECT_THAT(std::string(Train(o).status().message()), HasSubstr("min_eval_users"));
 }
 
 TEST_F(TrainerTest, SameSeedSameBundleBytes) {
