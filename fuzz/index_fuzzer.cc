@@ -3,8 +3,8 @@
 // inverted lists), then searches over an index it accepted, which must stay
 // within the catalogue's rows.
 //
-// Input: one byte choosing the index type (flat, ivf, hnsw: byte % 3), then
-// the file. The seeds (corpus/index) are valid indexes of kRows x kDim.
+// Input: as fuzz/index_input.h says (a byte choosing the index type, then
+// the file). The seeds (corpus/index) are valid indexes of kRows x kDim.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -12,37 +12,18 @@
 
 #include "embeddings/ann_index.h"
 #include "fuzz/fuzz_util.h"
+#include "fuzz/index_input.h"
 
 namespace {
 
 constexpr int kDim = 8;
 constexpr int64_t kRows = 64;
 
-feedrank::IndexSpec SpecFor(uint8_t selector) {
-  feedrank::IndexSpec spec;
-  switch (selector % 3) {
-    case 0:
-      spec.set_type("flat");
-      break;
-    case 1:
-      spec.set_type("ivf");
-      spec.set_ivf_nlist(4);
-      spec.set_ivf_nprobe(2);
-      break;
-    default:
-      spec.set_type("hnsw");
-      spec.set_hnsw_m(8);
-      spec.set_hnsw_ef_construction(32);
-      break;
-  }
-  return spec;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
-  const feedrank::IndexSpec spec = SpecFor(data[0]);
+  const feedrank::IndexSpec spec = feedrank::fuzz::IndexSpecForSelector(data[0]);
   const std::string path = feedrank::fuzz::WriteInput(
       "input.faiss", feedrank::fuzz::AsView(data + 1, size - 1));
   auto index = feedrank::AnnIndex::Load(path, spec, kDim, kRows);

@@ -25,6 +25,7 @@
 
 #include "base/simd.h"
 #include "cli/synth.h"
+#include "fuzz/index_input.h"
 #include "tests/test_bundles.h"
 
 namespace feedrank {
@@ -1137,22 +1138,8 @@ TEST(AnnIndexRegressionTest, FilesTheFuzzerFoundAreRefused) {
     ++files;
     const std::string bytes = testing::ReadFile(entry.path());
     ASSERT_FALSE(bytes.empty()) << name;
-    IndexSpec spec;
-    switch (static_cast<unsigned char>(bytes[0]) % 3) {
-      case 0:
-        spec.set_type("flat");
-        break;
-      case 1:
-        spec.set_type("ivf");
-        spec.set_ivf_nlist(4);
-        spec.set_ivf_nprobe(2);
-        break;
-      default:
-        spec.set_type("hnsw");
-        spec.set_hnsw_m(8);
-        spec.set_hnsw_ef_construction(32);
-        break;
-    }
+    const IndexSpec spec =
+        fuzz::IndexSpecForSelector(static_cast<unsigned char>(bytes[0]));
     const std::string path = dir.Sub(name + ".faiss");
     WriteFile(path, bytes.substr(1));
     auto loaded = AnnIndex::Load(path, spec, 8, 64);
