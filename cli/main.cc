@@ -536,6 +536,12 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
       ->capture_default_str();
   serve_cmd
+      ->add_option("--compact-event-threshold", serve.live.compact_event_threshold,
+                   "Also fold once the engagement events (RecordEvents) held since the "
+                   "last compaction reach this (0 = never; needs --bundle-root)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+      ->capture_default_str();
+  serve_cmd
       ->add_option("--compact-threads", serve.live.compact_threads,
                    "Threads of a compaction's index build (0 = every core)")
       ->check(CLI::Range(0, 1024))

@@ -176,7 +176,10 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
   if (m.index().type().empty()) m.mutable_index()->set_type("hnsw");
   for (const std::string& name : SynthObjectives())
     m.mutable_model()->add_objectives(name);
+  // Every group but the engagement ones: a synthetic catalogue has no event
+  // history (its bundles carry no engagement files).
   for (const std::string& group : FeatureSet::AllGroups()) {
+    if (group == "trending" || group == "history") continue;
     m.mutable_model()->add_features(group);
   }
   for (uint32_t width : o.hidden) m.mutable_model()->add_hidden(width);

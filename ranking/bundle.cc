@@ -33,6 +33,14 @@ absl::StatusOr<std::shared_ptr<const Bundle>> LoadBundle(const std::string& dir,
   bundle->features = *std::move(features);
   ASSIGN_OR_RETURN(bundle->catalog, Catalog::Load(dir, bundle->manifest, fs));
   bundle->view = CatalogView::Of(bundle->catalog);
+  if (bundle->features.uses_engagement() && !EngagementState::InBundle(dir, fs)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir, ": the model uses the trending or history features but the bundle has no ",
+        kTrendingFile, ", ", kHistoryIdsFile, " and ", kHistoryTimesFile));
+  }
+  ASSIGN_OR_RETURN(bundle->engagement,
+                   EngagementState::Load(dir, *bundle->catalog,
+                                         EngagementTime(bundle->manifest), fs));
   ASSIGN_OR_RETURN(bundle->model, ScoringModel::Load(dir, bundle->manifest.model(),
                                                      bundle->features.width(), fs));
   if (auto names = fs.ListDir(dir); names.ok()) {
@@ -118,6 +126,8 @@ absl::StatusOr<std::shared_ptr<const Bundle>> MakeBundle(const BundleManifest& m
   }
   bundle->catalog = std::move(catalog);
   bundle->view = CatalogView::Of(bundle->catalog);
+  bundle->engagement =
+      std::make_shared<EngagementState>(*bundle->catalog, EngagementTime(manifest));
   ASSIGN_OR_RETURN(bundle->model, ScoringModel::Create(std::move(model), manifest.model(),
                                                        bundle->features.width()));
   return std::shared_ptr<const Bundle>(std::move(bundle));

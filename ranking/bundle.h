@@ -16,6 +16,7 @@
 #include "embeddings/catalog.h"
 #include "embeddings/catalog_view.h"
 #include "feedrank/v1/bundle.pb.h"
+#include "ranking/engagement.h"
 #include "ranking/features.h"
 #include "ranking/model.h"
 
@@ -29,10 +30,21 @@ struct Bundle {
   std::shared_ptr<const CatalogView> view;
   FeatureSet features;
   std::unique_ptr<ScoringModel> model;
+  // Recent engagement (ranking/engagement.h) as of the manifest's
+  // data_time_ms, kept live by the server's RecordEvents: never null
+  // (empty for a bundle without the files). Internally synchronised, so a
+  // const Bundle records events into it.
+  std::shared_ptr<EngagementState> engagement;
   // Bytes of the bundle directory's files when it was loaded: what it holds
   // in memory, to within the tables derived at load (0 for MakeBundle).
   int64_t file_bytes = 0;
 };
+
+// The time a bundle's engagement files are as of: engagement_time_ms, else
+// data_time_ms.
+inline int64_t EngagementTime(const BundleManifest& m) {
+  return m.engagement_time_ms() != 0 ? m.engagement_time_ms() : m.data_time_ms();
+}
 
 // The directory that holds `path` ("." for a bare name or an empty path).
 std::string ParentDir(const std::string& path);

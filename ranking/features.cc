@@ -25,6 +25,8 @@ enum class FeatureSet::Group {
   kHourOfDay,
   kDevice,
   kProduct,
+  kTrending,
+  kHistory,
 };
 
 namespace {
@@ -50,6 +52,8 @@ constexpr GroupDef kGroups[] = {
     {"hour_of_day", 2},
     {"device", 4},
     {"product", -1},
+    {"trending", kTrendColumns},
+    {"history", 3},
 };
 
 constexpr double kPi = 3.14159265358979323846;
@@ -74,6 +78,15 @@ UserQuery LookUpUser(const CatalogView& view, uint64_t user_id) {
     return user;
   }
   return ColdStartUser(view.base());
+}
+
+void AddHistory(const CatalogView& view, const EngagementState* engagement,
+                uint64_t user_id, int64_t now_ms, UserQuery* user,
+                std::vector<float>* buffer) {
+  buffer->resize(view.dim());
+  const EngagementState::Reader reader(engagement, now_ms);
+  user->history_count = reader.HistoryMean(view, user_id, buffer->data());
+  user->history = buffer->data();
 }
 
 std::vector<std::string> FeatureSet::AllGroups() {
@@ -126,11 +139,25 @@ std::vector<std::string> FeatureSet::ColumnNames() const {
   return columns;
 }
 
+bool FeatureSet::uses_engagement() const {
+  for (const Entry& entry : entries_) {
+    if (entry.group == Group::kTrending || entry.group == Group::kHistory) return true;
+  }
+  return false;
+}
+
 void FeatureSet::Build(const CatalogView& catalog, const UserQuery& user,
-                       const FeatureContext& context, absl::Span<const int32_t> rows,
-                       float* out) const {
+                       const FeatureContext& context, const EngagementState* engagement,
+                       absl::Span<const int32_t> rows, float* out) const {
   const size_t d = dim_;
   const float user_norm = std::sqrt(simd::Dot(user.embedding, user.embedding, d));
+  const bool has_history = user.history_count > 0 && user.history != nullptr;
+  const float history_norm =
+      has_history ? std::sqrt(simd::Dot(user.history, user.history, d)) : 0.f;
+  const float log_history = std::log1p(float(user.history_count));
+  // Holds the state's shared lock for the whole batch (none without it).
+  const EngagementState::Reader trends(uses_engagement() ? engagement : nullptr,
+                                       context.now_ms);
   // Local hour, as a point on the unit circle so 23:00 is near 00:00.
   const int64_t local_minutes =
       context.now_ms / 60000 + int64_t{context.utc_offset_minutes};
@@ -211,6 +238,19 @@ void FeatureSet::Build(const CatalogView& catalog, const UserQuery& user,
         case Group::kProduct:
           for (size_t j = 0; j < d; ++j) *x++ = user.embedding[j] * v[j];
           break;
+        case Group::kTrending:
+          trends.Trending(catalog, row, x);
+          for (int j = 0; j < kTrendColumns; ++j) x[j] = std::log1p(x[j]);
+          x += kTrendColumns;
+          break;
+        case Group::kHistory: {
+          const float hdot = has_history ? simd::Dot(user.history, v, d) : 0.f;
+          const float denom = history_norm * get_video_norm();
+          *x++ = hdot;
+          *x++ = denom > 0 ? hdot / denom : 0.f;
+          *x++ = log_history;
+          break;
+        }
       }
     }
   }

@@ -20,6 +20,13 @@
 //   hour_of_day (2)      sin and cos of the client's local hour
 //   device (4)           one-hot: unspecified, android, ios, web
 //   product (dim)        user * video, element-wise
+//   trending (6)         log1p of the video's decayed interaction counts at
+//                        half-lives 1, 6 and 24 h, then of its positives
+//                        (ranking/engagement.h), as of the request time
+//   history (3)          the user's recent history (ranking/engagement.h):
+//                        dot and cosine of its recency-weighted mean
+//                        embedding with the video, log1p(its length); all 0
+//                        for a user without one
 //
 // Thread-safety: immutable; Build may run concurrently.
 #ifndef FEEDRANK_RANKING_FEATURES_H_
@@ -33,6 +40,7 @@
 #include "absl/types/span.h"
 #include "embeddings/catalog.h"
 #include "embeddings/catalog_view.h"
+#include "ranking/engagement.h"
 
 namespace feedrank {
 
@@ -44,6 +52,10 @@ struct UserQuery {
   const float* embedding = nullptr;
   bool known = false;
   float activity = 0;
+  // Recency-weighted mean embedding of the user's history (size dim), and
+  // how many videos it holds (0: no history; `history` may then be null).
+  const float* history = nullptr;
+  int history_count = 0;
 };
 
 // The request's context.
@@ -67,6 +79,13 @@ UserQuery LookUpUser(const CatalogView& view, uint64_t user_id);
 // The cold-start view, whoever the user is.
 UserQuery ColdStartUser(const Catalog& catalog);
 
+// Adds the user's history as of `now_ms` from `engagement` (may be null: no
+// history) to `user`: its mean goes into `*buffer` (resized to view.dim()),
+// which must outlive the query. What serving, training and replay all call.
+void AddHistory(const CatalogView& view, const EngagementState* engagement,
+                uint64_t user_id, int64_t now_ms, UserQuery* user,
+                std::vector<float>* buffer);
+
 class FeatureSet {
  public:
   // Every group this build computes, in a canonical order.
@@ -83,15 +102,30 @@ class FeatureSet {
   std::vector<std::string> ColumnNames() const;
 
   // Writes one row per element of `rows` (rows of `view`) into `out` (size
-  // rows.size() * width(), row-major).
+  // rows.size() * width(), row-major). `engagement` (may be null: counts 0)
+  // feeds the trending group, as of context.now_ms.
+  void Build(const CatalogView& view, const UserQuery& user,
+             const FeatureContext& context, const EngagementState* engagement,
+             absl::Span<const int32_t> rows, float* out) const;
   void Build(const CatalogView& view, const UserQuery& user,
              const FeatureContext& context, absl::Span<const int32_t> rows,
-             float* out) const;
+             float* out) const {
+    Build(view, user, context, nullptr, rows, out);
+  }
   // The same over a catalogue alone (offline tools).
   void Build(const Catalog& catalog, const UserQuery& user, const FeatureContext& context,
-             absl::Span<const int32_t> rows, float* out) const {
-    Build(CatalogView::Borrow(catalog), user, context, rows, out);
+             const EngagementState* engagement, absl::Span<const int32_t> rows,
+             float* out) const {
+    Build(CatalogView::Borrow(catalog), user, context, engagement, rows, out);
   }
+  void Build(const Catalog& catalog, const UserQuery& user, const FeatureContext& context,
+             absl::Span<const int32_t> rows, float* out) const {
+    Build(CatalogView::Borrow(catalog), user, context, nullptr, rows, out);
+  }
+
+  // True when the set has the trending or history group (the bundle must
+  // then carry an engagement state).
+  bool uses_engagement() const;
 
  private:
   enum class Group;

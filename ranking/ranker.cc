@@ -187,8 +187,12 @@ absl::Status Ranker::Validate(const CatalogView& view, const RankRequest& reques
   return absl::OkStatus();
 }
 
-UserQuery Ranker::LookUpUser(const CatalogView& view, uint64_t user_id) const {
-  return feedrank::LookUpUser(view, user_id);
+void Ranker::LookUpUser(const CatalogView& view, const RankRequest& request,
+                        CandidateBatch* batch) const {
+  batch->user = feedrank::LookUpUser(view, request.user_id);
+  if (!bundle_->features.uses_engagement()) return;
+  AddHistory(view, bundle_->engagement.get(), request.user_id, request.context.now_ms,
+             &batch->user, &batch->history);
 }
 
 void Ranker::Retrieve(const CatalogView& view, const RankRequest& request,
@@ -339,8 +343,8 @@ void Ranker::Score(const CatalogView& view, const RankRequest& request,
     for (size_t i = 0; i < rerank; ++i) rows[i] = candidates[i].row;
     const size_t width = bundle_->features.width();
     if (batch->features.size() < rerank * width) batch->features.resize(rerank * width);
-    bundle_->features.Build(view, batch->user, request.context, rows,
-                            batch->features.data());
+    bundle_->features.Build(view, batch->user, request.context,
+                            bundle_->engagement.get(), rows, batch->features.data());
     clock.Lap(RankStage::kFeatures);
     if (batch->predictions.size() < rerank * heads)
       batch->predictions.resize(rerank * heads);
@@ -452,7 +456,7 @@ absl::Status Ranker::Rank(const CatalogView& view, const RankRequest& request,
   if (!valid.ok()) return valid;
   CandidateBatch& batch = ThreadBatch();
   batch.Clear();
-  batch.user = LookUpUser(view, request.user_id);
+  LookUpUser(view, request, &batch);
   Retrieve(view, request, &batch);
   Score(view, request, &batch);
   Assemble(&view, request, &batch, result);

@@ -200,6 +200,7 @@ struct CandidateBatch {
   std::vector<Hit> hits;
   std::vector<int32_t> rows;
   AlignedVector<float> features;
+  std::vector<float> history;  // the user's history mean (dim)
   ModelScratch model;
   std::vector<int32_t> order;
   std::vector<int32_t> capped;
@@ -235,8 +236,11 @@ class Ranker {
   // The checks of Rank (field ranges, deadline, view), with `now` the start.
   absl::Status Validate(const CatalogView& view, const RankRequest& request,
                         SteadyTime now) const;
-  // The viewer as `view` knows them (cold start: the mean user).
-  UserQuery LookUpUser(const CatalogView& view, uint64_t user_id) const;
+  // The viewer as `view` knows them (cold start: the mean user) into
+  // `batch->user`, with their history as of the request time when the
+  // model's features use it.
+  void LookUpUser(const CatalogView& view, const RankRequest& request,
+                  CandidateBatch* batch) const;
   // Candidates for `batch->user` from the sources, in retrieval order,
   // deduplicated, without excluded or tombstoned rows.
   void Retrieve(const CatalogView& view, const RankRequest& request,

@@ -182,7 +182,7 @@ class InProcessVariant {
     thread_local CandidateBatch batch;
     thread_local RankResult result;
     batch.Clear();
-    batch.user = ranker.LookUpUser(view, request.user_id);
+    ranker.LookUpUser(view, request, &batch);
     ranker.Retrieve(view, request, &batch);
     // Which source brought each relevant video.
     for (const Candidate& c : batch.candidates) {

@@ -416,6 +416,10 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (o.live.compact_threshold < 0) {
     return bad("compact_threshold: ", o.live.compact_threshold, " is negative");
   }
+  if (o.live.compact_event_threshold < 0) {
+    return bad("compact_event_threshold: ", o.live.compact_event_threshold,
+               " is negative");
+  }
   if (o.live.compact_threads < 0 || o.live.compact_threads > 1024) {
     return bad("compact_threads: ", o.live.compact_threads, " is outside [0, 1024]");
   }
@@ -796,7 +800,7 @@ absl::Status FeedServer::Load() {
       compaction_watcher_.joinable())
     return status;
   if (live_ != nullptr && !options_.bundle_root.empty() &&
-      options_.live.compact_threshold > 0 &&
+      (options_.live.compact_threshold > 0 || options_.live.compact_event_threshold > 0) &&
       options_.compact_interval > absl::ZeroDuration())
     compaction_watcher_ = std::thread([this] { WatchCompaction(); });
   if (options_.watch_interval > absl::ZeroDuration())
@@ -1010,6 +1014,7 @@ grpc::Status FeedServer::ApplyLive(const v1::LiveUpdateRecord& batch,
   response->set_replaced(s.replaced + s.users_replaced);
   response->set_deleted(s.deleted);
   response->set_unknown(s.unknown_deletes);
+  response->set_events(static_cast<uint32_t>(result->events));
   return grpc::Status::OK;
 }
 
@@ -1198,6 +1203,15 @@ grpc::Status FeedAdminService::UpsertUsers(grpc::ServerContext* context,
   if (grpc::Status auth = Authorize(context); !auth.ok()) return auth;
   v1::LiveUpdateRecord batch;
   *batch.mutable_users() = request->users();
+  return server_->ApplyLive(batch, response);
+}
+
+grpc::Status FeedAdminService::RecordEvents(grpc::ServerContext* context,
+                                            const v1::RecordEventsRequest* request,
+                                            v1::UpdateResponse* response) {
+  if (grpc::Status auth = Authorize(context); !auth.ok()) return auth;
+  v1::LiveUpdateRecord batch;
+  *batch.mutable_events() = request->events();
   return server_->ApplyLive(batch, response);
 }
 

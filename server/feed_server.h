@@ -235,6 +235,9 @@ class FeedAdminService final : public v1::FeedAdmin::Service {
   grpc::Status UpsertUsers(grpc::ServerContext* context,
                            const v1::UpsertUsersRequest* request,
                            v1::UpdateResponse* response) override;
+  grpc::Status RecordEvents(grpc::ServerContext* context,
+                            const v1::RecordEventsRequest* request,
+                            v1::UpdateResponse* response) override;
   grpc::Status GetStatus(grpc::ServerContext* context,
                          const v1::GetStatusRequest* request,
                          v1::GetStatusResponse* response) override;

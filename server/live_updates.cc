@@ -94,7 +94,20 @@ bool LiveUpdates::Holds(const Bundle& bundle, uint64_t sequence, int64_t unix_ms
   return bundle.manifest.data_time_ms() > 0 && unix_ms <= bundle.manifest.data_time_ms();
 }
 
+EngagementEvent FromProto(const v1::EngagementEvent& e) {
+  return EngagementEvent{e.user_id(), e.video_id(), e.time_ms(), e.positive()};
+}
+
 void LiveUpdates::AddRecord(uint64_t sequence, const v1::LiveUpdateRecord& record) {
+  if (record.events_size() > 0) {
+    LoggedEvents logged{sequence, {}};
+    logged.events.reserve(record.events_size());
+    for (const v1::EngagementEvent& e : record.events()) {
+      logged.events.push_back(FromProto(e));
+    }
+    pending_events_ += record.events_size();
+    events_.push_back(std::move(logged));
+  }
   for (const v1::VideoUpdate& v : record.videos()) {
     Op& op = videos_[v.id()];
     op.sequence = sequence;
@@ -140,6 +153,26 @@ void LiveUpdates::AddOps(const v1::LiveOps& ops) {
         op.has_video() ? FromProto(op.video(), op.unix_ms()) : VideoUpsert();
     applied_sequence_ = std::max(applied_sequence_, op.sequence());
   }
+}
+
+int64_t LiveUpdates::ReplayEvents(const Bundle& bundle) {
+  const uint64_t bundle_sequence = bundle.manifest.live_sequence();
+  const int64_t data_time = bundle.manifest.data_time_ms();
+  int64_t replayed = 0;
+  std::vector<EngagementEvent> newer;
+  for (const LoggedEvents& logged : events_) {
+    if (bundle_sequence > 0 && logged.sequence <= bundle_sequence) continue;
+    newer.clear();
+    for (const EngagementEvent& e : logged.events) {
+      if (bundle_sequence > 0 || data_time <= 0 || e.time_ms > data_time) {
+        newer.push_back(e);
+      }
+    }
+    if (bundle.engagement->RecordLogged(logged.sequence, newer)) {
+      replayed += int64_t(newer.size());
+    }
+  }
+  return replayed;
 }
 
 absl::Status LiveUpdates::Publish(const std::shared_ptr<const Bundle>& bundle,
@@ -224,14 +257,59 @@ absl::Status LiveUpdates::Publish(const std::shared_ptr<const Bundle>& bundle,
                        view.status().message()));
     }
   }
+  const int64_t events = ReplayEvents(*bundle);
+  if (pipeline) {
+    // Events the pipeline bundle holds (by event time) are dropped.
+    for (LoggedEvents& logged : events_) {
+      const size_t before = logged.events.size();
+      logged.events.erase(std::remove_if(logged.events.begin(), logged.events.end(),
+                                         [&](const EngagementEvent& e) {
+                                           return e.time_ms <=
+                                                  bundle->manifest.data_time_ms();
+                                         }),
+                          logged.events.end());
+      pending_events_ -= int64_t(before - logged.events.size());
+    }
+    events_.erase(std::remove_if(events_.begin(), events_.end(),
+                                 [](const LoggedEvents& l) { return l.events.empty(); }),
+                  events_.end());
+  }
   LogInfo(
       "live: bundle %s serves with %d live updates it does not hold (%d upserts, %d "
-      "deletes, %d users); %d it holds",
+      "deletes, %d users) and %d engagement events; %d updates it holds",
       bundle->manifest.version(), items, batch.upserts.size(), batch.deletes.size(),
-      batch.users.size(), held);
+      batch.users.size(), events, held);
   bundle_ = bundle;
   live_ = std::move(catalog);
   store(live_->view());
+  return absl::OkStatus();
+}
+
+absl::Status LiveUpdates::CheckEvents(const v1::LiveUpdateRecord& record,
+                                      const CatalogView& view, int64_t now_ms) {
+  if (record.events_size() > kMaxEventsPerBatch) {
+    return absl::InvalidArgumentError(absl::StrCat("a batch holds at most ",
+                                                   kMaxEventsPerBatch, " events, not ",
+                                                   record.events_size()));
+  }
+  for (int i = 0; i < record.events_size(); ++i) {
+    const v1::EngagementEvent& e = record.events(i);
+    if (!view.VideoRow(e.video_id()).has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "event ", i, ": video ", e.video_id(), " is not in the catalogue"));
+    }
+    if (e.time_ms() <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("event ", i, " (video ", e.video_id(), "): time_ms is ",
+                       e.time_ms(), ", must be > 0 (Unix milliseconds)"));
+    }
+    if (e.time_ms() > now_ms + kMaxEventLeadMs) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "event ", i, " (video ", e.video_id(), "): time_ms ", e.time_ms(), " is ",
+          (e.time_ms() - now_ms) / 1000, " s ahead of the server's clock (at most ",
+          kMaxEventLeadMs / 1000, " s)"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -247,7 +325,17 @@ absl::StatusOr<LiveResult> LiveUpdates::Apply(const v1::LiveUpdateRecord& reques
   }
   batch.deletes.assign(request.deletes().begin(), request.deletes().end());
   for (const v1::UserUpdate& u : request.users()) batch.users.push_back(FromProto(u));
-  if (absl::Status status = live_->Validate(batch); !status.ok()) {
+  const bool catalog_change =
+      !batch.upserts.empty() || !batch.deletes.empty() || !batch.users.empty();
+  // An events-only batch leaves the catalogue alone (an empty batch is
+  // refused by Validate).
+  if (catalog_change || request.events_size() == 0) {
+    if (absl::Status status = live_->Validate(batch); !status.ok()) {
+      refused_.fetch_add(1, std::memory_order_relaxed);
+      return status;
+    }
+  }
+  if (absl::Status status = CheckEvents(request, *live_->view(), now_ms); !status.ok()) {
     refused_.fetch_add(1, std::memory_order_relaxed);
     return status;
   }
@@ -268,18 +356,26 @@ absl::StatusOr<LiveResult> LiveUpdates::Apply(const v1::LiveUpdateRecord& reques
                      sequence.status().message()));
   }
   LiveResult result;
-  auto view = live_->Apply(batch, &result.stats);
-  if (!view.ok()) {
-    // Validate passed, so this is a bug; the record is logged and will be
-    // refused the same way on replay.
-    return absl::InternalError(absl::StrCat(
-        "batch ", *sequence, " logged but not applied: ", view.status().message()));
+  std::shared_ptr<const CatalogView> served = live_->view();
+  if (catalog_change) {
+    auto view = live_->Apply(batch, &result.stats);
+    if (!view.ok()) {
+      // Validate passed, so this is a bug; the record is logged and will be
+      // refused the same way on replay.
+      return absl::InternalError(absl::StrCat(
+          "batch ", *sequence, " logged but not applied: ", view.status().message()));
+    }
+    served = *view;
   }
   AddRecord(*sequence, record);
-  store(*view);
+  if (record.events_size() > 0) {
+    bundle_->engagement->RecordLogged(*sequence, events_.back().events);
+    result.events = record.events_size();
+  }
+  if (catalog_change) store(served);
   batches_.fetch_add(1, std::memory_order_relaxed);
   result.sequence = *sequence;
-  result.catalog_version = (*view)->version();
+  result.catalog_version = served->version();
   return result;
 }
 
@@ -292,6 +388,9 @@ void LiveUpdates::Status(v1::GetStatusResponse* status) const {
   status->set_pending_ops(videos_.size() + users_.size());
   status->set_last_update_unix_ms(last_update_ms_);
   status->set_compaction_threshold(options_.compact_threshold);
+  status->set_compaction_event_threshold(options_.compact_event_threshold);
+  status->set_pending_events(pending_events_);
+  if (bundle_ != nullptr) status->set_events_recorded(bundle_->engagement->recorded());
   status->set_compactions(compactions_);
   *status->mutable_last_compaction() = last_compaction_;
   status->set_recovered_records(recovery_.records);
@@ -306,18 +405,22 @@ void LiveUpdates::Status(v1::GetStatusResponse* status) const {
     status->set_tombstones(live_->tombstones());
     status->set_delta_users(live_->delta_users());
     status->set_bundle_sequence(bundle_->manifest.live_sequence());
-    status->set_compaction_pending(options_.compact_threshold > 0 &&
-                                   live_->delta_size() + live_->tombstones() +
-                                           live_->delta_users() >=
-                                       options_.compact_threshold);
+    status->set_compaction_pending(CompactionDueLocked());
   }
+}
+
+bool LiveUpdates::CompactionDueLocked() const {
+  if (live_ == nullptr) return false;
+  return (options_.compact_threshold > 0 &&
+          live_->delta_size() + live_->tombstones() + live_->delta_users() >=
+              options_.compact_threshold) ||
+         (options_.compact_event_threshold > 0 &&
+          pending_events_ >= options_.compact_event_threshold);
 }
 
 bool LiveUpdates::CompactionDue() const {
   MutexLock lock(&mu_);
-  return live_ != nullptr && options_.compact_threshold > 0 &&
-         live_->delta_size() + live_->tombstones() + live_->delta_users() >=
-             options_.compact_threshold;
+  return CompactionDueLocked();
 }
 
 absl::StatusOr<CompactionPlan> LiveUpdates::PlanCompaction() const {
@@ -327,6 +430,7 @@ absl::StatusOr<CompactionPlan> LiveUpdates::PlanCompaction() const {
   plan.bundle = bundle_;
   plan.view = live_->view();
   plan.through_sequence = applied_sequence_;
+  plan.engagement = bundle_->engagement->Clone();
   for (const auto& [id, op] : videos_) {
     v1::LiveOp* out = plan.ops.add_ops();
     out->set_sequence(op.sequence);
@@ -359,6 +463,14 @@ void LiveUpdates::FinishCompaction(const CompactionPlan& plan,
       bundle_->manifest.live_sequence() < plan.through_sequence) {
     return;  // the bundle that holds them is not served: keep the log
   }
+  // The compacted bundle's engagement files hold these events.
+  events_.erase(std::remove_if(events_.begin(), events_.end(),
+                               [&](const LoggedEvents& l) {
+                                 if (l.sequence > plan.through_sequence) return false;
+                                 pending_events_ -= int64_t(l.events.size());
+                                 return true;
+                               }),
+                events_.end());
   if (absl::Status s = wal_->TruncateBefore(plan.through_sequence + 1); !s.ok()) {
     LogWarning("live: update log not truncated after compaction (kept, harmless): %s",
                s.ToString());
@@ -411,6 +523,7 @@ absl::Status WriteCompactedBundle(const CompactionPlan& plan, const std::string&
                                        plan.bundle->manifest.version(),
                                        " through update ", plan.through_sequence));
   manifest.set_created_at_unix(now_ms / 1000);
+  if (plan.engagement != nullptr) manifest.set_engagement_time_ms(now_ms);
   IndexSpec spec = manifest.index();
   ProgressLog progress(absl::StrCat("compaction: ", manifest.index().type(), " index"));
   ASSIGN_OR_RETURN(
@@ -425,7 +538,10 @@ absl::Status WriteCompactedBundle(const CompactionPlan& plan, const std::string&
                            auto file, fs.OpenForWrite(BundlePath(tmp, kLiveUpdatesFile)));
                        RETURN_IF_ERROR(file->Append(ops));
                        RETURN_IF_ERROR(file->Sync());
-                       return file->Close();
+                       RETURN_IF_ERROR(file->Close());
+                       if (plan.engagement == nullptr) return absl::OkStatus();
+                       return plan.engagement->Write(tmp, videos.ids, users.ids, now_ms,
+                                                     fs);
                      });
 }
 

@@ -6,14 +6,18 @@
 // State: the ops — the latest update of every video and user id since the
 // served bundle's pipeline data (a video's upsert or delete, a user's
 // upsert), each with the log sequence number and the time it was
-// acknowledged — and the LiveCatalog that applies those the served bundle
+// acknowledged —, the engagement events logged since the last compaction
+// (RecordEvents; recorded into the served bundle's EngagementState), and
+// the LiveCatalog that applies those the served bundle
 // does not hold yet to its catalogue. Which ops a bundle holds:
 //   - a compacted bundle (manifest live_sequence S > 0) holds every op with
 //     a sequence <= S, and carries them in live_updates.binpb;
 //   - a pipeline bundle (live_sequence 0) holds every op acknowledged at or
 //     before its data_time_ms (none when data_time_ms is 0).
 // On start the log is read back into the ops (a torn or corrupt tail cut
-// and reported), and the first bundle served gets the ops it does not hold.
+// and reported), and the first bundle served gets the ops it does not hold
+// (events: those after its live_sequence, or for a pipeline bundle those
+// whose event time is after its data_time_ms).
 // A bundle swap does the same onto the new bundle; ops a pipeline bundle
 // holds are dropped from then on.
 //
@@ -57,6 +61,10 @@ struct LiveOptions {
   // Compaction is due when delta videos + tombstones + delta users reach
   // this (0 = never).
   int64_t compact_threshold = 50000;
+  // Compaction is also due when the engagement events held since the last
+  // one reach this (0 = never): it folds them into the bundle's engagement
+  // files and bounds the memory and log they take (about 40 bytes each).
+  int64_t compact_event_threshold = 1000000;
   // OpenMP threads of a compaction's index build (1 leaves the other cores
   // to serving).
   int compact_threads = 1;
@@ -67,7 +75,13 @@ struct LiveResult {
   uint64_t sequence = 0;
   uint64_t catalog_version = 0;
   ApplyStats stats;
+  int64_t events = 0;  // engagement events recorded
 };
+
+// RecordEvents' limits: events per batch, and how far ahead of the
+// server's clock an event's time may be.
+inline constexpr int kMaxEventsPerBatch = 100000;
+inline constexpr int64_t kMaxEventLeadMs = 60 * 1000;
 
 // What a compaction needs, taken under the lock in one step: the view to
 // fold, the ops it holds, and the bundle it came from.
@@ -76,6 +90,8 @@ struct CompactionPlan {
   std::shared_ptr<const CatalogView> view;
   uint64_t through_sequence = 0;
   v1::LiveOps ops;
+  // The served bundle's engagement state through `through_sequence`.
+  std::shared_ptr<const EngagementState> engagement;
 };
 
 class LiveUpdates {
@@ -137,9 +153,23 @@ class LiveUpdates {
     int64_t unix_ms = 0;
     UserUpsert user;
   };
+  // One record's engagement events.
+  struct LoggedEvents {
+    uint64_t sequence = 0;
+    std::vector<EngagementEvent> events;
+  };
+  // Records into `bundle`'s engagement state the events it does not hold:
+  // after its live_sequence (compacted), or after its data time (pipeline).
+  // Returns how many.
+  int64_t ReplayEvents(const Bundle& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   LiveUpdates(const LiveOptions& options, const Env& env)
       : options_(options), env_(env) {}
+  // The record's events against `view`: InvalidArgument naming the first
+  // bad one.
+  static absl::Status CheckEvents(const v1::LiveUpdateRecord& record,
+                                  const CatalogView& view, int64_t now_ms);
+  bool CompactionDueLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Folds one record into the ops.
   void AddRecord(uint64_t sequence, const v1::LiveUpdateRecord& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -155,6 +185,9 @@ class LiveUpdates {
   mutable Mutex mu_;
   absl::flat_hash_map<uint64_t, Op> videos_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, UserOp> users_ ABSL_GUARDED_BY(mu_);
+  // Since the last compaction, in sequence order.
+  std::vector<LoggedEvents> events_ ABSL_GUARDED_BY(mu_);
+  int64_t pending_events_ ABSL_GUARDED_BY(mu_) = 0;
   std::shared_ptr<const Bundle> bundle_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<LiveCatalog> live_ ABSL_GUARDED_BY(mu_);
   uint64_t applied_sequence_ ABSL_GUARDED_BY(mu_) = 0;

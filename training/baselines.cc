@@ -1,10 +1,12 @@
 #include "training/baselines.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "training/embedding_trainer.h"
 
 namespace feedrank {
 
@@ -98,6 +100,92 @@ std::vector<uint64_t> Ease::Recommend(const std::vector<uint64_t>& history,
     any = true;
   }
   if (!any) return {};
+  std::vector<int> order;
+  order.reserve(items_.size());
+  for (int i = 0; i < int(items_.size()); ++i) {
+    if (!exclude.contains(items_[i])) order.push_back(i);
+  }
+  const size_t n = std::min(k, order.size());
+  std::partial_sort(order.begin(), order.begin() + n, order.end(), [&](int a, int b) {
+    return scores[a] != scores[b] ? scores[a] > scores[b] : items_[a] < items_[b];
+  });
+  std::vector<uint64_t> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) out.push_back(items_[order[i]]);
+  return out;
+}
+
+absl::StatusOr<ImplicitAls> ImplicitAls::Fit(const std::vector<PositiveEvent>& events,
+                                             const AlsBaselineOptions& options) {
+  if (options.dim < 1 || options.dim > kAlsMaxDim) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ALS dim ", options.dim, " is outside [1, ", kAlsMaxDim, "]"));
+  }
+  if (!std::isfinite(options.reg) || options.reg < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ALS reg ", options.reg, " is not a finite number >= 0"));
+  }
+  if (!std::isfinite(options.alpha) || options.alpha < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ALS alpha ", options.alpha, " is not a finite number >= 0"));
+  }
+  if (options.epochs < 1 || options.epochs > kAlsMaxEpochs) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ALS epochs ", options.epochs, " is outside [1, ", kAlsMaxEpochs, "]"));
+  }
+  if (events.empty()) return absl::InvalidArgumentError("ALS: no positive to fit on");
+  ImplicitAls als;
+  for (const PositiveEvent& e : events) {
+    als.users_.push_back(e.user);
+    als.items_.push_back(e.item);
+  }
+  for (std::vector<uint64_t>* ids : {&als.users_, &als.items_}) {
+    std::sort(ids->begin(), ids->end());
+    ids->erase(std::unique(ids->begin(), ids->end()), ids->end());
+  }
+  if (als.users_.size() > size_t(std::numeric_limits<int32_t>::max()) ||
+      als.items_.size() > size_t(std::numeric_limits<int32_t>::max())) {
+    return absl::InvalidArgumentError("ALS: more than 2^31 - 1 users or items");
+  }
+  for (size_t i = 0; i < als.users_.size(); ++i) als.user_index_[als.users_[i]] = int(i);
+  for (size_t i = 0; i < als.items_.size(); ++i) als.item_index_[als.items_[i]] = int(i);
+  std::vector<Positive> positives;
+  positives.reserve(events.size());
+  for (const PositiveEvent& e : events) {
+    positives.push_back({als.user_index_.at(e.user), als.item_index_.at(e.item)});
+  }
+  EmbeddingOptions embedding;
+  embedding.method = "als";
+  embedding.dim = options.dim;
+  embedding.reg = options.reg;
+  embedding.alpha = options.alpha;
+  embedding.epochs = options.epochs;
+  embedding.seed = options.seed;
+  absl::StatusOr<Embeddings> fitted =
+      TrainEmbeddings(als.num_users(), als.num_items(), positives, embedding);
+  if (!fitted.ok()) return fitted.status();
+  als.user_vectors_ = fitted->users;
+  als.item_vectors_ = fitted->items;
+  return als;
+}
+
+std::optional<float> ImplicitAls::Score(uint64_t user, uint64_t item) const {
+  auto u = user_index_.find(user);
+  auto i = item_index_.find(item);
+  if (u == user_index_.end() || i == item_index_.end()) return std::nullopt;
+  return user_vectors_.row(u->second).dot(item_vectors_.row(i->second));
+}
+
+std::vector<uint64_t> ImplicitAls::Recommend(uint64_t user,
+                                             const absl::flat_hash_set<uint64_t>& exclude,
+                                             size_t k) const {
+  auto u = user_index_.find(user);
+  if (u == user_index_.end()) return {};
+  Eigen::VectorXf scores = item_vectors_ * user_vectors_.row(u->second).transpose();
+  // A NaN (a degenerate solve) ranks last rather than breaking the order.
+  for (Eigen::Index i = 0; i < scores.size(); ++i) {
+    if (std::isnan(scores[i])) scores[i] = -std::numeric_limits<float>::infinity();
+  }
   std::vector<int> order;
   order.reserve(items_.size());
   for (int i = 0; i < int(items_.size()); ++i) {

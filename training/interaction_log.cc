@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -286,6 +287,45 @@ absl::StatusOr<TimeSplit> SplitByTime(const InteractionLog& log, int holdout_day
         (last - *std::min_element(log.time_ms.begin(), log.time_ms.end())) / kDayMs + 1,
         " days)"));
   }
+  return split;
+}
+
+absl::StatusOr<TimeSplit> SplitLastNPerUser(const InteractionLog& log, int n) {
+  if (n < 1 || n > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat("n: ", n, " is outside [1, 1000]"));
+  }
+  if (log.size() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("n: ", n, " leaves no rows to train on (the log is empty)"));
+  }
+  // The rows by user, then time, then row index.
+  std::vector<size_t> order(log.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (log.users[a] != log.users[b]) return log.users[a] < log.users[b];
+    if (log.time_ms[a] != log.time_ms[b]) return log.time_ms[a] < log.time_ms[b];
+    return a < b;
+  });
+  TimeSplit split;
+  split.cutoff_ms = std::numeric_limits<int64_t>::max();
+  for (size_t begin = 0; begin < order.size();) {
+    size_t end = begin;
+    while (end < order.size() && log.users[order[end]] == log.users[order[begin]]) ++end;
+    const size_t rows = end - begin;
+    const size_t held = rows > size_t(n) ? size_t(n) : 0;
+    for (size_t j = begin; j < end - held; ++j) split.train.push_back(order[j]);
+    for (size_t j = end - held; j < end; ++j) {
+      split.test.push_back(order[j]);
+      split.cutoff_ms = std::min(split.cutoff_ms, log.time_ms[order[j]]);
+    }
+    begin = end;
+  }
+  if (split.test.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "n: ", n, " leaves no rows to test on (no user has more than ", n, " rows)"));
+  }
+  std::sort(split.train.begin(), split.train.end());
+  std::sort(split.test.begin(), split.test.end());
   return split;
 }
 

@@ -1,6 +1,7 @@
 // InteractionLog: a user-item interaction log read from CSV/TSV through a
 // column mapping (feedrank.v1.LogMapping), with one label per objective, and
-// its split by time into training and held-out days.
+// its splits into training and held-out rows: by time (the last days of the
+// log) or per user (each user's last rows).
 #ifndef FEEDRANK_TRAINING_INTERACTION_LOG_H_
 #define FEEDRANK_TRAINING_INTERACTION_LOG_H_
 
@@ -63,16 +64,40 @@ absl::StatusOr<LogMapping> ReadLogMapping(const std::string& path);
 absl::StatusOr<InteractionLog> ReadInteractionLog(const std::string& path,
                                                   const LogMapping& mapping);
 
-// Rows before the first held-out day, and rows in the last `holdout_days`
-// UTC days of the log.
+// Which split to use:
+//   - SplitByTime, the global time split, mirrors deployment: train on the
+//     past, serve the future, so trending and popularity baselines are
+//     meaningful. Use it for headline figures.
+//   - SplitLastNPerUser evaluates every active user on their own latest
+//     interactions: more users are evaluated and there are no calendar
+//     effects. But other users' training rows extend past a user's held-out
+//     time, so time-dependent features and popularity see the future: use it
+//     only for personalisation comparisons, never for trending features.
+
+// Row indices into the log, each side ascending. SplitByTime: rows before
+// the first held-out day, and rows in the last `holdout_days` UTC days of the
+// log. SplitLastNPerUser: each user's rows but the last `n`, and those last
+// `n`.
 struct TimeSplit {
   std::vector<size_t> train;
   std::vector<size_t> test;
-  int64_t cutoff_ms = 0;  // first held-out millisecond
+  // SplitByTime: the first held-out millisecond (every train row is before
+  // it, every test row at or after it). SplitLastNPerUser: the earliest time
+  // of any held-out row; there train rows may be later than it.
+  int64_t cutoff_ms = 0;
 };
 
 // Errors: InvalidArgument when holdout_days < 1 or either side is empty.
 absl::StatusOr<TimeSplit> SplitByTime(const InteractionLog& log, int holdout_days);
+
+// For each user with more than `n` rows, their last `n` rows by time (ties
+// by row index: the later row is the later interaction) are held out and
+// the others train; a user with `n` rows or fewer keeps them all in train
+// (and is not evaluated). `cutoff_ms` is the earliest held-out time (see
+// TimeSplit). Errors: InvalidArgument when n is outside [1, 1000], or when
+// the train side (the log is empty) or the test side (no user has more than
+// `n` rows) would be empty.
+absl::StatusOr<TimeSplit> SplitLastNPerUser(const InteractionLog& log, int n);
 
 }  // namespace feedrank
 

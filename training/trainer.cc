@@ -27,6 +27,21 @@
 #include "training/baselines.h"
 
 namespace feedrank {
+
+EngagementEvent EventOf(const InteractionLog& log, size_t r) {
+  return EngagementEvent{log.users[r], log.items[r], log.time_ms[r],
+                         log.label(r, log.retrieval_objective) >= 0.5f};
+}
+
+void RecordBefore(const InteractionLog& log, const std::vector<size_t>& rows,
+                  int64_t time_ms, size_t* next, EngagementState* state) {
+  std::vector<EngagementEvent> events;
+  while (*next < rows.size() && log.time_ms[rows[*next]] < time_ms) {
+    events.push_back(EventOf(log, rows[(*next)++]));
+  }
+  if (!events.empty()) state->Record(events);
+}
+
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
@@ -340,6 +355,16 @@ int32_t SampleNegative(int k, const std::vector<int32_t>& pool,
   return -1;
 }
 
+// Every training event, as the bundle holds them (as of the cutoff).
+std::unique_ptr<EngagementState> TrainingEngagement(const InteractionLog& log,
+                                                    const Prepared& p,
+                                                    const Catalog& catalog) {
+  auto state = std::make_unique<EngagementState>(catalog, p.cutoff_ms);
+  size_t recorded = 0;
+  RecordBefore(log, p.train, std::numeric_limits<int64_t>::max(), &recorded, state.get());
+  return state;
+}
+
 // Model inputs (rows x features.width()) and labels (rows x heads; NaN where
 // a head has no label).
 struct ModelRows {
@@ -375,6 +400,12 @@ ModelRows BuildTrainingRows(const InteractionLog& log, const Prepared& p,
   if (heads.engage) negative_labels(log_heads) = 0.f;
   int64_t n_rows = 0;
   std::uniform_int_distribution<int32_t> any_item(0, num_items - 1);
+  // The events before each row's time (none before the first).
+  EngagementState state(*embeddings.served_catalog,
+                        p.train.empty() ? 0 : log.time_ms[p.train[0]]);
+  const bool engagement = features.uses_engagement();
+  size_t recorded = 0;
+  std::vector<float> history;
   for (size_t i = 0; i < p.train.size(); ++i) {
     const size_t r = p.train[i];
     const Catalog& catalog = *embeddings.folds[p.fold[i]];
@@ -382,8 +413,13 @@ ModelRows BuildTrainingRows(const InteractionLog& log, const Prepared& p,
     UserQuery user{catalog.user_embedding(u), true, catalog.user_activity(u)};
     if (unit(rng) < o.cold_start_share) user = ColdStartUser(catalog);
     const FeatureContext context = ContextAt(log.time_ms[r], o);
+    if (engagement) {
+      RecordBefore(log, p.train, log.time_ms[r], &recorded, &state);
+      AddHistory(CatalogView::Borrow(catalog), &state, log.users[r], log.time_ms[r], &user,
+                 &history);
+    }
     const int32_t row[1] = {p.item_row.at(log.items[r])};
-    features.Build(catalog, user, context, row, out.x.row(n_rows).data());
+    features.Build(catalog, user, context, &state, row, out.x.row(n_rows).data());
     for (int h = 0; h < log_heads; ++h) out.y(n_rows, h) = log.label(r, h);
     if (heads.engage) out.y(n_rows, log_heads) = 1.f;
     ++n_rows;
@@ -391,7 +427,7 @@ ModelRows BuildTrainingRows(const InteractionLog& log, const Prepared& p,
       const int32_t negative[1] = {
           SampleNegative(k, hard[p.fold[i]][u], touched[u], &any_item, &rng)};
       if (negative[0] < 0) continue;
-      features.Build(catalog, user, context, negative, out.x.row(n_rows).data());
+      features.Build(catalog, user, context, &state, negative, out.x.row(n_rows).data());
       out.y.row(n_rows) = negative_labels;
       ++n_rows;
     }
@@ -419,11 +455,20 @@ HeldOutRows BuildHeldOutRows(const InteractionLog& log, const Prepared& p,
     if (p.item_row.contains(log.items[r])) out.rows.push_back(r);
   }
   out.x.resize(out.rows.size(), features.width());
+  // Every training event, then the held-out events before each row: what a
+  // server kept live by RecordEvents would hold at the row's time.
+  std::unique_ptr<EngagementState> state = TrainingEngagement(log, p, served);
+  size_t recorded = 0;
+  std::vector<float> history;
+  const CatalogView view = CatalogView::Borrow(served);
   for (size_t i = 0; i < out.rows.size(); ++i) {
     const size_t r = out.rows[i];
+    RecordBefore(log, p.test, log.time_ms[r], &recorded, state.get());
+    UserQuery user = LookUpUser(served, log.users[r]);
+    AddHistory(view, state.get(), log.users[r], log.time_ms[r], &user, &history);
     const int32_t row[1] = {*served.VideoRow(log.items[r])};
-    features.Build(served, LookUpUser(served, log.users[r]), ContextAt(log.time_ms[r], o),
-                   row, out.x.row(i).data());
+    features.Build(served, user, ContextAt(log.time_ms[r], o), state.get(), row,
+                   out.x.row(i).data());
   }
   return out;
 }
@@ -499,9 +544,11 @@ absl::StatusOr<EvalRanking> ResolveEvalRanking(const TrainOptions& o,
 // Writes the bundle (catalogue with the served embeddings, its index, the
 // model) to `o.out` and loads it back as serving does.
 absl::StatusOr<std::shared_ptr<const Bundle>> WriteTrainedBundle(
-    const TrainOptions& o, const Prepared& p, const Heads& heads,
-    const std::vector<std::string>& groups, const Embeddings& served,
-    const ModelTensors& tensors, SteadyClock::time_point start) {
+    const TrainOptions& o, const InteractionLog& log, const Prepared& p,
+    const Heads& heads, const std::vector<std::string>& groups,
+    const TrainedEmbeddings& embeddings, const ModelTensors& tensors,
+    SteadyClock::time_point start) {
+  const Embeddings& served = embeddings.served;
   BundleManifest m = CatalogManifest(p, o.embeddings.dim);
   m.set_format_version(kBundleFormatVersion);
   m.set_version(o.version.empty()
@@ -524,7 +571,13 @@ absl::StatusOr<std::shared_ptr<const Bundle>> WriteTrainedBundle(
                                                /*threads=*/1));
   *m.mutable_index() = spec;
   const auto [videos, users] = ColumnsWith(p, served);
-  RETURN_IF_ERROR(WriteBundle(o.out, m, videos, users, tensors, *index));
+  const std::unique_ptr<EngagementState> engagement =
+      TrainingEngagement(log, p, *embeddings.served_catalog);
+  RETURN_IF_ERROR(WriteBundle(o.out, m, videos, users, tensors, *index, nullptr,
+                              *FileSystem::Real(), [&](const std::string& tmp) {
+                                return engagement->Write(tmp, videos.ids, users.ids,
+                                                         p.cutoff_ms, *FileSystem::Real());
+                              }));
   ASSIGN_OR_RETURN(auto bundle, LoadBundle(o.out));
   LogInfo("train: wrote bundle %s (%s), %.1fs so far", o.out, m.version(),
           Seconds(start));
@@ -684,8 +737,11 @@ EvalUsers HeldOutUsers(const InteractionLog& log, const Prepared& p,
 //
 // Index 3 and 4 of `recall*` and 5 and 6 of `ndcg` are the tuned baselines:
 // recency-windowed popularity and EASE.
+// Index 5 of `recall*` and 7 of `ndcg`: recency-windowed popularity kept
+// live (the window before each user's evaluation time, held-out events
+// included), the fair peer of the model's live trending counters.
 struct RankingMetrics {
-  std::vector<double> recall100[5], recall500[5], ndcg[7];
+  std::vector<double> recall100[6], recall500[6], ndcg[8];
   int64_t users_evaluated = 0, positives_total = 0, positives_in_catalog = 0;
   int64_t cold_users = 0;  // evaluated users with no training row
 };
@@ -877,13 +933,30 @@ std::vector<int32_t> FirstUnseen(const std::vector<int32_t>& order, const RowFil
 
 // Runs every method for every evaluated user. `eval_rng` draws the random
 // pages.
+//
+// Live events: users are evaluated in time order, and before each user the
+// held-out events strictly before their evaluation time are recorded into
+// the ranker's engagement state (a copy of the bundle, loaded again), as a
+// server kept live by RecordEvents would hold them. The live popularity
+// baseline sees the same events.
 absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
+                                              const InteractionLog& log,
+                                              const Prepared& p,
                                               const EvalUsers& eval_users,
-                                              const std::shared_ptr<const Bundle>& bundle,
                                               const RankingOptions& rank_options,
                                               const TunedBaselines& baselines,
                                               std::mt19937_64* eval_rng) {
+  ASSIGN_OR_RETURN(const std::shared_ptr<const Bundle> bundle, LoadBundle(o.out));
   const Catalog& catalog = *bundle->catalog;
+  size_t recorded = 0;
+  std::vector<PositiveEvent> stream;  // positives, training then held-out
+  for (const std::vector<size_t>* rows : {&p.train, &p.test}) {
+    for (size_t r : *rows) {
+      if (log.label(r, log.retrieval_objective) >= 0.5f) {
+        stream.push_back({log.users[r], log.items[r], log.time_ms[r]});
+      }
+    }
+  }
   std::vector<int32_t> popular_order(catalog.num_videos());
   std::iota(popular_order.begin(), popular_order.end(), 0);
   std::stable_sort(popular_order.begin(), popular_order.end(), [&](int32_t a, int32_t b) {
@@ -909,6 +982,7 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
   std::vector<Hit> hits;
   RankResult ranked;
   for (const EvalUser& u : eval_users.users) {
+    RecordBefore(log, p.test, u.time_ms, &recorded, bundle->engagement.get());
     if (u.positives.empty()) continue;
     ++out.users_evaluated;
     RowFilter seen(&marks);
@@ -977,6 +1051,12 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
     out.recall100[3].push_back(id_recall(recent, 100));
     out.recall500[3].push_back(id_recall(recent, 500));
     out.ndcg[5].push_back(ndcg_of(recent));
+    const std::vector<uint64_t> live_recent = FirstUnseenIds(
+        RecentPopularity(stream, u.time_ms, baselines.window_hours * kHourMs, size_t(-1)),
+        seen_ids, 500);
+    out.recall100[5].push_back(id_recall(live_recent, 100));
+    out.recall500[5].push_back(id_recall(live_recent, 500));
+    out.ndcg[7].push_back(ndcg_of(live_recent));
     if (baselines.ease.has_value()) {
       auto history = baselines.positives_by_user.find(u.id);
       const std::vector<uint64_t> ease =
@@ -1045,12 +1125,13 @@ absl::Status ReportRanking(const TrainOptions& o, const Heads& heads,
   const std::string window = baselines.window_hours == 0
                                  ? std::string("all training days")
                                  : absl::StrCat("last ", baselines.window_hours, " h");
-  const std::string retrieval_names[5] = {
+  const std::string retrieval_names[6] = {
       "random (expected)", "most popular (all training days)", emb_name,
-      absl::StrCat("most popular (", window, ", tuned)"),
+      absl::StrCat("most popular (", window, " before the cutoff, tuned)"),
       absl::StrFormat("EASE (lambda %g, tuned; the %d most-liked videos)",
-                      baselines.ease_lambda, kEaseDefaultItems)};
-  for (int m = 0; m < 5; ++m) {
+                      baselines.ease_lambda, kEaseDefaultItems),
+      absl::StrCat("most popular (", window, " before each request, live, tuned)")};
+  for (int m = 0; m < 6; ++m) {
     if (metrics.recall100[m].empty()) continue;
     absl::StrAppendFormat(&report, "| %s | %s | %s |\n", retrieval_names[m],
                           Cell(MeanWithCi(metrics.recall100[m], b, s)),
@@ -1069,17 +1150,19 @@ absl::Status ReportRanking(const TrainOptions& o, const Heads& heads,
       "| method | NDCG@10 |\n| --- | --- |\n",
       heads.retrieval,
       weights.empty() ? "1 on every objective" : absl::StrJoin(weights, ", "));
-  const std::string page_names[7] = {
+  const std::string page_names[8] = {
       "random (one draw)",
       "most popular (all training days)",
       absl::StrCat(emb_name, " only"),
       "full model (ANN + popular + fresh, MLP, value model, creator cap)",
       "full model, ANN candidates only",
       retrieval_names[3],
-      retrieval_names[4]};
-  const char* keys[7] = {"random",         "popular",        "embeddings", "model",
-                         "model_ann_only", "recent_popular", "ease"};
-  for (int m = 0; m < 7; ++m) {
+      retrieval_names[4],
+      retrieval_names[5]};
+  const char* keys[8] = {"random",         "popular",        "embeddings",
+                         "model",          "model_ann_only", "recent_popular",
+                         "ease",           "live_popular"};
+  for (int m = 0; m < 8; ++m) {
     if (metrics.ndcg[m].empty()) continue;
     const Interval value = MeanWithCi(metrics.ndcg[m], b, s + 2 + m);
     result->ndcg[keys[m]] = value.value;
@@ -1089,7 +1172,7 @@ absl::Status ReportRanking(const TrainOptions& o, const Heads& heads,
   // baseline (by its held-out mean: the choice least kind to the model)
   // first.
   std::vector<int> baseline_methods;
-  for (int m : {0, 1, 2, 5, 6}) {
+  for (int m : {0, 1, 2, 5, 6, 7}) {
     if (!metrics.ndcg[m].empty()) baseline_methods.push_back(m);
   }
   std::stable_sort(baseline_methods.begin(), baseline_methods.end(), [&](int a, int c) {
@@ -1193,11 +1276,14 @@ absl::StatusOr<RowMatrix> TrainResult::TrainerFeatures(uint64_t user_id,
   if (!video_row.has_value()) {
     return absl::NotFoundError(absl::StrCat("video ", video_id, " is not in the bundle"));
   }
-  const UserQuery user = LookUpUser(catalog, user_id);
+  UserQuery user = LookUpUser(catalog, user_id);
+  std::vector<float> history;
+  AddHistory(CatalogView::Borrow(catalog), bundle->engagement.get(), user_id, time_ms,
+             &user, &history);
   FeatureContext context{time_ms, utc_offset_minutes, DeviceType::kUnspecified};
   RowMatrix x(1, bundle->features.width());
   const int32_t row[1] = {*video_row};
-  bundle->features.Build(catalog, user, context, row, x.data());
+  bundle->features.Build(catalog, user, context, bundle->engagement.get(), row, x.data());
   return x;
 }
 
@@ -1229,8 +1315,8 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
                    TrainModel(train_rows, held_out, log, heads, o, &result.epoch_loss));
 
   ASSIGN_OR_RETURN(const EvalRanking eval_ranking, ResolveEvalRanking(o, heads));
-  ASSIGN_OR_RETURN(result.bundle, WriteTrainedBundle(o, p, heads, groups,
-                                                     embeddings.served, tensors, start));
+  ASSIGN_OR_RETURN(result.bundle, WriteTrainedBundle(o, log, p, heads, groups, embeddings,
+                                                     tensors, start));
   const Histories history = UserHistories(log, p);
   if (!o.replay_out.empty()) RETURN_IF_ERROR(WriteReplayLog(o, log, p, history));
 
@@ -1240,7 +1326,7 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
     std::mt19937_64 eval_rng(o.seed ^ 0x5eed);
     ASSIGN_OR_RETURN(const TunedBaselines baselines, TuneBaselines(o, log, p));
     ASSIGN_OR_RETURN(const RankingMetrics metrics,
-                     MeasureRanking(o, eval_users, result.bundle, eval_ranking.options,
+                     MeasureRanking(o, log, p, eval_users, eval_ranking.options,
                                     baselines, &eval_rng));
     RETURN_IF_ERROR(
         ReportRanking(o, heads, eval_ranking.config, metrics, baselines, &result));

@@ -41,6 +41,7 @@
 #include "absl/status/statusor.h"
 #include "embeddings/catalog.h"
 #include "ranking/bundle.h"
+#include "ranking/engagement.h"
 #include "ranking/options.h"
 #include "training/embedding_trainer.h"
 #include "training/interaction_log.h"
@@ -117,6 +118,16 @@ struct TrainResult {
 };
 
 absl::StatusOr<TrainResult> Train(const TrainOptions& options);
+
+// Log row `r` as an engagement event (positive: of the retrieval objective).
+EngagementEvent EventOf(const InteractionLog& log, size_t r);
+
+// Records into `state` the rows of `rows` (log rows in time order) from
+// `*next` on that are strictly before `time_ms`, advancing `*next`: how every
+// feature row the trainer builds (training, held-out, evaluation) sees the
+// events before its own time and never its own or a later one.
+void RecordBefore(const InteractionLog& log, const std::vector<size_t>& rows,
+                  int64_t time_ms, size_t* next, EngagementState* state);
 
 }  // namespace feedrank
 

@@ -38,7 +38,7 @@ TEST(FeatureSetTest, EveryGroupHasTheDocumentedValue) {
   auto catalog = TinyCatalog();
   auto set = FeatureSet::Create(FeatureSet::AllGroups(), 2);
   ASSERT_TRUE(set.ok()) << set.status();
-  EXPECT_EQ(set->width(), 12 + 2 + 4 + 2);
+  EXPECT_EQ(set->width(), 12 + 2 + 4 + 2 + 6 + 3);
   EXPECT_EQ(set->ColumnNames().size(), size_t(set->width()));
   UserQuery user{catalog->user_embedding(0), true, catalog->user_activity(0)};
   FeatureContext context;
@@ -75,6 +75,51 @@ TEST(FeatureSetTest, EveryGroupHasTheDocumentedValue) {
   EXPECT_FLOAT_EQ(at(0, "product[0]"), 3.f);
   EXPECT_FLOAT_EQ(at(0, "product[1]"), 8.f);
   EXPECT_FLOAT_EQ(at(1, "dot"), 1.f);
+}
+
+TEST(FeatureSetTest, TrendingAndHistoryHaveTheDocumentedValues) {
+  auto catalog = TinyCatalog();
+  auto set = FeatureSet::Create({"trending", "history"}, 2);
+  ASSERT_TRUE(set.ok()) << set.status();
+  ASSERT_TRUE(set->uses_engagement());
+  EXPECT_EQ(set->width(), 9);
+  constexpr int64_t kHour = 3600000;
+  const int64_t now = 16 * kHour;
+  EngagementState state(*catalog, 0);
+  // Video 10: a like an hour ago and a plain view six hours ago, both by
+  // user 5; an event at `now` itself is not before the request.
+  state.Record({{5, 10, now - kHour, true}, {5, 10, now - 6 * kHour, false}});
+  state.Record({{6, 10, now, true}});
+  UserQuery user{catalog->user_embedding(0), true, catalog->user_activity(0)};
+  std::vector<float> history;
+  AddHistory(CatalogView::Borrow(*catalog), &state, 5, now, &user, &history);
+  ASSERT_EQ(user.history_count, 2);
+  FeatureContext context;
+  context.now_ms = now;
+  const int32_t rows[2] = {0, 1};
+  float x[18];
+  set->Build(*catalog, user, context, &state, rows, x);
+  const double half_lives[3] = {1, 6, 24};
+  for (int k = 0; k < 3; ++k) {
+    const double h = half_lives[k];
+    // The event at `now` counts fully (the caller records what is before).
+    const double views = std::exp2(-1 / h) + std::exp2(-6 / h) + 1;
+    const double likes = std::exp2(-1 / h) + 1;
+    EXPECT_NEAR(x[k], std::log1p(views), 1e-5) << k;
+    EXPECT_NEAR(x[3 + k], std::log1p(likes), 1e-5) << k;
+    EXPECT_EQ(x[9 + k], 0.f);      // video 11: no event
+    EXPECT_EQ(x[9 + 3 + k], 0.f);
+  }
+  // History: both events are video 10 (3, 4), so its mean is (3, 4).
+  EXPECT_FLOAT_EQ(x[6], 25.f);
+  EXPECT_FLOAT_EQ(x[7], 1.f);
+  EXPECT_FLOAT_EQ(x[8], std::log1p(2.f));
+  EXPECT_FLOAT_EQ(x[9 + 6], 3.f);  // (3, 4) . (1, 0)
+  EXPECT_FLOAT_EQ(x[9 + 7], 3.f / 5.f);
+  // Without a history or a state: zeros.
+  UserQuery fresh{catalog->user_embedding(0), true, 0};
+  set->Build(*catalog, fresh, context, nullptr, rows, x);
+  for (float v : x) EXPECT_EQ(v, 0.f);
 }
 
 TEST(FeatureSetTest, OrderFollowsTheManifest) {

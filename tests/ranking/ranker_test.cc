@@ -543,7 +543,7 @@ TEST_F(RankerTest, TheStagesCalledOneByOneGiveRanksPage) {
     ASSERT_TRUE(ranker->Rank(request, &whole).ok());
     CandidateBatch batch;
     ASSERT_TRUE(ranker->Validate(view, request, std::chrono::steady_clock::now()).ok());
-    batch.user = ranker->LookUpUser(view, request.user_id);
+    ranker->LookUpUser(view, request, &batch);
     ranker->Retrieve(view, request, &batch);
     EXPECT_EQ(batch.candidates.size(), 570u);
     ranker->Score(view, request, &batch);

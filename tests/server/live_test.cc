@@ -115,6 +115,23 @@ class LiveTest : public ::testing::Test {
     grpc::ClientContext context;
     return admin_->DeleteVideos(&context, request, out ? out : &ignored);
   }
+  grpc::Status RecordEvents(const std::vector<v1::EngagementEvent>& events,
+                            v1::UpdateResponse* out = nullptr) {
+    v1::RecordEventsRequest request;
+    for (const auto& e : events) *request.add_events() = e;
+    v1::UpdateResponse ignored;
+    grpc::ClientContext context;
+    return admin_->RecordEvents(&context, request, out ? out : &ignored);
+  }
+  static v1::EngagementEvent Event(uint64_t user, uint64_t video, int64_t time_ms,
+                                   bool positive) {
+    v1::EngagementEvent e;
+    e.set_user_id(user);
+    e.set_video_id(video);
+    e.set_time_ms(time_ms);
+    e.set_positive(positive);
+    return e;
+  }
   v1::GetStatusResponse Status() {
     v1::GetStatusResponse response;
     grpc::ClientContext context;
@@ -423,6 +440,65 @@ TEST_F(LiveTest, ACorruptLogTailIsCutAtStartAndTheIntactPrefixKept) {
   EXPECT_GT(ack.sequence(), 4u);
 }
 
+TEST_F(LiveTest, EngagementEventsAreCheckedWholeRecordedAndSurviveARestart) {
+  Start();
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  const uint64_t v0 = Base().video_id(0), v1 = Base().video_id(1);
+  v1::UpdateResponse ack;
+  // Refused whole, naming the event; nothing recorded.
+  grpc::Status bad = RecordEvents(
+      {Event(User(0), v0, now - 1000, true), Event(User(0), v1, now - 900, false),
+       Event(User(1), 123456789, now - 800, true)});
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad.error_message(), HasSubstr("event 2: video 123456789 is not in"));
+  bad = RecordEvents({Event(User(0), v0, now + 600000, true)});
+  EXPECT_THAT(bad.error_message(), HasSubstr("ahead of the server's clock"));
+  bad = RecordEvents({Event(User(0), v0, 0, true)});
+  EXPECT_THAT(bad.error_message(), HasSubstr("time_ms is 0, must be > 0"));
+  EXPECT_EQ(Status().events_recorded(), 0u);
+  EXPECT_EQ(Status().wal_last_sequence(), 0u);
+  // Accepted: logged, then recorded.
+  ASSERT_TRUE(RecordEvents({Event(User(0), v0, now - 1000, true),
+                            Event(User(0), v1, now - 900, false),
+                            Event(User(2), v0, now - 800, true)},
+                           &ack)
+                  .ok());
+  EXPECT_EQ(ack.events(), 3u);
+  EXPECT_EQ(ack.sequence(), 1u);
+  ASSERT_TRUE(Upsert({AimedAt(880000090, 3)}).ok());
+  ASSERT_TRUE(RecordEvents({Event(User(3), 880000090, now - 700, true)}, &ack).ok());
+  EXPECT_EQ(ack.sequence(), 3u);
+  v1::GetStatusResponse status = Status();
+  EXPECT_EQ(status.events_recorded(), 4u);
+  EXPECT_EQ(status.pending_events(), 4u);
+  EXPECT_EQ(status.delta_videos(), 1u);
+  // A restart replays them from the log (the bundle's data predates them).
+  server_->Shutdown();
+  server_.reset();
+  Start();
+  status = Status();
+  EXPECT_EQ(status.recovered_records(), 3u);
+  EXPECT_EQ(status.events_recorded(), 4u);
+  EXPECT_EQ(status.pending_events(), 4u);
+  // The served bundle's state holds them: the same counts as recording the
+  // events by hand.
+  auto fresh = LoadBundle(dir_->Sub("a"));
+  ASSERT_TRUE(fresh.ok());
+  (*fresh)->engagement->Record({{User(0), v0, now - 1000, true},
+                                {User(0), v1, now - 900, false},
+                                {User(2), v0, now - 800, true}});
+  float expected[kTrendColumns];
+  EngagementState::Reader((*fresh)->engagement.get(), now).TrendingOf(v0, expected);
+  EXPECT_GT(expected[0], 1.9f);
+  const std::shared_ptr<const Snapshot> served = server_->snapshots().Current();
+  ASSERT_NE(served, nullptr);
+  float got[kTrendColumns];
+  EngagementState::Reader(served->bundle->engagement.get(), now).TrendingOf(v0, got);
+  for (int c = 0; c < kTrendColumns; ++c) EXPECT_FLOAT_EQ(got[c], expected[c]) << c;
+  EXPECT_THAT(EngagementState::Reader(served->bundle->engagement.get(), now).History(User(0)),
+              ::testing::ElementsAre(v1, v0));
+}
+
 // A root with version 1 = bundle a; compaction and swaps add versions.
 class LiveRootTest : public LiveTest {
  protected:
@@ -497,6 +573,56 @@ TEST_F(LiveRootTest, CompactionUnderLoadLosesNoCallAndKeepsEveryUpdate) {
     const v1::RankFeedResponse r = Rank(User(i));
     for (const auto& item : r.items()) EXPECT_EQ(victim_set.count(item.video_id()), 0u);
   }
+}
+
+TEST_F(LiveRootTest, CompactionFoldsTheEngagementEventsIntoTheNewBundle) {
+  StartRoot();
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  const uint64_t v0 = Base().video_id(0);
+  ASSERT_TRUE(RecordEvents({Event(User(0), v0, now - 3600000, true),
+                            Event(User(1), v0, now - 60000, false)})
+                  .ok());
+  float before[kTrendColumns];
+  {
+    const auto served = server_->snapshots().Current();
+    EngagementState::Reader(served->bundle->engagement.get(), now).TrendingOf(v0, before);
+  }
+  v1::CompactionInfo info;
+  {
+    grpc::ClientContext context;
+    const grpc::Status compacted = admin_->Compact(&context, v1::CompactRequest(), &info);
+    ASSERT_TRUE(compacted.ok()) << compacted.error_message();
+  }
+  EXPECT_EQ(info.through_sequence(), 1u);
+  // An event after the compaction stays pending.
+  ASSERT_TRUE(RecordEvents({Event(User(2), v0, now - 1000, true)}).ok());
+  v1::GetStatusResponse status = Status();
+  EXPECT_EQ(status.bundle_dir(), root_ + "/2");
+  EXPECT_EQ(status.pending_events(), 1u);
+  // The new bundle's files hold the folded events, as of its engagement time.
+  auto manifest = ReadManifest(root_ + "/2");
+  ASSERT_TRUE(manifest.ok());
+  EXPECT_GT(manifest->engagement_time_ms(), 0);
+  auto compacted = LoadBundle(root_ + "/2");
+  ASSERT_TRUE(compacted.ok()) << compacted.status();
+  float folded[kTrendColumns];
+  EngagementState::Reader((*compacted)->engagement.get(), now).TrendingOf(v0, folded);
+  for (int c = 0; c < kTrendColumns; ++c) EXPECT_NEAR(folded[c], before[c], 1e-5) << c;
+  EXPECT_THAT(
+      EngagementState::Reader((*compacted)->engagement.get(), now).History(User(0)),
+      ::testing::ElementsAre(v0));
+  // A restart: the log holds only the later event, replayed onto the
+  // compacted bundle; nothing is counted twice.
+  server_->Shutdown();
+  server_.reset();
+  StartRoot();
+  status = Status();
+  EXPECT_EQ(status.recovered_records(), 1u);
+  EXPECT_EQ(status.events_recorded(), 1u);
+  float after[kTrendColumns];
+  const auto served = server_->snapshots().Current();
+  EngagementState::Reader(served->bundle->engagement.get(), now).TrendingOf(v0, after);
+  EXPECT_NEAR(after[0], before[0] + 1.f, 1e-3);
 }
 
 TEST_F(LiveRootTest, ThresholdStartsCompactionByItself) {

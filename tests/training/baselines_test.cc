@@ -4,10 +4,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace feedrank {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAre;
 
 constexpr int64_t kHour = 3600 * 1000;
 
@@ -75,6 +79,119 @@ TEST(EaseTest, BadFitsAreRefused) {
   EXPECT_EQ(Ease::Fit({{1, 1, 0}}, 0).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Ease::Fit({}, 1).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Two disjoint groups: users 1-4 each like three of the items 10-13, users
+// 5-8 three of the items 20-23 (user 1 has not seen 13, user 5 not 23). In
+// two dimensions each group gets its own direction.
+std::vector<PositiveEvent> TwoGroups() {
+  std::vector<PositiveEvent> events;
+  for (uint64_t group : {0, 1}) {
+    for (uint64_t u = 0; u < 4; ++u) {
+      for (uint64_t i = 0; i < 4; ++i) {
+        if (i == 3 - u) continue;  // each user misses one item
+        events.push_back({1 + 4 * group + u, 10 + 10 * group + i, 0});
+      }
+    }
+  }
+  return events;
+}
+
+AlsBaselineOptions TwoDimensions() {
+  AlsBaselineOptions options;
+  options.dim = 2;
+  return options;
+}
+
+TEST(ImplicitAlsTest, RanksTheUsersOwnGroupFirst) {
+  auto als = ImplicitAls::Fit(TwoGroups(), TwoDimensions());
+  ASSERT_TRUE(als.ok()) << als.status();
+  EXPECT_EQ(als->num_users(), 8);
+  EXPECT_EQ(als->num_items(), 8);
+  // User 1's unseen group-A item first, then group B; k above the catalogue.
+  std::vector<uint64_t> ranked = als->Recommend(1, {10, 11, 12}, 100);
+  ASSERT_EQ(ranked.size(), 5u);
+  EXPECT_EQ(ranked[0], 13u);
+  EXPECT_THAT(std::vector<uint64_t>(ranked.begin() + 1, ranked.end()),
+              UnorderedElementsAre(20, 21, 22, 23));
+  for (uint64_t b : {20, 21, 22, 23}) EXPECT_GT(*als->Score(1, 13), *als->Score(1, b));
+  // Without exclusions the whole group A comes first.
+  ranked = als->Recommend(1, {}, 4);
+  EXPECT_THAT(ranked, UnorderedElementsAre(10, 11, 12, 13));
+  // Likewise for group B.
+  ranked = als->Recommend(5, {20, 21, 22}, 1);
+  EXPECT_THAT(ranked, ElementsAre(23));
+  EXPECT_TRUE(als->Recommend(5, {}, 0).empty());
+  EXPECT_TRUE(als->Recommend(1, {10, 11, 12, 13, 20, 21, 22, 23}, 10).empty());
+  // Unknown users and items.
+  EXPECT_TRUE(als->Recommend(99, {}, 10).empty());
+  EXPECT_FALSE(als->Score(99, 10).has_value());
+  EXPECT_FALSE(als->Score(1, 99).has_value());
+}
+
+TEST(ImplicitAlsTest, TiesGoToTheSmallerItemId) {
+  // Items 30 and 5 have the same users, so bit-identical vectors.
+  const std::vector<PositiveEvent> events = {{1, 30, 0}, {1, 5, 0}, {2, 30, 0},
+                                             {2, 5, 0},  {2, 7, 0}, {3, 7, 0}};
+  auto als = ImplicitAls::Fit(events, TwoDimensions());
+  ASSERT_TRUE(als.ok()) << als.status();
+  ASSERT_EQ(*als->Score(3, 5), *als->Score(3, 30));
+  EXPECT_THAT(als->Recommend(3, {7}, 10), ElementsAre(5, 30));
+  EXPECT_THAT(als->Recommend(3, {7}, 1), ElementsAre(5));
+}
+
+TEST(ImplicitAlsTest, IsDeterministicForASeed) {
+  AlsBaselineOptions options;
+  options.seed = 7;
+  auto a = ImplicitAls::Fit(TwoGroups(), options);
+  auto b = ImplicitAls::Fit(TwoGroups(), options);
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (uint64_t user = 1; user <= 8; ++user) {
+    EXPECT_EQ(a->Recommend(user, {}, 8), b->Recommend(user, {}, 8));
+    for (uint64_t item : {10, 11, 12, 13, 20, 21, 22, 23}) {
+      EXPECT_EQ(*a->Score(user, item), *b->Score(user, item));
+    }
+  }
+}
+
+TEST(ImplicitAlsTest, BadFitsAreRefused) {
+  auto refused = [](const AlsBaselineOptions& options,
+                    const std::vector<PositiveEvent>& events = {{1, 1, 0}}) {
+    absl::Status status = ImplicitAls::Fit(events, options).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    return std::string(status.message());
+  };
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  AlsBaselineOptions o;
+  for (int dim : {0, -1, kAlsMaxDim + 1}) {
+    o = {};
+    o.dim = dim;
+    EXPECT_THAT(refused(o), HasSubstr("dim"));
+  }
+  for (float reg : {-0.1f, inf, nan}) {
+    o = {};
+    o.reg = reg;
+    EXPECT_THAT(refused(o), HasSubstr("reg"));
+  }
+  for (float alpha : {-1.f, inf, nan}) {
+    o = {};
+    o.alpha = alpha;
+    EXPECT_THAT(refused(o), HasSubstr("alpha"));
+  }
+  for (int epochs : {0, kAlsMaxEpochs + 1}) {
+    o = {};
+    o.epochs = epochs;
+    EXPECT_THAT(refused(o), HasSubstr("epochs"));
+  }
+  EXPECT_THAT(refused({}, {}), HasSubstr("no positive"));
+  // The bounds themselves are accepted.
+  o = {};
+  o.dim = 1;
+  o.reg = 0;
+  o.alpha = 0;
+  o.epochs = 1;
+  EXPECT_TRUE(ImplicitAls::Fit({{1, 1, 0}}, o).ok());
 }
 
 }  // namespace

@@ -213,5 +213,61 @@ TEST(InteractionLogTest, SplitHoldsOutTheLastUtcDays) {
   EXPECT_FALSE(SplitByTime(log, 0).ok());
 }
 
+TEST(InteractionLogTest, PerUserSplitHoldsOutEachUsersLastRows) {
+  InteractionLog log;
+  // (user, time): user 1 has 4 rows, two tied last; user 2 has 3, two tied;
+  // user 3 has 1.
+  const std::vector<std::pair<uint64_t, int64_t>> rows = {
+      {1, 100}, {2, 50}, {1, 300}, {1, 200}, {3, 10}, {2, 50}, {1, 300}, {2, 20}};
+  for (const auto& [user, t] : rows) {
+    log.users.push_back(user);
+    log.items.push_back(7);
+    log.time_ms.push_back(t);
+  }
+  // User 1 by time: rows 0, 3, 2, 6 (2 and 6 tie: the later row is later);
+  // user 2: rows 7, 1, 5.
+  auto split = SplitLastNPerUser(log, 2);
+  ASSERT_TRUE(split.ok()) << split.status();
+  EXPECT_EQ(split->train, std::vector<size_t>({0, 3, 4, 7}));
+  EXPECT_EQ(split->test, std::vector<size_t>({1, 2, 5, 6}));
+  EXPECT_EQ(split->cutoff_ms, 50);  // the earliest held-out time, user 2's
+
+  split = SplitLastNPerUser(log, 1);
+  ASSERT_TRUE(split.ok()) << split.status();
+  EXPECT_EQ(split->train, std::vector<size_t>({0, 1, 2, 3, 4, 7}));
+  EXPECT_EQ(split->test, std::vector<size_t>({5, 6}));
+  EXPECT_EQ(split->cutoff_ms, 50);
+
+  // User 2 has exactly 3 rows and user 3 one: they keep all of them in train.
+  split = SplitLastNPerUser(log, 3);
+  ASSERT_TRUE(split.ok()) << split.status();
+  EXPECT_EQ(split->train, std::vector<size_t>({0, 1, 4, 5, 7}));
+  EXPECT_EQ(split->test, std::vector<size_t>({2, 3, 6}));
+  EXPECT_EQ(split->cutoff_ms, 200);  // user 1's row 3 trains on nothing later
+}
+
+TEST(InteractionLogTest, PerUserSplitRefusesBadCases) {
+  InteractionLog log;
+  for (int64_t t : {5, 1, 3}) {
+    log.users.push_back(1);
+    log.items.push_back(2);
+    log.time_ms.push_back(t);
+  }
+  for (int n : {0, -1, 1001}) {
+    auto split = SplitLastNPerUser(log, n);
+    EXPECT_EQ(split.status().code(), absl::StatusCode::kInvalidArgument) << n;
+    EXPECT_THAT(std::string(split.status().message()), HasSubstr("outside [1, 1000]"));
+  }
+  ASSERT_TRUE(SplitLastNPerUser(log, 2).ok());
+  for (int n : {3, 1000}) {
+    auto split = SplitLastNPerUser(log, n);
+    EXPECT_EQ(split.status().code(), absl::StatusCode::kInvalidArgument) << n;
+    EXPECT_THAT(std::string(split.status().message()), HasSubstr("no rows to test"));
+  }
+  auto empty = SplitLastNPerUser(InteractionLog(), 1);
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(empty.status().message()), HasSubstr("no rows to train"));
+}
+
 }  // namespace
 }  // namespace feedrank

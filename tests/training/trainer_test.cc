@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/client.h"
+#include "feedrank/v1/admin.grpc.pb.h"
 #include "feedrank/v1/ranker.grpc.pb.h"
 #include "replay/replay_log.h"
 #include "server/feed_server.h"
@@ -119,7 +120,8 @@ TEST_F(TrainerTest, TheReportRanksTheModelAgainstTunedBaselinesWithPairedInterva
   // The best baseline is the baseline with the highest held-out NDCG.
   double best = -1;
   std::string best_name;
-  for (const char* name : {"random", "popular", "embeddings", "recent_popular", "ease"}) {
+  for (const char* name :
+       {"random", "popular", "embeddings", "recent_popular", "ease", "live_popular"}) {
     if (result_->ndcg.at(name) > best) {
       best = result_->ndcg.at(name);
       best_name = name;
@@ -411,6 +413,143 @@ TEST(TrainerInputTest, BadInputIsRefusedAndWritesNothing) {
     ASSERT_TRUE(Train(o).ok());
     EXPECT_EQ(Train(o).status().code(), absl::StatusCode::kAlreadyExists);
   }
+}
+
+TEST_F(TrainerTest, ServedTrendingAndHistoryFeaturesEqualTheTrainersAfterTheSameEvents) {
+  const std::vector<std::string>& groups = result_->bundle->features.ColumnNames();
+  ASSERT_TRUE(result_->bundle->features.uses_engagement());
+  ASSERT_NE(std::find(groups.begin(), groups.end(), "trending[0]"), groups.end());
+  testing::TempDir work;
+  ServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.admin_address = "127.0.0.1:0";
+  options.bundle_dir = dir_->Sub("bundle");
+  options.watch_interval = absl::ZeroDuration();
+  options.live.wal_dir = work.Sub("wal");
+  auto server = FeedServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->Load().ok());
+  auto stub = v1::FeedRanker::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
+                          grpc::InsecureChannelCredentials()));
+  auto admin = v1::FeedAdmin::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->admin_port()),
+                          grpc::InsecureChannelCredentials()));
+  const Catalog& catalog = *result_->bundle->catalog;
+  const int64_t now = result_->bundle->manifest.data_time_ms() + 3'600'000;
+  // Events after the bundle's data: user 0 watches three videos, user 7
+  // likes one of them, a cold user watches another.
+  const uint64_t u0 = catalog.user_id(0), u7 = catalog.user_id(7), cold = 999999999;
+  std::vector<EngagementEvent> events;
+  for (int i = 0; i < 3; ++i) {
+    events.push_back({u0, catalog.video_id(3 + i), now - 1'800'000 + i * 600'000, i != 1});
+  }
+  events.push_back({u7, catalog.video_id(3), now - 300'000, true});
+  events.push_back({cold, catalog.video_id(11), now - 60'000, true});
+  v1::RecordEventsRequest request;
+  for (const EngagementEvent& e : events) {
+    v1::EngagementEvent* out = request.add_events();
+    out->set_user_id(e.user_id);
+    out->set_video_id(e.video_id);
+    out->set_time_ms(e.time_ms);
+    out->set_positive(e.positive);
+  }
+  {
+    v1::UpdateResponse ack;
+    grpc::ClientContext context;
+    const grpc::Status recorded = admin->RecordEvents(&context, request, &ack);
+    ASSERT_TRUE(recorded.ok()) << recorded.error_message();
+    EXPECT_EQ(ack.events(), 5u);
+  }
+  // The trainer's side: the bundle as written, with the same events.
+  TrainResult trainer = *result_;
+  auto fresh = LoadBundle(dir_->Sub("bundle"));
+  ASSERT_TRUE(fresh.ok());
+  trainer.bundle = *fresh;
+  const RowMatrix before = *trainer.TrainerFeatures(u0, catalog.video_id(4), now, 480);
+  trainer.bundle->engagement->Record(events);
+  const RowMatrix after = *trainer.TrainerFeatures(u0, catalog.video_id(4), now, 480);
+  // The events change the features (so the comparison below can fail).
+  EXPECT_GT((after - before).cwiseAbs().maxCoeff(), 0.1f);
+  int compared = 0;
+  for (uint64_t user : {u0, u7, cold}) {
+    v1::RankFeedRequest rank;
+    rank.set_user_id(user);
+    rank.set_count(30);
+    rank.mutable_context()->set_client_time_ms(now);
+    rank.mutable_context()->set_utc_offset_minutes(480);
+    v1::RankFeedResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->RankFeed(&context, rank, &response).ok());
+    ASSERT_EQ(response.items_size(), 30);
+    for (const v1::RankedItem& item : response.items()) {
+      const absl::StatusOr<RowMatrix> x =
+          trainer.TrainerFeatures(user, item.video_id(), now, 480);
+      ASSERT_TRUE(x.ok()) << x.status();
+      const RowMatrix p = trainer.TrainerPredict(*x);
+      ASSERT_EQ(p.cols(), item.predictions_size());
+      for (int h = 0; h < p.cols(); ++h) {
+        EXPECT_NEAR(p(0, h), item.predictions(h), 1e-5) << "user " << user << " head " << h;
+      }
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 90);
+}
+
+TEST(PointInTimeTest, AFeatureRowSeesOnlyTheEventsStrictlyBeforeItsTime) {
+  InteractionLog log;
+  log.objectives = {"like"};
+  // Rows of one video: times 1000, 2000, 2000, 3000 h; likes except row 1.
+  constexpr int64_t kHour = 3600000;
+  for (int64_t t : {1000, 2000, 2000, 3000}) {
+    log.users.push_back(uint64_t(t));
+    log.items.push_back(42);
+    log.time_ms.push_back(t * kHour);
+    log.labels.push_back(log.size() == 2 ? 0.f : 1.f);
+  }
+  BundleManifest m;
+  m.set_dim(1);
+  m.set_num_videos(1);
+  m.set_num_users(0);
+  VideoColumns v;
+  v.ids = {42};
+  v.embeddings = {1};
+  v.creator_ids = {42};
+  v.duration_ms = v.upload_time_ms = {0};
+  v.popularity = {0};
+  auto catalog = Catalog::Create(m, std::move(v), UserColumns(), nullptr);
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  EngagementState state(**catalog, 0);
+  const std::vector<size_t> rows = {0, 1, 2, 3};
+  size_t next = 0;
+  auto views_at = [&](int64_t hours) {
+    float c[kTrendColumns];
+    EngagementState::Reader(&state, hours * kHour).TrendingOf(42, c);
+    return c[2];  // 24 h half-life
+  };
+  // The first row sees nothing, not even itself.
+  RecordBefore(log, rows, 1000 * kHour, &next, &state);
+  EXPECT_EQ(next, 0u);
+  EXPECT_EQ(state.recorded(), 0);
+  // The rows at 2000 h see row 0 only: not each other, not row 3.
+  RecordBefore(log, rows, 2000 * kHour, &next, &state);
+  EXPECT_EQ(next, 1u);
+  EXPECT_NEAR(views_at(2000), std::exp2(-1000.0 / 24), 1e-9);
+  RecordBefore(log, rows, 2000 * kHour, &next, &state);
+  EXPECT_EQ(next, 1u);
+  // The row at 3000 h sees the three before it.
+  RecordBefore(log, rows, 3000 * kHour, &next, &state);
+  EXPECT_EQ(next, 3u);
+  EXPECT_EQ(state.recorded(), 3);
+  // Rows 1 and 2 are both user 2000's.
+  EXPECT_THAT(EngagementState::Reader(&state, 3000 * kHour).History(2000),
+              ::testing::ElementsAre(42, 42));
+  EXPECT_TRUE(EngagementState::Reader(&state, 3000 * kHour).History(3000).empty());
+  const EngagementEvent e = EventOf(log, 1);
+  EXPECT_EQ(e.video_id, 42u);
+  EXPECT_FALSE(e.positive);
+  EXPECT_TRUE(EventOf(log, 0).positive);
 }
 
 }  // namespace
