@@ -400,6 +400,25 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   train_cmd->add_flag("--strict", train.strict,
                       "Fail (exit 1) when the evaluation rests on too few users");
+  train_cmd
+      ->add_option(
+          "--split", train.split,
+          "Held-out rows: time (the last --holdout-days UTC days; headline "
+          "figures) or last-n-per-user (each user's last --last-n rows; "
+          "personalisation comparisons only: other users' rows then extend past a "
+          "user's held-out time)")
+      ->check(CLI::IsMember({"time", "last-n-per-user"}))
+      ->capture_default_str();
+  train_cmd
+      ->add_option("--last-n", train.last_n, "Rows per user held out by last-n-per-user")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  train_cmd->add_flag("!--no-tune-weights", train.tune_weights,
+                      "Keep the default value weights (engage 1, like 1) instead of "
+                      "choosing them on the validation split");
+  train_cmd->add_flag("--ablations", train.ablations,
+                      "Also retrain without the trending and the history features and "
+                      "report each against the full model (about 3x the time)");
   train_cmd->add_option("--seed", train.seed, "Random seed")->capture_default_str();
 
   // serve

@@ -62,11 +62,13 @@ double WeightedAuc(const std::vector<float>& scores, const std::vector<float>& l
   while (i < order.size()) {
     size_t j = i;
     double pos_tie = 0, neg_tie = 0;
-    while (j < order.size() && scores[order[j]] == scores[order[i]]) {
+    // At least one row per step: a NaN score equals nothing, not even
+    // itself, and must not stall the walk.
+    do {
       const double w = weight[order[j]];
       (labels[order[j]] >= 0.5f ? pos_tie : neg_tie) += w;
       ++j;
-    }
+    } while (j < order.size() && scores[order[j]] == scores[order[i]]);
     area += neg_tie * (pos_above + 0.5 * pos_tie);
     pos_above += pos_tie;
     pos_total += pos_tie;

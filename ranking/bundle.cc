@@ -38,9 +38,9 @@ absl::StatusOr<std::shared_ptr<const Bundle>> LoadBundle(const std::string& dir,
         dir, ": the model uses the trending or history features but the bundle has no ",
         kTrendingFile, ", ", kHistoryIdsFile, " and ", kHistoryTimesFile));
   }
-  ASSIGN_OR_RETURN(bundle->engagement,
-                   EngagementState::Load(dir, *bundle->catalog,
-                                         EngagementTime(bundle->manifest), fs));
+  ASSIGN_OR_RETURN(
+      bundle->engagement,
+      EngagementState::Load(dir, *bundle->catalog, EngagementTime(bundle->manifest), fs));
   ASSIGN_OR_RETURN(bundle->model, ScoringModel::Load(dir, bundle->manifest.model(),
                                                      bundle->features.width(), fs));
   if (auto names = fs.ListDir(dir); names.ok()) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -21,6 +22,11 @@ std::array<double, kTrendWindows> Growth(int64_t from_ms, int64_t to_ms) {
     g[k] = std::exp2(double(to_ms - from_ms) / (kTrendHalfLifeHours[k] * kMsPerHour));
   }
   return g;
+}
+
+// `x` as a float within float's range (never infinite).
+float Clamped(double x) {
+  return static_cast<float>(std::min(x, double(std::numeric_limits<float>::max())));
 }
 
 }  // namespace
@@ -63,9 +69,9 @@ absl::StatusOr<std::unique_ptr<EngagementState>> EngagementState::Load(
   }
   if (present == 0) return state;
   if (present != 3) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        dir, ": holds only some of ", kTrendingFile, ", ", kHistoryIdsFile, " and ",
-        kHistoryTimesFile, " (a bundle has all three or none)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, ": holds only some of ", kTrendingFile, ", ", kHistoryIdsFile,
+                     " and ", kHistoryTimesFile, " (a bundle has all three or none)"));
   }
   const std::string trending_path = BundlePath(dir, kTrendingFile);
   ASSIGN_OR_RETURN(NpyArray<float> trending, ReadNpy<float>(fs, trending_path, 2));
@@ -89,10 +95,10 @@ absl::StatusOr<std::unique_ptr<EngagementState>> EngagementState::Load(
   ASSIGN_OR_RETURN(NpyArray<int64_t> times, ReadNpy<int64_t>(fs, times_path, 2));
   for (const auto* a : {&ids, &times}) {
     if (a->rows() != catalog.num_users() || a->cols() != kHistoryLength) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          a == &ids ? ids_path : times_path, ": shape [", a->rows(), ", ", a->cols(),
-          "], expected [", catalog.num_users(), ", ", kHistoryLength,
-          "] (one row per user)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(a == &ids ? ids_path : times_path, ": shape [", a->rows(), ", ",
+                       a->cols(), "], expected [", catalog.num_users(), ", ",
+                       kHistoryLength, "] (one row per user)"));
     }
   }
   for (int32_t u = 0; u < catalog.num_users(); ++u) {
@@ -123,8 +129,8 @@ absl::Status EngagementState::Write(const std::string& dir,
       const int64_t slot = FindVideoSlot(video_ids[row]);
       if (slot < 0) continue;
       for (int c = 0; c < kTrendColumns; ++c) {
-        trending[size_t(row) * kTrendColumns + c] = static_cast<float>(
-            counts_[size_t(slot) * kTrendColumns + c] * scale[c % kTrendWindows]);
+        trending[size_t(row) * kTrendColumns + c] =
+            Clamped(counts_[size_t(slot) * kTrendColumns + c] * scale[c % kTrendWindows]);
       }
     }
     for (int64_t u = 0; u < num_users; ++u) {
@@ -163,7 +169,8 @@ int64_t EngagementState::FindVideoSlot(uint64_t id) const {
 
 int64_t EngagementState::VideoSlotLocked(uint64_t id) {
   if (auto row = catalog_.VideoRow(id)) return *row;
-  auto [it, inserted] = extra_slots_.try_emplace(id, int64_t(counts_.size() / kTrendColumns));
+  auto [it, inserted] =
+      extra_slots_.try_emplace(id, int64_t(counts_.size() / kTrendColumns));
   if (inserted) counts_.resize(counts_.size() + kTrendColumns, 0.f);
   return it->second;
 }
@@ -171,7 +178,7 @@ int64_t EngagementState::VideoSlotLocked(uint64_t id) {
 void EngagementState::RebaseLocked(int64_t reference_ms) {
   const auto scale = Growth(reference_ms, reference_ms_);
   for (size_t i = 0; i < counts_.size(); ++i) {
-    counts_[i] = static_cast<float>(counts_[i] * scale[(i % kTrendColumns) % kTrendWindows]);
+    counts_[i] = Clamped(counts_[i] * scale[(i % kTrendColumns) % kTrendWindows]);
   }
   reference_ms_ = reference_ms;
 }
@@ -204,8 +211,8 @@ void EngagementState::RecordLocked(absl::Span<const EngagementEvent> events) {
     const auto weight = Growth(reference_ms_, e.time_ms);
     float* c = &counts_[size_t(slot) * kTrendColumns];
     for (int k = 0; k < kTrendWindows; ++k) {
-      c[k] += static_cast<float>(weight[k]);
-      if (e.positive) c[kTrendWindows + k] += static_cast<float>(weight[k]);
+      c[k] = Clamped(c[k] + weight[k]);
+      if (e.positive) c[kTrendWindows + k] = Clamped(c[kTrendWindows + k] + weight[k]);
     }
     history_[e.user_id].Add(e.video_id, e.time_ms);
     ++recorded_;
@@ -231,8 +238,7 @@ EngagementState::Reader::Reader(const EngagementState* state, int64_t now_ms)
     : state_(state), now_ms_(now_ms) {
   if (state_ == nullptr) return;
   state_->mu_.lock_shared();
-  const auto scale = Growth(now_ms, state_->reference_ms_);
-  for (int k = 0; k < kTrendWindows; ++k) scale_[k] = static_cast<float>(scale[k]);
+  scale_ = Growth(now_ms, state_->reference_ms_);
 }
 
 EngagementState::Reader::~Reader() {
@@ -245,7 +251,8 @@ void EngagementState::Reader::CountsAt(int64_t slot, float* out) const {
     return;
   }
   const float* c = &state_->counts_[size_t(slot) * kTrendColumns];
-  for (int i = 0; i < kTrendColumns; ++i) out[i] = c[i] * scale_[i % kTrendWindows];
+  for (int i = 0; i < kTrendColumns; ++i)
+    out[i] = Clamped(c[i] * scale_[i % kTrendWindows]);
 }
 
 void EngagementState::Reader::Trending(const CatalogView& view, int32_t row,

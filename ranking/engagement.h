@@ -20,7 +20,9 @@
 // Point in time: the trending counts hold every event recorded so far; a
 // caller that wants them "as of t" records exactly the events before t (the
 // trainer does; the server records what it is sent, refusing events from
-// the future).
+// the future). Read at a time before recorded events, a count includes
+// them at weights above 1; every count is clamped to float's range, so it
+// is never infinite or NaN.
 //
 // Slots: a video of the base catalogue has its row as its slot (no lookup on
 // the ranking path); other ids (live uploads) get slots from a map.
@@ -148,13 +150,13 @@ class EngagementState {
     void CountsAt(int64_t slot, float* out) const;
     const EngagementState* state_;
     int64_t now_ms_;
-    std::array<float, kTrendWindows> scale_{};
+    std::array<double, kTrendWindows> scale_{};
   };
 
  private:
   struct UserHistory {
     int size = 0;
-    std::array<uint64_t, kHistoryLength> ids{};      // most recent first
+    std::array<uint64_t, kHistoryLength> ids{};  // most recent first
     std::array<int64_t, kHistoryLength> times{};
     void Add(uint64_t id, int64_t time_ms);
   };

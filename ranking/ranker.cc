@@ -343,8 +343,8 @@ void Ranker::Score(const CatalogView& view, const RankRequest& request,
     for (size_t i = 0; i < rerank; ++i) rows[i] = candidates[i].row;
     const size_t width = bundle_->features.width();
     if (batch->features.size() < rerank * width) batch->features.resize(rerank * width);
-    bundle_->features.Build(view, batch->user, request.context,
-                            bundle_->engagement.get(), rows, batch->features.data());
+    bundle_->features.Build(view, batch->user, request.context, bundle_->engagement.get(),
+                            rows, batch->features.data());
     clock.Lap(RankStage::kFeatures);
     if (batch->predictions.size() < rerank * heads)
       batch->predictions.resize(rerank * heads);

@@ -800,7 +800,8 @@ absl::Status FeedServer::Load() {
       compaction_watcher_.joinable())
     return status;
   if (live_ != nullptr && !options_.bundle_root.empty() &&
-      (options_.live.compact_threshold > 0 || options_.live.compact_event_threshold > 0) &&
+      (options_.live.compact_threshold > 0 ||
+       options_.live.compact_event_threshold > 0) &&
       options_.compact_interval > absl::ZeroDuration())
     compaction_watcher_ = std::thread([this] { WatchCompaction(); });
   if (options_.watch_interval > absl::ZeroDuration())

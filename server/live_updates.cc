@@ -532,17 +532,16 @@ absl::Status WriteCompactedBundle(const CompactionPlan& plan, const std::string&
                       dim, &spec, std::ref(progress), threads, cancel));
   *manifest.mutable_index() = spec;
   const std::string ops = plan.ops.SerializeAsString();
-  return WriteBundle(dir, manifest, videos, users, plan.bundle->model->tensors(), *index,
-                     /*stats=*/nullptr, fs, [&](const std::string& tmp) -> absl::Status {
-                       ASSIGN_OR_RETURN(
-                           auto file, fs.OpenForWrite(BundlePath(tmp, kLiveUpdatesFile)));
-                       RETURN_IF_ERROR(file->Append(ops));
-                       RETURN_IF_ERROR(file->Sync());
-                       RETURN_IF_ERROR(file->Close());
-                       if (plan.engagement == nullptr) return absl::OkStatus();
-                       return plan.engagement->Write(tmp, videos.ids, users.ids, now_ms,
-                                                     fs);
-                     });
+  return WriteBundle(
+      dir, manifest, videos, users, plan.bundle->model->tensors(), *index,
+      /*stats=*/nullptr, fs, [&](const std::string& tmp) -> absl::Status {
+        ASSIGN_OR_RETURN(auto file, fs.OpenForWrite(BundlePath(tmp, kLiveUpdatesFile)));
+        RETURN_IF_ERROR(file->Append(ops));
+        RETURN_IF_ERROR(file->Sync());
+        RETURN_IF_ERROR(file->Close());
+        if (plan.engagement == nullptr) return absl::OkStatus();
+        return plan.engagement->Write(tmp, videos.ids, users.ids, now_ms, fs);
+      });
 }
 
 }  // namespace feedrank

@@ -1,6 +1,7 @@
 #include "training/trainer.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -31,6 +32,22 @@ namespace feedrank {
 EngagementEvent EventOf(const InteractionLog& log, size_t r) {
   return EngagementEvent{log.users[r], log.items[r], log.time_ms[r],
                          log.label(r, log.retrieval_objective) >= 0.5f};
+}
+
+std::vector<std::map<std::string, float>> WeightCandidates(const std::string& retrieval,
+                                                           const std::string& engage) {
+  std::vector<std::map<std::string, float>> out;
+  if (engage.empty()) {
+    out.push_back({{retrieval, 1.f}});
+    return out;
+  }
+  out.push_back({{engage, 1.f}});
+  for (float w : {0.3f, 1.f, 3.f}) out.push_back({{engage, 1.f}, {retrieval, w}});
+  for (const char* head : {"click", "long_view", "watch_ratio"}) {
+    out.push_back({{engage, 1.f}, {head, 0.5f}});
+  }
+  out.push_back({{retrieval, 1.f}});
+  return out;
 }
 
 void RecordBefore(const InteractionLog& log, const std::vector<size_t>& rows,
@@ -83,6 +100,10 @@ FeatureContext ContextAt(int64_t time_ms, const TrainOptions& o) {
 
 // The options Train() checks itself (the rest are checked where they are used).
 absl::Status CheckOptions(const TrainOptions& o) {
+  if (o.split != "time" && o.split != "last-n-per-user") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("split: '", o.split, "' is not one of: time, last-n-per-user"));
+  }
   if (o.folds < 2) return absl::InvalidArgumentError("folds must be >= 2");
   if (!(o.cold_start_share >= 0 && o.cold_start_share < 1)) {
     return absl::InvalidArgumentError("cold_start_share must be in [0, 1)");
@@ -355,11 +376,18 @@ int32_t SampleNegative(int k, const std::vector<int32_t>& pool,
   return -1;
 }
 
-// Every training event, as the bundle holds them (as of the cutoff).
+// The time the bundle's engagement files are as of: the cutoff, or the
+// last training event when one is later (the per-user split).
+int64_t EngagementAsOf(const InteractionLog& log, const Prepared& p) {
+  return p.train.empty() ? p.cutoff_ms
+                         : std::max(p.cutoff_ms, log.time_ms[p.train.back()] + 1);
+}
+
+// Every training event, as the bundle holds them.
 std::unique_ptr<EngagementState> TrainingEngagement(const InteractionLog& log,
                                                     const Prepared& p,
                                                     const Catalog& catalog) {
-  auto state = std::make_unique<EngagementState>(catalog, p.cutoff_ms);
+  auto state = std::make_unique<EngagementState>(catalog, EngagementAsOf(log, p));
   size_t recorded = 0;
   RecordBefore(log, p.train, std::numeric_limits<int64_t>::max(), &recorded, state.get());
   return state;
@@ -415,8 +443,8 @@ ModelRows BuildTrainingRows(const InteractionLog& log, const Prepared& p,
     const FeatureContext context = ContextAt(log.time_ms[r], o);
     if (engagement) {
       RecordBefore(log, p.train, log.time_ms[r], &recorded, &state);
-      AddHistory(CatalogView::Borrow(catalog), &state, log.users[r], log.time_ms[r], &user,
-                 &history);
+      AddHistory(CatalogView::Borrow(catalog), &state, log.users[r], log.time_ms[r],
+                 &user, &history);
     }
     const int32_t row[1] = {p.item_row.at(log.items[r])};
     features.Build(catalog, user, context, &state, row, out.x.row(n_rows).data());
@@ -525,10 +553,15 @@ struct EvalRanking {
 
 // `o.eval_config`, or weight 1 on the retrieval and engage objectives.
 // Resolved before anything is written, so a bad config writes nothing.
-absl::StatusOr<EvalRanking> ResolveEvalRanking(const TrainOptions& o,
-                                               const Heads& heads) {
+absl::StatusOr<EvalRanking> ResolveEvalRanking(
+    const TrainOptions& o, const Heads& heads,
+    const std::map<std::string, float>* weights_override = nullptr) {
   EvalRanking out;
-  if (o.eval_config.has_value()) {
+  if (weights_override != nullptr) {
+    for (const auto& [name, w] : *weights_override) {
+      (*out.config.mutable_params()->mutable_objective_weights())[name] = w;
+    }
+  } else if (o.eval_config.has_value()) {
     out.config = *o.eval_config;
   } else {
     auto& weights = *out.config.mutable_params()->mutable_objective_weights();
@@ -565,6 +598,8 @@ absl::StatusOr<std::shared_ptr<const Bundle>> WriteTrainedBundle(
                                 o.embeddings.method, " --seed ", o.seed));
   m.set_created_at_unix(p.cutoff_ms / 1000);
   m.set_data_time_ms(p.cutoff_ms);
+  if (EngagementAsOf(log, p) != p.cutoff_ms)
+    m.set_engagement_time_ms(EngagementAsOf(log, p));
   IndexSpec spec = m.index();
   ASSIGN_OR_RETURN(auto index, AnnIndex::Build(served.items.data(), p.videos.ids.size(),
                                                o.embeddings.dim, &spec, nullptr,
@@ -576,7 +611,8 @@ absl::StatusOr<std::shared_ptr<const Bundle>> WriteTrainedBundle(
   RETURN_IF_ERROR(WriteBundle(o.out, m, videos, users, tensors, *index, nullptr,
                               *FileSystem::Real(), [&](const std::string& tmp) {
                                 return engagement->Write(tmp, videos.ids, users.ids,
-                                                         p.cutoff_ms, *FileSystem::Real());
+                                                         EngagementAsOf(log, p),
+                                                         *FileSystem::Real());
                               }));
   ASSIGN_OR_RETURN(auto bundle, LoadBundle(o.out));
   LogInfo("train: wrote bundle %s (%s), %.1fs so far", o.out, m.version(),
@@ -667,6 +703,16 @@ std::string DataSummary(const TrainOptions& o, const InteractionLog& log,
         "the mapping names no duration column: the duration feature is 0 for every "
         "video");
   }
+  if (o.split == "last-n-per-user") {
+    warnings.push_back(absl::StrFormat(
+        "split last-n-per-user (each user's last %d rows held out): other users' "
+        "training rows extend past a user's held-out time, so the trending and "
+        "popularity "
+        "figures below see the future; use it to compare personalisation, not for "
+        "headline or trending figures (the 'last N days' wording below is the time "
+        "split's)",
+        o.last_n));
+  }
   std::string missing;
   for (const std::string& w : warnings) {
     LogWarning("train: %s", w);
@@ -708,6 +754,10 @@ struct EvalUsers {
 EvalUsers HeldOutUsers(const InteractionLog& log, const Prepared& p,
                        const Histories& history) {
   EvalUsers out;
+  // What a user saw in training: their training rows (under the per-user
+  // split these extend past other users' held-out times).
+  std::vector<bool> is_train(log.size(), false);
+  for (size_t r : p.train) is_train[r] = true;
   for (size_t r : p.test) {
     auto [it, added] = out.index.try_emplace(log.users[r], int32_t(out.users.size()));
     if (added) {
@@ -716,7 +766,7 @@ EvalUsers HeldOutUsers(const InteractionLog& log, const Prepared& p,
       u.time_ms = log.time_ms[r];
       absl::flat_hash_set<uint64_t> seen;
       for (size_t h : history.at(u.id)) {
-        if (log.time_ms[h] < p.cutoff_ms && seen.insert(log.items[h]).second) {
+        if (is_train[h] && seen.insert(log.items[h]).second) {
           u.seen.push_back(log.items[h]);
         }
       }
@@ -741,9 +791,11 @@ EvalUsers HeldOutUsers(const InteractionLog& log, const Prepared& p,
 // live (the window before each user's evaluation time, held-out events
 // included), the fair peer of the model's live trending counters.
 struct RankingMetrics {
-  std::vector<double> recall100[6], recall500[6], ndcg[8];
+  std::vector<double> recall100[7], recall500[7], ndcg[9];
   int64_t users_evaluated = 0, positives_total = 0, positives_in_catalog = 0;
   int64_t cold_users = 0;  // evaluated users with no training row
+  // Per weight setting being tuned: NDCG@10 per user.
+  std::vector<std::vector<double>> weight_ndcg;
 };
 
 // The baselines, tuned on the validation split and refitted on every
@@ -754,6 +806,8 @@ struct TunedBaselines {
   std::optional<Ease> ease;
   double ease_lambda = 0;
   std::string ease_note;  // why EASE is missing, when it is
+  AlsBaselineOptions als;
+  std::optional<ImplicitAls> als_model;
   // Each user's training positives (EASE's input).
   absl::flat_hash_map<uint64_t, std::vector<uint64_t>> positives_by_user;
   std::string report;  // the validation table
@@ -815,6 +869,18 @@ absl::StatusOr<TunedBaselines> TuneBaselines(const TrainOptions& o,
   std::sort(by_id.begin(), by_id.end());
   std::vector<const ValUser*> val_users;
   for (const auto& [id, u] : by_id) val_users.push_back(u);
+  // Of `page(user id, user)`.
+  auto mean_ndcg_of =
+      [&](const std::function<std::vector<uint64_t>(uint64_t, const ValUser&)>& page) {
+        double sum = 0;
+        for (const auto& [user_id, u] : by_id) {
+          std::vector<bool> relevant;
+          for (uint64_t id : page(user_id, *u))
+            relevant.push_back(u->positives.contains(id));
+          sum += NdcgAtK(relevant, int(u->positives.size()), 10);
+        }
+        return by_id.empty() ? 0.0 : sum / double(by_id.size());
+      };
   auto mean_ndcg = [&](const std::function<std::vector<uint64_t>(const ValUser&)>& page) {
     double sum = 0;
     for (const ValUser* u : val_users) {
@@ -883,14 +949,35 @@ absl::StatusOr<TunedBaselines> TuneBaselines(const TrainOptions& o,
     LogWarning("train: EASE skipped: %s", out.ease_note);
     absl::StrAppendFormat(&out.report, "| EASE | skipped: %s | |\n", out.ease_note);
   }
+  // Implicit ALS: regularisation and confidence weight.
+  best = -1;
+  for (float reg : {0.01f, 0.1f, 1.0f}) {
+    for (float alpha : {5.0f, 20.0f}) {
+      if (val_users.empty() || before.empty()) break;
+      AlsBaselineOptions als{32, reg, alpha, 10, o.seed};
+      auto fit = ImplicitAls::Fit(before, als);
+      if (!fit.ok()) break;
+      const double v = mean_ndcg_of(
+          [&](uint64_t id, const ValUser& u) { return fit->Recommend(id, u.seen, 10); });
+      absl::StrAppendFormat(&out.report,
+                            "| implicit ALS (dim 32) | reg %g, alpha %g | %.4f |\n", reg,
+                            alpha, v);
+      if (v > best) {
+        best = v;
+        out.als = als;
+      }
+    }
+  }
+  if (auto fit = ImplicitAls::Fit(all, out.als); fit.ok())
+    out.als_model = *std::move(fit);
   absl::StrAppendFormat(
       &out.report,
-      "\nChosen: popularity over %s, EASE lambda %g; both refitted on "
-      "every training row.\n",
+      "\nChosen: popularity over %s, EASE lambda %g, ALS reg %g alpha %g; each refitted "
+      "on every training row.\n",
       out.window_hours == 0
           ? std::string("all training days")
           : absl::StrCat("the last ", out.window_hours, " h of training"),
-      out.ease_lambda);
+      out.ease_lambda, out.als.reg, out.als.alpha);
   return out;
 }
 
@@ -939,13 +1026,11 @@ std::vector<int32_t> FirstUnseen(const std::vector<int32_t>& order, const RowFil
 // the ranker's engagement state (a copy of the bundle, loaded again), as a
 // server kept live by RecordEvents would hold them. The live popularity
 // baseline sees the same events.
-absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
-                                              const InteractionLog& log,
-                                              const Prepared& p,
-                                              const EvalUsers& eval_users,
-                                              const RankingOptions& rank_options,
-                                              const TunedBaselines& baselines,
-                                              std::mt19937_64* eval_rng) {
+absl::StatusOr<RankingMetrics> MeasureRanking(
+    const TrainOptions& o, const InteractionLog& log, const Prepared& p,
+    const EvalUsers& eval_users, const RankingOptions& rank_options,
+    const TunedBaselines& baselines, const std::vector<RankingOptions>& weight_options,
+    std::mt19937_64* eval_rng) {
   ASSIGN_OR_RETURN(const std::shared_ptr<const Bundle> bundle, LoadBundle(o.out));
   const Catalog& catalog = *bundle->catalog;
   size_t recorded = 0;
@@ -974,8 +1059,16 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
       std::unique_ptr<Ranker> ann_only_ranker,
       Ranker::Create(bundle, RankerOptions{ann_only_options, RankerCosts{0, 0, 0}}));
   const Ranker& ann_only = *ann_only_ranker;
+  // The weight settings being tuned, each a ranker of its own.
+  std::vector<std::unique_ptr<Ranker>> weighted;
+  for (const RankingOptions& options : weight_options) {
+    ASSIGN_OR_RETURN(
+        weighted.emplace_back(),
+        Ranker::Create(bundle, RankerOptions{options, RankerCosts{0, 0, 0}}));
+  }
 
   RankingMetrics out;
+  out.weight_ndcg.resize(weighted.size());
   MarkTable marks;
   marks.EnsureSize(catalog.num_videos());
   SearchScratch scratch;
@@ -1070,6 +1163,14 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
       out.recall500[4].push_back(id_recall(page, 500));
       out.ndcg[6].push_back(ndcg_of(page));
     }
+    if (baselines.als_model.has_value()) {
+      std::vector<uint64_t> als = baselines.als_model->Recommend(u.id, seen_ids, 500);
+      // A user ALS never saw gets the recent-popularity page, as with EASE.
+      const std::vector<uint64_t>& page = als.empty() ? recent : als;
+      out.recall100[6].push_back(id_recall(page, 100));
+      out.recall500[6].push_back(id_recall(page, 500));
+      out.ndcg[8].push_back(ndcg_of(page));
+    }
     // The full pipeline, as served.
     RankRequest request;
     request.user_id = u.id;
@@ -1080,6 +1181,10 @@ absl::StatusOr<RankingMetrics> MeasureRanking(const TrainOptions& o,
     out.ndcg[3].push_back(ndcg_of(ranked_ids()));
     RETURN_IF_ERROR(ann_only.Rank(request, &ranked));
     out.ndcg[4].push_back(ndcg_of(ranked_ids()));
+    for (size_t w = 0; w < weighted.size(); ++w) {
+      RETURN_IF_ERROR(weighted[w]->Rank(request, &ranked));
+      out.weight_ndcg[w].push_back(ndcg_of(ranked_ids()));
+    }
   }
   return out;
 }
@@ -1125,13 +1230,17 @@ absl::Status ReportRanking(const TrainOptions& o, const Heads& heads,
   const std::string window = baselines.window_hours == 0
                                  ? std::string("all training days")
                                  : absl::StrCat("last ", baselines.window_hours, " h");
-  const std::string retrieval_names[6] = {
-      "random (expected)", "most popular (all training days)", emb_name,
+  const std::string retrieval_names[7] = {
+      "random (expected)",
+      "most popular (all training days)",
+      emb_name,
       absl::StrCat("most popular (", window, " before the cutoff, tuned)"),
       absl::StrFormat("EASE (lambda %g, tuned; the %d most-liked videos)",
                       baselines.ease_lambda, kEaseDefaultItems),
-      absl::StrCat("most popular (", window, " before each request, live, tuned)")};
-  for (int m = 0; m < 6; ++m) {
+      absl::StrCat("most popular (", window, " before each request, live, tuned)"),
+      absl::StrFormat("implicit ALS (dim 32, reg %g, alpha %g, tuned)", baselines.als.reg,
+                      baselines.als.alpha)};
+  for (int m = 0; m < 7; ++m) {
     if (metrics.recall100[m].empty()) continue;
     absl::StrAppendFormat(&report, "| %s | %s | %s |\n", retrieval_names[m],
                           Cell(MeanWithCi(metrics.recall100[m], b, s)),
@@ -1150,7 +1259,7 @@ absl::Status ReportRanking(const TrainOptions& o, const Heads& heads,
       "| method | NDCG@10 |\n| --- | --- |\n",
       heads.retrieval,
       weights.empty() ? "1 on every objective" : absl::StrJoin(weights, ", "));
-  const std::string page_names[8] = {
+  const std::string page_names[9] = {
       "random (one draw)",
       "most popular (all training days)",
       absl::StrCat(emb_name, " only"),
@@ -1158,11 +1267,12 @@ absl::Status ReportRanking(const TrainOptions& o, const Heads& heads,
       "full model, ANN candidates only",
       retrieval_names[3],
       retrieval_names[4],
-      retrieval_names[5]};
-  const char* keys[8] = {"random",         "popular",        "embeddings",
-                         "model",          "model_ann_only", "recent_popular",
-                         "ease",           "live_popular"};
-  for (int m = 0; m < 8; ++m) {
+      retrieval_names[5],
+      retrieval_names[6]};
+  const char* keys[9] = {"random", "popular",        "embeddings",
+                         "model",  "model_ann_only", "recent_popular",
+                         "ease",   "live_popular",   "als"};
+  for (int m = 0; m < 9; ++m) {
     if (metrics.ndcg[m].empty()) continue;
     const Interval value = MeanWithCi(metrics.ndcg[m], b, s + 2 + m);
     result->ndcg[keys[m]] = value.value;
@@ -1172,7 +1282,7 @@ absl::Status ReportRanking(const TrainOptions& o, const Heads& heads,
   // baseline (by its held-out mean: the choice least kind to the model)
   // first.
   std::vector<int> baseline_methods;
-  for (int m : {0, 1, 2, 5, 6, 7}) {
+  for (int m : {0, 1, 2, 5, 6, 7, 8}) {
     if (!metrics.ndcg[m].empty()) baseline_methods.push_back(m);
   }
   std::stable_sort(baseline_methods.begin(), baseline_methods.end(), [&](int a, int c) {
@@ -1291,6 +1401,126 @@ RowMatrix TrainResult::TrainerPredict(const RowMatrix& features) const {
   return Forward(bundle->model->tensors(), features);
 }
 
+// `log` without the rows at or after `end_ms`.
+InteractionLog Truncated(const InteractionLog& log, int64_t end_ms) {
+  InteractionLog out;
+  out.path = log.path;
+  out.objectives = log.objectives;
+  out.retrieval_objective = log.retrieval_objective;
+  const size_t k = log.objectives.size();
+  for (size_t r = 0; r < log.size(); ++r) {
+    if (log.time_ms[r] >= end_ms) continue;
+    out.users.push_back(log.users[r]);
+    out.items.push_back(log.items[r]);
+    out.time_ms.push_back(log.time_ms[r]);
+    if (!log.creators.empty()) out.creators.push_back(log.creators[r]);
+    if (!log.duration_ms.empty()) out.duration_ms.push_back(log.duration_ms[r]);
+    out.labels.insert(out.labels.end(), log.labels.begin() + r * k,
+                      log.labels.begin() + (r + 1) * k);
+  }
+  return out;
+}
+
+std::string WeightsName(const std::map<std::string, float>& weights) {
+  std::vector<std::string> parts;
+  for (const auto& [name, w] : weights) parts.push_back(absl::StrCat(name, "=", w));
+  return absl::StrJoin(parts, ", ");
+}
+
+// Runs the pipeline on the training rows before the validation days, held
+// out = the validation days, ranking with every weight candidate; returns
+// the best and appends the table to `report`.
+absl::StatusOr<std::map<std::string, float>> TuneWeights(const TrainOptions& o,
+                                                         const Prepared& p,
+                                                         const Heads& heads,
+                                                         std::string* report) {
+  TrainOptions v = o;
+  v.log_end_ms = p.cutoff_ms;
+  v.split = "time";
+  v.holdout_days = o.validation_days;
+  v.out = absl::StrCat(o.out, ".weights-", ::getpid());
+  v.replay_out.clear();
+  v.tune_weights = false;
+  v.ablations = false;
+  v.resamples = 1;
+  v.strict = false;
+  for (const auto& c :
+       WeightCandidates(heads.retrieval, heads.engage ? o.engage_objective : "")) {
+    bool known = true;
+    for (const auto& [name, w] : c) {
+      known &=
+          std::find(heads.names.begin(), heads.names.end(), name) != heads.names.end();
+    }
+    if (known) v.weight_candidates.push_back(c);
+  }
+  LogInfo("train: choosing the value weights on the validation split (%d settings)",
+          v.weight_candidates.size());
+  absl::StatusOr<TrainResult> run = Train(v);
+  FileSystem::Real()->RemoveAll(v.out).IgnoreError();
+  RETURN_IF_ERROR(run.status());
+  size_t best = 0;
+  absl::StrAppendFormat(
+      report,
+      "\n**Value weights chosen on validation** (a model trained on the "
+      "rows before %s, ranking the validation users; NDCG@10)\n\n"
+      "| weights | validation NDCG@10 |\n| --- | --- |\n",
+      Day(p.cutoff_ms - int64_t(o.validation_days) * 24 * 3600 * 1000));
+  for (size_t i = 0; i < run->weight_ndcg.size(); ++i) {
+    absl::StrAppendFormat(report, "| %s | %.4f |\n", WeightsName(v.weight_candidates[i]),
+                          run->weight_ndcg[i]);
+    if (run->weight_ndcg[i] > run->weight_ndcg[best]) best = i;
+  }
+  if (v.weight_candidates.empty()) return std::map<std::string, float>();
+  absl::StrAppendFormat(report, "\nChosen: %s.\n",
+                        WeightsName(v.weight_candidates[best]));
+  return v.weight_candidates[best];
+}
+
+// The model retrained without the engagement groups, one at a time and
+// both, each paired with the full model over the same users.
+absl::Status ReportAblations(const TrainOptions& o,
+                             const std::vector<std::string>& groups,
+                             TrainResult* result) {
+  absl::StrAppendFormat(&result->report,
+                        "\n**Ablations** (the model retrained without a feature group, "
+                        "everything else the same; NDCG@10, and the full model minus the "
+                        "ablation, paired)\n\n| model | NDCG@10 | full model minus it |\n"
+                        "| --- | --- | --- |\n");
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cuts = {
+      {"without trending", {"trending"}},
+      {"without history", {"history"}},
+      {"without trending and history", {"trending", "history"}}};
+  for (const auto& [name, drop] : cuts) {
+    TrainOptions a = o;
+    a.features.clear();
+    for (const std::string& g : groups) {
+      if (std::find(drop.begin(), drop.end(), g) == drop.end()) a.features.push_back(g);
+    }
+    if (a.features.size() == groups.size()) continue;  // nothing to drop
+    a.out = absl::StrCat(o.out, ".ablation-", ::getpid());
+    a.replay_out.clear();
+    a.ablations = false;
+    a.eval_config = RankingConfig();
+    for (const auto& [head, w] : result->eval_weights) {
+      (*a.eval_config->mutable_params()->mutable_objective_weights())[head] = w;
+    }
+    LogInfo("train: ablation: %s", name);
+    absl::StatusOr<TrainResult> run = Train(a);
+    FileSystem::Real()->RemoveAll(a.out).IgnoreError();
+    RETURN_IF_ERROR(run.status());
+    if (run->model_ndcg_per_user.size() != result->model_ndcg_per_user.size()) {
+      return absl::InternalError("ablation evaluated other users");
+    }
+    result->ndcg[absl::StrCat("model ", name)] = run->ndcg.at("model");
+    const Interval value = MeanWithCi(run->model_ndcg_per_user, o.resamples, o.seed + 40);
+    const Interval d = PairedDeltaWithCi(
+        run->model_ndcg_per_user, result->model_ndcg_per_user, o.resamples, o.seed + 41);
+    absl::StrAppendFormat(&result->report, "| %s | %s | %s |\n", name, Cell(value),
+                          Cell(d));
+  }
+  return absl::OkStatus();
+}
+
 // The steps, in order: read and split the log; the catalogue and the model's
 // heads and features; retrieval embeddings; the model's training and held-out
 // rows; the model; the bundle (after the evaluation's value model is checked);
@@ -1298,8 +1528,13 @@ RowMatrix TrainResult::TrainerPredict(const RowMatrix& features) const {
 absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
   const SteadyClock::time_point start = SteadyClock::now();
   ASSIGN_OR_RETURN(InteractionLog log, ReadInteractionLog(o.log_path, o.mapping));
-  ASSIGN_OR_RETURN(TimeSplit split, SplitByTime(log, o.holdout_days));
+  if (o.log_end_ms > 0) log = Truncated(log, o.log_end_ms);
   RETURN_IF_ERROR(CheckOptions(o));
+  absl::StatusOr<TimeSplit> split_or = o.split == "last-n-per-user"
+                                           ? SplitLastNPerUser(log, o.last_n)
+                                           : SplitByTime(log, o.holdout_days);
+  RETURN_IF_ERROR(split_or.status());
+  TimeSplit split = *std::move(split_or);
   ASSIGN_OR_RETURN(Prepared p, Prepare(log, split, o));
   ASSIGN_OR_RETURN(Heads heads, ModelHeads(log, o));
   LogData(o, log, p, heads);
@@ -1314,7 +1549,24 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
   ASSIGN_OR_RETURN(const ModelTensors tensors,
                    TrainModel(train_rows, held_out, log, heads, o, &result.epoch_loss));
 
-  ASSIGN_OR_RETURN(const EvalRanking eval_ranking, ResolveEvalRanking(o, heads));
+  // The value weights: given, or chosen on the validation split by a run of
+  // the same pipeline on the rows before it (its model never sees the
+  // held-out days, nor the validation days it is scored on).
+  std::optional<std::map<std::string, float>> tuned;
+  std::string weights_report;
+  if (o.evaluate && o.tune_weights && !o.eval_config.has_value()) {
+    ASSIGN_OR_RETURN(tuned, TuneWeights(o, p, heads, &weights_report));
+  }
+  ASSIGN_OR_RETURN(const EvalRanking eval_ranking,
+                   ResolveEvalRanking(o, heads, tuned ? &*tuned : nullptr));
+  std::vector<RankingOptions> weight_options;
+  for (const auto& candidate : o.weight_candidates) {
+    ASSIGN_OR_RETURN(EvalRanking e, ResolveEvalRanking(o, heads, &candidate));
+    weight_options.push_back(e.options);
+  }
+  for (const auto& [name, w] : eval_ranking.config.params().objective_weights()) {
+    result.eval_weights[name] = w;
+  }
   ASSIGN_OR_RETURN(result.bundle, WriteTrainedBundle(o, log, p, heads, groups, embeddings,
                                                      tensors, start));
   const Histories history = UserHistories(log, p);
@@ -1327,9 +1579,17 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& o) {
     ASSIGN_OR_RETURN(const TunedBaselines baselines, TuneBaselines(o, log, p));
     ASSIGN_OR_RETURN(const RankingMetrics metrics,
                      MeasureRanking(o, log, p, eval_users, eval_ranking.options,
-                                    baselines, &eval_rng));
+                                    baselines, weight_options, &eval_rng));
+    for (const std::vector<double>& v : metrics.weight_ndcg) {
+      double sum = 0;
+      for (double x : v) sum += x;
+      result.weight_ndcg.push_back(v.empty() ? 0 : sum / double(v.size()));
+    }
+    result.model_ndcg_per_user = metrics.ndcg[3];
+    result.report += weights_report;
     RETURN_IF_ERROR(
         ReportRanking(o, heads, eval_ranking.config, metrics, baselines, &result));
+    if (o.ablations) RETURN_IF_ERROR(ReportAblations(o, groups, &result));
     ReportAuc(o, log, heads, eval_users, held_out, tensors, &eval_rng, &result);
   }
   LogInfo("train: done in %.1fs", Seconds(start));

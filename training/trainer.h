@@ -89,8 +89,31 @@ struct TrainOptions {
   // Value model used for the final-ranking metrics; unset = weight 1 on the
   // retrieval objective and on the engage objective.
   std::optional<RankingConfig> eval_config;
+  // Without eval_config: the value model's weights are chosen on the
+  // validation split (a model trained, as here, on the rows before it; the
+  // candidates in kWeightCandidates), never on the held-out days.
+  bool tune_weights = true;
+  // Ablations: the model retrained without the trending group, without the
+  // history group and without both, each against the full model (paired).
+  bool ablations = false;
+  // "time" (the last holdout_days UTC days, SplitByTime) or
+  // "last-n-per-user" (each user's last `last_n` rows, SplitLastNPerUser;
+  // see training/interaction_log.h for when to use which).
+  std::string split = "time";
+  int last_n = 1;
+  // Rows at or after this time are dropped before the split (0 = none): how
+  // the weight tuning trains on the rows before the validation days.
+  int64_t log_end_ms = 0;
+  // Value-model weight settings MeasureRanking also ranks with (the tuning
+  // run's); their NDCG@10 lands in TrainResult::weight_ndcg.
+  std::vector<std::map<std::string, float>> weight_candidates;
   uint64_t seed = 1;
 };
+
+// The value-model weights the tuning tries, over the heads the model has
+// (a setting naming a missing head is skipped).
+std::vector<std::map<std::string, float>> WeightCandidates(const std::string& retrieval,
+                                                           const std::string& engage);
 
 struct TrainResult {
   std::shared_ptr<const Bundle> bundle;  // as written (in memory)
@@ -106,6 +129,13 @@ struct TrainResult {
   double model_minus_best = 0, model_minus_best_lo = 0, model_minus_best_hi = 0;
   std::map<std::string, double> model_auc;
   std::map<std::string, double> ndcg;
+  // The full model's NDCG@10 per evaluated user, in evaluation order (to
+  // pair an ablation's run with this one).
+  std::vector<double> model_ndcg_per_user;
+  // With weight_candidates: NDCG@10 of each, in order.
+  std::vector<double> weight_ndcg;
+  // The value weights the evaluation used (tuned or given).
+  std::map<std::string, float> eval_weights;
   // Trainer-side scoring, for checks against the served model: the feature
   // row (1 x features.width()) the trainer builds for (user id, video id,
   // time) and its forward pass. Users unknown to the bundle take the

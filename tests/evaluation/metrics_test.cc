@@ -80,6 +80,15 @@ TEST(AucTest, HandComputedWithTies) {
   EXPECT_TRUE(std::isnan(Auc({0.3f, 0.2f}, {1})));     // sizes differ
 }
 
+TEST(AucTest, NanScoresEndTheWalkInsteadOfStallingIt) {
+  // A NaN equals nothing, not even itself: each is a step of its own (this
+  // walk once looped forever on a model that predicted NaN).
+  const float nan = std::nanf("");
+  const double auc = Auc({nan, 0.9f, nan, 0.1f}, {1, 1, 0, 0});
+  EXPECT_TRUE(std::isfinite(auc) || std::isnan(auc));
+  EXPECT_DOUBLE_EQ(Auc({0.9f, 0.1f}, {1, 0}), 1.0);
+}
+
 TEST(LogLossTest, HandComputed) {
   // -(ln 0.9 + ln(1 - 0.2)) / 2 = (0.1053605157 + 0.2231435513) / 2
   // = 0.1642520335 (0.9f and 0.2f are within 3e-8 of 0.9 and 0.2).

@@ -112,8 +112,8 @@ TEST(EngagementStateTest, HistoryMeanIsRecencyWeightedOverKnownVideos) {
   auto catalog = SmallCatalog();
   EngagementState state(*catalog, 0);
   // Newest first: 10 (1,0), an unknown video, 11 (0,1).
-  state.Record({{5, 11, 1 * kHour, true}, {5, 777, 2 * kHour, true},
-                {5, 10, 3 * kHour, false}});
+  state.Record(
+      {{5, 11, 1 * kHour, true}, {5, 777, 2 * kHour, true}, {5, 10, 3 * kHour, false}});
   float mean[2];
   const CatalogView view = CatalogView::Borrow(*catalog);
   EXPECT_EQ(EngagementState::Reader(&state, 4 * kHour).HistoryMean(view, 5, mean), 2);
@@ -127,13 +127,16 @@ TEST(EngagementStateTest, HistoryMeanIsRecencyWeightedOverKnownVideos) {
 TEST(EngagementStateTest, WriteThenLoadKeepsCountsAndHistoryByIdInAnotherCatalogue) {
   auto catalog = SmallCatalog();
   EngagementState state(*catalog, 0);
-  state.Record({{5, 10, 1 * kHour, true}, {6, 12, 2 * kHour, false},
-                {6, 10, 3 * kHour, true}, {7, 12, 4 * kHour, true}});
+  state.Record({{5, 10, 1 * kHour, true},
+                {6, 12, 2 * kHour, false},
+                {6, 10, 3 * kHour, true},
+                {7, 12, 4 * kHour, true}});
   testing::TempDir dir;
   // The other catalogue lists videos 12, 10 and a new one, users 6 and 5.
   const std::vector<uint64_t> videos = {12, 10, 55};
   const std::vector<uint64_t> users = {6, 5};
-  ASSERT_TRUE(state.Write(dir.path(), videos, users, 10 * kHour, *FileSystem::Real()).ok());
+  ASSERT_TRUE(
+      state.Write(dir.path(), videos, users, 10 * kHour, *FileSystem::Real()).ok());
   auto trending = ReadNpy<float>(dir.Sub(kTrendingFile), 2);
   ASSERT_TRUE(trending.ok());
   EXPECT_THAT(trending->shape, ElementsAre(3, kTrendColumns));
@@ -191,7 +194,8 @@ TEST(EngagementStateTest, BadFilesAreRefusedNamingTheFile) {
   ASSERT_TRUE(state.Write(dir.path(), {10, 11, 12}, {5, 6}, 0, fs).ok());
   // Another number of videos.
   ASSERT_TRUE(
-      WriteNpy<float>(fs, dir.Sub(kTrendingFile), std::vector<float>(12, 0.f), {2, 6}).ok());
+      WriteNpy<float>(fs, dir.Sub(kTrendingFile), std::vector<float>(12, 0.f), {2, 6})
+          .ok());
   auto shape = EngagementState::Load(dir.path(), *catalog, 0, fs);
   EXPECT_THAT(std::string(shape.status().message()),
               HasSubstr("trending.npy: shape [2, 6], expected [3, 6]"));
@@ -200,14 +204,15 @@ TEST(EngagementStateTest, BadFilesAreRefusedNamingTheFile) {
   negative[7] = -1;
   ASSERT_TRUE(WriteNpy<float>(fs, dir.Sub(kTrendingFile), negative, {3, 6}).ok());
   auto bad = EngagementState::Load(dir.path(), *catalog, 0, fs);
-  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("row 1 column 1 is negative"));
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("row 1 column 1 is negative"));
   // History of the wrong width.
-  ASSERT_TRUE(WriteNpy<float>(fs, dir.Sub(kTrendingFile), std::vector<float>(18, 0.f),
-                              {3, 6})
-                  .ok());
-  ASSERT_TRUE(WriteNpy<int64_t>(fs, dir.Sub(kHistoryIdsFile), std::vector<int64_t>(4, -1),
-                                {2, 2})
-                  .ok());
+  ASSERT_TRUE(
+      WriteNpy<float>(fs, dir.Sub(kTrendingFile), std::vector<float>(18, 0.f), {3, 6})
+          .ok());
+  ASSERT_TRUE(
+      WriteNpy<int64_t>(fs, dir.Sub(kHistoryIdsFile), std::vector<int64_t>(4, -1), {2, 2})
+          .ok());
   auto width = EngagementState::Load(dir.path(), *catalog, 0, fs);
   EXPECT_THAT(std::string(width.status().message()), HasSubstr("history_ids.npy: shape"));
 }

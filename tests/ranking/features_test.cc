@@ -107,7 +107,7 @@ TEST(FeatureSetTest, TrendingAndHistoryHaveTheDocumentedValues) {
     const double likes = std::exp2(-1 / h) + 1;
     EXPECT_NEAR(x[k], std::log1p(views), 1e-5) << k;
     EXPECT_NEAR(x[3 + k], std::log1p(likes), 1e-5) << k;
-    EXPECT_EQ(x[9 + k], 0.f);      // video 11: no event
+    EXPECT_EQ(x[9 + k], 0.f);  // video 11: no event
     EXPECT_EQ(x[9 + 3 + k], 0.f);
   }
   // History: both events are video 10 (3, 4), so its mean is (3, 4).

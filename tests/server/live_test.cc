@@ -446,9 +446,9 @@ TEST_F(LiveTest, EngagementEventsAreCheckedWholeRecordedAndSurviveARestart) {
   const uint64_t v0 = Base().video_id(0), v1 = Base().video_id(1);
   v1::UpdateResponse ack;
   // Refused whole, naming the event; nothing recorded.
-  grpc::Status bad = RecordEvents(
-      {Event(User(0), v0, now - 1000, true), Event(User(0), v1, now - 900, false),
-       Event(User(1), 123456789, now - 800, true)});
+  grpc::Status bad = RecordEvents({Event(User(0), v0, now - 1000, true),
+                                   Event(User(0), v1, now - 900, false),
+                                   Event(User(1), 123456789, now - 800, true)});
   EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(bad.error_message(), HasSubstr("event 2: video 123456789 is not in"));
   bad = RecordEvents({Event(User(0), v0, now + 600000, true)});
@@ -495,8 +495,9 @@ TEST_F(LiveTest, EngagementEventsAreCheckedWholeRecordedAndSurviveARestart) {
   float got[kTrendColumns];
   EngagementState::Reader(served->bundle->engagement.get(), now).TrendingOf(v0, got);
   for (int c = 0; c < kTrendColumns; ++c) EXPECT_FLOAT_EQ(got[c], expected[c]) << c;
-  EXPECT_THAT(EngagementState::Reader(served->bundle->engagement.get(), now).History(User(0)),
-              ::testing::ElementsAre(v1, v0));
+  EXPECT_THAT(
+      EngagementState::Reader(served->bundle->engagement.get(), now).History(User(0)),
+      ::testing::ElementsAre(v1, v0));
 }
 
 // A root with version 1 = bundle a; compaction and swaps add versions.

@@ -115,13 +115,22 @@ TEST_F(TrainerTest, TheReportRanksTheModelAgainstTunedBaselinesWithPairedInterva
   // makes inert.
   EXPECT_THAT(r, HasSubstr("no creator column"));
   EXPECT_THAT(r, HasSubstr("creator cap are inert"));
+  EXPECT_THAT(r, HasSubstr("| implicit ALS (dim 32) | reg "));
+  // The value weights were chosen on validation, among the candidates.
+  EXPECT_THAT(r, HasSubstr("**Value weights chosen on validation**"));
+  EXPECT_FALSE(result_->eval_weights.empty());
+  bool candidate = false;
+  for (const auto& c : WeightCandidates("like", "engage")) {
+    candidate |= c == result_->eval_weights;
+  }
+  EXPECT_TRUE(candidate);
   EXPECT_TRUE(result_->ndcg.count("recent_popular"));
   EXPECT_TRUE(result_->ndcg.count("ease"));
   // The best baseline is the baseline with the highest held-out NDCG.
   double best = -1;
   std::string best_name;
-  for (const char* name :
-       {"random", "popular", "embeddings", "recent_popular", "ease", "live_popular"}) {
+  for (const char* name : {"random", "popular", "embeddings", "recent_popular", "ease",
+                           "live_popular", "als"}) {
     if (result_->ndcg.at(name) > best) {
       best = result_->ndcg.at(name);
       best_name = name;
@@ -429,9 +438,8 @@ TEST_F(TrainerTest, ServedTrendingAndHistoryFeaturesEqualTheTrainersAfterTheSame
   auto server = FeedServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
   ASSERT_TRUE((*server)->Load().ok());
-  auto stub = v1::FeedRanker::NewStub(
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
-                          grpc::InsecureChannelCredentials()));
+  auto stub = v1::FeedRanker::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", (*server)->port()), grpc::InsecureChannelCredentials()));
   auto admin = v1::FeedAdmin::NewStub(
       grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->admin_port()),
                           grpc::InsecureChannelCredentials()));
@@ -442,7 +450,8 @@ TEST_F(TrainerTest, ServedTrendingAndHistoryFeaturesEqualTheTrainersAfterTheSame
   const uint64_t u0 = catalog.user_id(0), u7 = catalog.user_id(7), cold = 999999999;
   std::vector<EngagementEvent> events;
   for (int i = 0; i < 3; ++i) {
-    events.push_back({u0, catalog.video_id(3 + i), now - 1'800'000 + i * 600'000, i != 1});
+    events.push_back(
+        {u0, catalog.video_id(3 + i), now - 1'800'000 + i * 600'000, i != 1});
   }
   events.push_back({u7, catalog.video_id(3), now - 300'000, true});
   events.push_back({cold, catalog.video_id(11), now - 60'000, true});
@@ -489,7 +498,8 @@ TEST_F(TrainerTest, ServedTrendingAndHistoryFeaturesEqualTheTrainersAfterTheSame
       const RowMatrix p = trainer.TrainerPredict(*x);
       ASSERT_EQ(p.cols(), item.predictions_size());
       for (int h = 0; h < p.cols(); ++h) {
-        EXPECT_NEAR(p(0, h), item.predictions(h), 1e-5) << "user " << user << " head " << h;
+        EXPECT_NEAR(p(0, h), item.predictions(h), 1e-5)
+            << "user " << user << " head " << h;
       }
       ++compared;
     }
@@ -550,6 +560,26 @@ TEST(PointInTimeTest, AFeatureRowSeesOnlyTheEventsStrictlyBeforeItsTime) {
   EXPECT_EQ(e.video_id, 42u);
   EXPECT_FALSE(e.positive);
   EXPECT_TRUE(EventOf(log, 0).positive);
+}
+
+TEST(TrainerSplitTest, PerUserSplitAndAblationsRunAndSayWhatTheyAre) {
+  testing::TempDir dir;
+  const std::string slice = WriteSlice(dir, 60);
+  TrainOptions o = SmallTraining(dir, slice, "per-user");
+  o.mlp.epochs = 2;
+  o.split = "last-n-per-user";
+  o.last_n = 3;
+  o.tune_weights = false;
+  o.ablations = true;
+  auto run = Train(o);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_THAT(run->report, HasSubstr("split last-n-per-user"));
+  EXPECT_THAT(run->report, HasSubstr("| without trending |"));
+  EXPECT_THAT(run->report, HasSubstr("| without trending and history |"));
+  EXPECT_TRUE(run->ndcg.count("model without history"));
+  o.out = dir.Sub("bad");
+  o.split = "random";
+  EXPECT_THAT(std::string(Train(o).status().message()), HasSubstr("split: 'random'"));
 }
 
 }  // namespace
