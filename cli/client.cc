@@ -82,10 +82,11 @@ std::string FormatFeed(const v1::RankFeedRequest& request,
     }
     absl::StrAppendFormat(
         &out,
-        "  debug: ann %d, popular %d, fresh %d, scored %d, excluded %d, capped %d, "
-        "beam %d%s\n  stages: %s\n",
+        "  debug: ann %d, popular %d, fresh %d, trending %d, scored %d, excluded %d, "
+        "capped %d, beam %d%s\n  stages: %s\n",
         d.ann_candidates(), d.popular_candidates(), d.fresh_candidates(),
-        d.scored_candidates(), d.excluded(), d.creator_capped(), d.ann_beam_width(),
+        d.trending_candidates(), d.scored_candidates(), d.excluded(), d.creator_capped(),
+        d.ann_beam_width(),
         d.exclude_pushed_down() ? ", exclude list pushed into ANN" : "",
         absl::StrJoin(stages, " "));
   }

@@ -89,6 +89,10 @@ absl::StatusOr<std::unique_ptr<EngagementState>> EngagementState::Load(
     }
   }
   state->counts_ = std::move(trending.data);
+  {
+    std::unique_lock lock(state->mu_);
+    state->RebuildTrendingLocked();
+  }
   const std::string ids_path = BundlePath(dir, kHistoryIdsFile);
   const std::string times_path = BundlePath(dir, kHistoryTimesFile);
   ASSIGN_OR_RETURN(NpyArray<int64_t> ids, ReadNpy<int64_t>(fs, ids_path, 2));
@@ -156,6 +160,8 @@ std::unique_ptr<EngagementState> EngagementState::Clone() const {
   copy->counts_ = counts_;
   copy->extra_slots_ = extra_slots_;
   copy->history_ = history_;
+  copy->extra_ids_ = extra_ids_;
+  copy->trending_ = trending_;
   copy->recorded_ = recorded_;
   copy->logged_sequence_ = logged_sequence_;
   return copy;
@@ -171,7 +177,10 @@ int64_t EngagementState::VideoSlotLocked(uint64_t id) {
   if (auto row = catalog_.VideoRow(id)) return *row;
   auto [it, inserted] =
       extra_slots_.try_emplace(id, int64_t(counts_.size() / kTrendColumns));
-  if (inserted) counts_.resize(counts_.size() + kTrendColumns, 0.f);
+  if (inserted) {
+    counts_.resize(counts_.size() + kTrendColumns, 0.f);
+    extra_ids_.push_back(id);
+  }
   return it->second;
 }
 
@@ -181,6 +190,8 @@ void EngagementState::RebaseLocked(int64_t reference_ms) {
     counts_[i] = Clamped(counts_[i] * scale[(i % kTrendColumns) % kTrendWindows]);
   }
   reference_ms_ = reference_ms;
+  // Scaling keeps the order up to rounding; sorted again to be exact.
+  RebuildTrendingLocked();
 }
 
 void EngagementState::Record(absl::Span<const EngagementEvent> events) {
@@ -202,12 +213,64 @@ uint64_t EngagementState::logged_sequence() const {
   return logged_sequence_;
 }
 
+bool EngagementState::TrendingBefore(int64_t a, float va, int64_t b, float vb) {
+  return va != vb ? va > vb : a < b;
+}
+
+void EngagementState::RebuildTrendingLocked() {
+  std::vector<int64_t> order;
+  const int64_t slots = int64_t(counts_.size() / kTrendColumns);
+  for (int64_t slot = 0; slot < slots; ++slot) {
+    if (TrendingValue(slot) > 0) order.push_back(slot);
+  }
+  auto better = [&](int64_t a, int64_t b) {
+    return TrendingBefore(a, TrendingValue(a), b, TrendingValue(b));
+  };
+  if (int(order.size()) > kTrendingTop) {
+    std::nth_element(order.begin(), order.begin() + kTrendingTop, order.end(), better);
+    order.resize(kTrendingTop);
+  }
+  std::sort(order.begin(), order.end(), better);
+  trending_ = std::move(order);
+}
+
+void EngagementState::RaiseTrendingLocked(int64_t slot, float old_value) {
+  const float value = TrendingValue(slot);
+  // Where (old_value, slot) sits, if the slot is on the list.
+  auto at = std::lower_bound(
+      trending_.begin(), trending_.end(), slot, [&](int64_t member, int64_t) {
+        // The slot itself still sits at its old count.
+        const float v = member == slot ? old_value : TrendingValue(member);
+        return TrendingBefore(member, v, slot, old_value);
+      });
+  size_t pos;
+  if (at != trending_.end() && *at == slot) {
+    pos = size_t(at - trending_.begin());
+  } else {
+    if (int(trending_.size()) >= kTrendingTop &&
+        !TrendingBefore(slot, value, trending_.back(), TrendingValue(trending_.back()))) {
+      return;  // still below the list
+    }
+    trending_.push_back(slot);
+    pos = trending_.size() - 1;
+  }
+  // Its count only rose: move it up.
+  while (pos > 0 && TrendingBefore(slot, value, trending_[pos - 1],
+                                   TrendingValue(trending_[pos - 1]))) {
+    trending_[pos] = trending_[pos - 1];
+    --pos;
+  }
+  trending_[pos] = slot;
+  if (int(trending_.size()) > kTrendingTop) trending_.pop_back();
+}
+
 void EngagementState::RecordLocked(absl::Span<const EngagementEvent> events) {
   for (const EngagementEvent& e : events) {
     if (double(e.time_ms - reference_ms_) > kRebaseHours * kMsPerHour) {
       RebaseLocked(e.time_ms);
     }
     const int64_t slot = VideoSlotLocked(e.video_id);
+    const float old_value = TrendingValue(slot);
     const auto weight = Growth(reference_ms_, e.time_ms);
     float* c = &counts_[size_t(slot) * kTrendColumns];
     for (int k = 0; k < kTrendWindows; ++k) {
@@ -216,6 +279,7 @@ void EngagementState::RecordLocked(absl::Span<const EngagementEvent> events) {
     }
     history_[e.user_id].Add(e.video_id, e.time_ms);
     ++recorded_;
+    if (e.positive) RaiseTrendingLocked(slot, old_value);
   }
 }
 

@@ -27,6 +27,13 @@
 // Slots: a video of the base catalogue has its row as its slot (no lookup on
 // the ranking path); other ids (live uploads) get slots from a map.
 //
+// Trending list: the kTrendingTop videos with the most positives at the 6 h
+// half-life, most first (ties by slot), what the ranker's trending source
+// reads. Kept exact by each Record: a count only rises and a rebase scales
+// every count alike, so the order of the stored sums is the order of the
+// counts at any time; a video enters when its count passes the list's last,
+// and moves up as its count rises (O(log K) plus the moves per positive).
+//
 // Bundle files (all three, or none for an empty state):
 //   trending.npy       float32 [num_videos, 6]: the counts as of the
 //                      manifest's data_time_ms, interactions (1 h, 6 h, 24 h)
@@ -72,6 +79,9 @@ inline constexpr int kTrendColumns = 2 * kTrendWindows;
 inline constexpr int kHistoryLength = 20;
 inline constexpr float kHistoryDecay = 0.9f;
 inline constexpr double kRebaseHours = 48;
+inline constexpr int kTrendingTop = 1000;
+// The trending list's column: positives at the 6 h half-life.
+inline constexpr int kTrendingColumn = kTrendWindows + 1;
 
 inline constexpr char kTrendingFile[] = "trending.npy";
 inline constexpr char kHistoryIdsFile[] = "history_ids.npy";
@@ -145,6 +155,10 @@ class EngagementState {
     int HistoryMean(const CatalogView& view, uint64_t user_id, float* mean) const;
     // The user's history strictly before now, most recent first.
     std::vector<uint64_t> History(uint64_t user_id) const;
+    // Calls fn(row) for the live rows of `view` on the trending list, most
+    // trending first, until fn returns false.
+    template <typename Fn>
+    void ForEachTrending(const CatalogView& view, Fn fn) const;
 
    private:
     void CountsAt(int64_t slot, float* out) const;
@@ -167,16 +181,49 @@ class EngagementState {
   void RebaseLocked(int64_t reference_ms);
   void RecordLocked(absl::Span<const EngagementEvent> events);
 
+  // The catalogue id of `slot`.
+  uint64_t SlotId(int64_t slot) const {
+    return slot < catalog_.num_videos() ? catalog_.video_id(int32_t(slot))
+                                        : extra_ids_[slot - catalog_.num_videos()];
+  }
+  // The trending order: more positives first, then the lower slot.
+  static bool TrendingBefore(int64_t a, float va, int64_t b, float vb);
+  // REQUIRES: the write lock. The list from every slot.
+  void RebuildTrendingLocked();
+  // REQUIRES: the write lock. `slot`'s trending count rose from `old_value`.
+  void RaiseTrendingLocked(int64_t slot, float old_value);
+  float TrendingValue(int64_t slot) const {
+    return counts_[size_t(slot) * kTrendColumns + kTrendingColumn];
+  }
+
   const Catalog& catalog_;
   mutable std::shared_mutex mu_;
   int64_t reference_ms_;
   // slots x kTrendColumns, relative to reference_ms_.
   std::vector<float> counts_;
   absl::flat_hash_map<uint64_t, int64_t> extra_slots_;
+  std::vector<uint64_t> extra_ids_;  // by slot - catalogue videos
+  // The trending list: slots, most first.
+  std::vector<int64_t> trending_;
   absl::flat_hash_map<uint64_t, UserHistory> history_;
   int64_t recorded_ = 0;
   uint64_t logged_sequence_ = 0;
 };
+
+template <typename Fn>
+void EngagementState::Reader::ForEachTrending(const CatalogView& view, Fn fn) const {
+  if (state_ == nullptr) return;
+  const bool same_base = &view.base() == &state_->catalog_;
+  for (int64_t slot : state_->trending_) {
+    std::optional<int32_t> row;
+    if (same_base && slot < state_->catalog_.num_videos()) {
+      if (view.live(int32_t(slot))) row = int32_t(slot);
+    } else {
+      row = view.VideoRow(state_->SlotId(slot));
+    }
+    if (row.has_value() && !fn(*row)) return;
+  }
+}
 
 }  // namespace feedrank
 

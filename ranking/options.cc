@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "embeddings/catalog.h"
+#include "ranking/engagement.h"
 
 namespace feedrank {
 namespace {
@@ -55,6 +56,7 @@ absl::StatusOr<RankingOptions> ResolveOptions(
   FEEDRANK_TAKE(ann_beam_width, 0, 20000)
   FEEDRANK_TAKE(ivf_nprobe, 0, 1000000)
   FEEDRANK_TAKE(popular_candidates, 0, Catalog::kListLength)
+  FEEDRANK_TAKE(trending_candidates, 0, kTrendingTop)
   FEEDRANK_TAKE(fresh_candidates, 0, Catalog::kListLength)
   FEEDRANK_TAKE(creator_cap, 0, 1000)
   FEEDRANK_TAKE(exclude_pushdown_threshold, 0, 1000000)

@@ -28,6 +28,9 @@ struct RankingOptions {
   int ann_beam_width = 0;  // 0 = the bundle's default
   int ivf_nprobe = 0;      // 0 = the bundle's default
   int popular_candidates = 50;
+  // The most trending videos (ranking/engagement.h: most likes at the 6 h
+  // half-life, live); none for a bundle without engagement.
+  int trending_candidates = 50;
   int fresh_candidates = 20;
   int creator_cap = 2;  // 0 = no cap
   int exclude_pushdown_threshold = 64;

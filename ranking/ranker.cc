@@ -285,6 +285,25 @@ void Ranker::Retrieve(const CatalogView& view, const RankRequest& request,
                                 CandidateSource::kPopular, &stats.popular_retrieved);
   stats.fresh_kept = add_list(CatalogView::List::kFresh, o.fresh_candidates,
                               CandidateSource::kFresh, &stats.fresh_retrieved);
+  if (o.trending_candidates > 0) {
+    const EngagementState::Reader trends(bundle_->engagement.get(),
+                                         request.context.now_ms);
+    trends.ForEachTrending(view, [&](int32_t row) {
+      ++stats.trending_retrieved;
+      if (excluded.Excluded(row)) {
+        ++stats.excluded;
+      } else if (!taken.Excluded(row)) {
+        taken.Exclude(row);
+        Candidate c;
+        c.row = row;
+        c.source = CandidateSource::kTrending;
+        c.retrieval_score = simd::Dot(user.embedding, view.video_embedding(row), dim);
+        candidates.push_back(c);
+        ++stats.trending_kept;
+      }
+      return stats.trending_kept < o.trending_candidates;
+    });
+  }
   // A page holds `count` items unless the catalogue less the exclude list
   // cannot fill it (ranker.proto). When the sources kept fewer candidates
   // than that (an arm with few ANN candidates, a count above them all, ANN

@@ -48,7 +48,8 @@ enum class CandidateSource : uint8_t {
   kAnn = 1,
   kPopular = 2,
   kFresh = 3,
-  kColdStart = 4
+  kColdStart = 4,
+  kTrending = 5
 };
 
 // Why a page was ranked with less work; a bit set in RankResult.
@@ -64,7 +65,7 @@ const char* DegradeCauseName(DegradeCause cause);
 enum class RankStage : uint8_t {
   kPrepare = 0,   // exclude list -> rows
   kAnn = 1,       // the ANN source
-  kLists = 2,     // the popular and fresh sources
+  kLists = 2,     // the popular, fresh and trending sources
   kFeatures = 3,  // feature rows
   kModel = 4,     // model pass and value model
   kAssemble = 5,  // order, creator cap, page
@@ -99,10 +100,12 @@ struct RankStats {
   int32_t ann_retrieved = 0;
   int32_t popular_retrieved = 0;
   int32_t fresh_retrieved = 0;
+  int32_t trending_retrieved = 0;
   // What each source contributed, after dedup and the exclude list.
   int32_t ann_kept = 0;
   int32_t popular_kept = 0;
   int32_t fresh_kept = 0;
+  int32_t trending_kept = 0;
   // Candidates of the sources dropped by the request's exclude list (an
   // exclude list pushed into the ANN search never reaches this count for
   // ANN: those rows are not returned at all).

@@ -44,6 +44,8 @@ v1::Source ToProto(CandidateSource source) {
       return v1::SOURCE_FRESH;
     case CandidateSource::kColdStart:
       return v1::SOURCE_COLD_START;
+    case CandidateSource::kTrending:
+      return v1::SOURCE_TRENDING;
   }
   return v1::SOURCE_UNSPECIFIED;
 }
@@ -129,6 +131,8 @@ void RankResultToProto(const v1::RankFeedRequest& request, const RankResult& res
     debug->set_ann_kept(s.ann_kept);
     debug->set_popular_kept(s.popular_kept);
     debug->set_fresh_kept(s.fresh_kept);
+    debug->set_trending_candidates(s.trending_retrieved);
+    debug->set_trending_kept(s.trending_kept);
     debug->set_scored_candidates(s.scored);
     debug->set_excluded(s.excluded);
     debug->set_creator_capped(s.creator_capped);

@@ -60,7 +60,7 @@ struct PageResult {
   // model did not run.
   std::vector<float> predictions;
   // Relevant videos among each source's candidates (in process only).
-  int32_t source_hits[3] = {0, 0, 0};
+  int32_t source_hits[4] = {0, 0, 0, 0};
   bool has_sources = false;
   int64_t stage_us[kStages] = {};
   bool has_stages = false;
@@ -198,6 +198,9 @@ class InProcessVariant {
           break;
         case CandidateSource::kFresh:
           ++out->source_hits[2];
+          break;
+        case CandidateSource::kTrending:
+          ++out->source_hits[3];
           break;
       }
     }
@@ -710,11 +713,12 @@ absl::StatusOr<v1::ReplayReport> RunReplay(const std::vector<v1::ReplayRecord>& 
     const size_t recall = add(absl::StrCat("recall@", k));
     const size_t hit = add(absl::StrCat("hit_rate@", k));
     const bool sources = !rs.empty() && rs.front().has_sources;
-    size_t source_metric[3] = {0, 0, 0};
+    size_t source_metric[4] = {0, 0, 0, 0};
     if (sources) {
       source_metric[0] = add("retrieval_recall/ann");
       source_metric[1] = add("retrieval_recall/popular");
       source_metric[2] = add("retrieval_recall/fresh");
+      source_metric[3] = add("retrieval_recall/trending");
     }
     const size_t diversity = add("creator_diversity");
     const size_t age = view != nullptr ? add("mean_age_hours") : 0;
@@ -736,7 +740,7 @@ absl::StatusOr<v1::ReplayReport> RunReplay(const std::vector<v1::ReplayRecord>& 
         f.per_request[recall][i] = RecallAtK(rel, relevant, k);
         f.per_request[hit][i] = HitAtK(rel, k);
         if (sources) {
-          for (int s = 0; s < 3; ++s) {
+          for (int s = 0; s < 4; ++s) {
             f.per_request[source_metric[s]][i] = double(r.source_hits[s]) / relevant;
           }
         }

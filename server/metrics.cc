@@ -21,7 +21,7 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-const char* const kSourceNames[3] = {"ann", "popular", "fresh"};
+const char* const kSourceNames[4] = {"ann", "popular", "fresh", "trending"};
 const char* const kKindNames[2] = {"bundle", "config"};
 const char* const kOutcomeNames[2] = {"ok", "refused"};
 
@@ -143,8 +143,9 @@ void ServerMetrics::RecordRanking(const RankResult& result) {
   if (result.cold_start) shard.cold_start.fetch_add(1, kRelaxed);
   if (s.search.exact_fallback) shard.exact_fallbacks.fetch_add(1, kRelaxed);
   const int32_t retrieved[kSources] = {s.ann_retrieved, s.popular_retrieved,
-                                       s.fresh_retrieved};
-  const int32_t kept[kSources] = {s.ann_kept, s.popular_kept, s.fresh_kept};
+                                       s.fresh_retrieved, s.trending_retrieved};
+  const int32_t kept[kSources] = {s.ann_kept, s.popular_kept, s.fresh_kept,
+                                  s.trending_kept};
   for (int i = 0; i < kSources; ++i) {
     shard.candidates[i][0].fetch_add(static_cast<uint64_t>(retrieved[i]), kRelaxed);
     shard.candidates[i][1].fetch_add(static_cast<uint64_t>(kept[i]), kRelaxed);

@@ -177,7 +177,7 @@ class ServerMetrics : public prometheus::Collectable {
   static constexpr int kMethods = static_cast<int>(Method::kNumMethods);
   static constexpr int kStages = static_cast<int>(RankStage::kNumStages);
   static constexpr int kCauses = static_cast<int>(DegradeCause::kNumCauses);
-  static constexpr int kSources = 3;  // ann, popular, fresh
+  static constexpr int kSources = 4;  // ann, popular, fresh, trending
   static constexpr int kKinds = static_cast<int>(LoadKind::kNumKinds);
   static constexpr int kOutcomes = static_cast<int>(LoadOutcome::kNumOutcomes);
 

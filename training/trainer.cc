@@ -1055,6 +1055,7 @@ absl::StatusOr<RankingMetrics> MeasureRanking(
   RankingOptions ann_only_options = rank_options;
   ann_only_options.popular_candidates = 0;
   ann_only_options.fresh_candidates = 0;
+  ann_only_options.trending_candidates = 0;
   ASSIGN_OR_RETURN(
       std::unique_ptr<Ranker> ann_only_ranker,
       Ranker::Create(bundle, RankerOptions{ann_only_options, RankerCosts{0, 0, 0}}));
@@ -1263,7 +1264,7 @@ absl::Status ReportRanking(const TrainOptions& o, const Heads& heads,
       "random (one draw)",
       "most popular (all training days)",
       absl::StrCat(emb_name, " only"),
-      "full model (ANN + popular + fresh, MLP, value model, creator cap)",
+      "full model (ANN + popular + fresh + trending, MLP, value model, creator cap)",
       "full model, ANN candidates only",
       retrieval_names[3],
       retrieval_names[4],

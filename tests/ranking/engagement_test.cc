@@ -3,9 +3,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include "base/npy.h"
 #include "tests/test_bundles.h"
@@ -231,6 +233,75 @@ TEST(EngagementStateTest, LoggedRecordsAreRecordedOnceAndClonesAreIndependent) {
   EXPECT_EQ(copy->logged_sequence(), 3u);
   EXPECT_NEAR(CountsOf(*copy, 10, 2 * kHour)[0], 0.5, 1e-6);
   EXPECT_NEAR(CountsOf(state, 10, 2 * kHour)[0], 1.5, 1e-6);
+}
+
+TEST(EngagementStateTest, TheTrendingListIsExactlyTheTopByRecentLikes) {
+  // 1,500 videos, more than the list holds.
+  constexpr int kVideos = 1500;
+  BundleManifest m;
+  m.set_dim(1);
+  m.set_num_videos(kVideos);
+  m.set_num_users(0);
+  VideoColumns v;
+  for (int i = 0; i < kVideos; ++i) {
+    v.ids.push_back(uint64_t(100 + i));
+    v.embeddings.push_back(1);
+    v.creator_ids.push_back(1);
+    v.duration_ms.push_back(0);
+    v.upload_time_ms.push_back(0);
+    v.popularity.push_back(0);
+  }
+  auto catalog = Catalog::Create(m, std::move(v), UserColumns(), nullptr);
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  EngagementState state(**catalog, 0);
+  std::mt19937_64 rng(5);
+  // Likes and views over ten days (rebases included), in batches; a few
+  // likes of a live upload outside the catalogue.
+  for (int batch = 0; batch < 200; ++batch) {
+    std::vector<EngagementEvent> events;
+    for (int i = 0; i < 100; ++i) {
+      const uint64_t video = rng() % 50 == 0 ? 99999 : 100 + rng() % kVideos;
+      events.push_back({rng() % 50, video,
+                        int64_t(batch) * 72 * 60000 + int64_t(rng() % 60000),
+                        rng() % 3 != 0});
+    }
+    state.Record(events);
+  }
+  const CatalogView view = CatalogView::Borrow(**catalog);
+  auto check = [&](const EngagementState& s) {
+    const int64_t now = 240 * kHour;
+    EngagementState::Reader reader(&s, now);
+    std::vector<float> listed;
+    std::set<int32_t> rows;
+    reader.ForEachTrending(view, [&](int32_t row) {
+      float c[kTrendColumns];
+      reader.Trending(view, row, c);
+      listed.push_back(c[kTrendingColumn]);
+      rows.insert(row);
+      return true;
+    });
+    ASSERT_GE(listed.size(), size_t(kTrendingTop - 1));  // less the upload
+    EXPECT_TRUE(std::is_sorted(listed.rbegin(), listed.rend()));
+    // Nothing outside the list has more.
+    for (int32_t row = 0; row < kVideos; ++row) {
+      if (rows.count(row)) continue;
+      float c[kTrendColumns];
+      reader.Trending(view, row, c);
+      EXPECT_LE(c[kTrendingColumn], listed.back() * (1 + 1e-5f)) << row;
+    }
+  };
+  check(state);
+  check(*state.Clone());
+  // Written and loaded: the same list (the upload outside the catalogue is
+  // not carried).
+  testing::TempDir dir;
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < kVideos; ++i) ids.push_back(uint64_t(100 + i));
+  ASSERT_TRUE(state.Write(dir.path(), ids, {}, 240 * kHour, *FileSystem::Real()).ok());
+  auto loaded =
+      EngagementState::Load(dir.path(), **catalog, 240 * kHour, *FileSystem::Real());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  check(**loaded);
 }
 
 }  // namespace

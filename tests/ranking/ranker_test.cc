@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <numeric>
 #include <set>
 
 #include "absl/container/flat_hash_map.h"
@@ -728,6 +729,79 @@ TEST_F(RankerTest, OneThreadRanksAgainstBundlesOfDifferentSizes) {
       }
     }
   }
+}
+
+TEST(RankerTrendingTest, TheTrendingSourceAddsTheMostLikedVideosOfTheLastHours) {
+  // A bundle of its own: the events change what it ranks.
+  std::shared_ptr<const Bundle> bundle =
+      testing::MakeSmallBundle(testing::SmallSynth(2000, 100));
+  const Catalog& catalog = *bundle->catalog;
+  const int64_t now = 1793491200000;
+  // The 30 least popular videos get likes, the later ones more of them;
+  // one is on the exclude list.
+  std::vector<int32_t> by_popularity(catalog.num_videos());
+  std::iota(by_popularity.begin(), by_popularity.end(), 0);
+  std::stable_sort(by_popularity.begin(), by_popularity.end(), [&](int32_t a, int32_t b) {
+    return catalog.popularity(a) < catalog.popularity(b);
+  });
+  std::vector<EngagementEvent> events;
+  for (int i = 0; i < 30; ++i) {
+    for (int j = 0; j <= i; ++j) {
+      events.push_back(
+          {uint64_t(j), catalog.video_id(by_popularity[i]), now - 60000, true});
+    }
+  }
+  bundle->engagement->Record(events);
+  RankingConfig config;
+  config.mutable_params()->set_trending_candidates(10);
+  config.mutable_params()->set_ann_candidates(0);
+  config.mutable_params()->set_fresh_candidates(0);
+  auto options = ResolveOptions(config, bundle->model->objectives());
+  ASSERT_TRUE(options.ok()) << options.status();
+  auto ranker = Ranker::Create(bundle, RankerOptions{*options, RankerCosts{0, 0, 0}});
+  ASSERT_TRUE(ranker.ok());
+  RankRequest request;
+  request.user_id = catalog.user_id(0);
+  request.context.now_ms = now;
+  const std::vector<uint64_t> exclude = {catalog.video_id(by_popularity[29])};
+  request.exclude_ids = exclude;
+  CandidateBatch batch;
+  const CatalogView& view = *bundle->view;
+  (*ranker)->LookUpUser(view, request, &batch);
+  (*ranker)->Retrieve(view, request, &batch);
+  std::vector<int32_t> trending;
+  for (const Candidate& c : batch.candidates) {
+    if (c.source == CandidateSource::kTrending) trending.push_back(c.row);
+  }
+  // The most liked first: rows 28, 27, ... (29 is excluded), ten of them,
+  // unless the popular source took one first.
+  ASSERT_EQ(batch.stats.trending_kept, 10);
+  EXPECT_EQ(int(trending.size()), 10);
+  EXPECT_EQ(batch.stats.excluded, 1);
+  std::vector<int32_t> expected;
+  for (int i = 28; int(expected.size()) < 10; --i) {
+    const int32_t row = by_popularity[i];
+    bool popular = false;
+    for (const Candidate& c : batch.candidates) {
+      popular |= c.row == row && c.source == CandidateSource::kPopular;
+    }
+    if (!popular) expected.push_back(row);
+  }
+  EXPECT_EQ(trending, expected);
+  // Off by config.
+  config.mutable_params()->set_trending_candidates(0);
+  auto off = ResolveOptions(config, bundle->model->objectives());
+  ASSERT_TRUE(off.ok());
+  auto plain = Ranker::Create(bundle, RankerOptions{*off, RankerCosts{0, 0, 0}});
+  CandidateBatch none;
+  (*plain)->LookUpUser(view, request, &none);
+  (*plain)->Retrieve(view, request, &none);
+  EXPECT_EQ(none.stats.trending_retrieved, 0);
+  // Bounded by the list's length.
+  config.mutable_params()->set_trending_candidates(kTrendingTop + 1);
+  EXPECT_THAT(
+      std::string(ResolveOptions(config, bundle->model->objectives()).status().message()),
+      HasSubstr("trending_candidates"));
 }
 
 class RankerIndexTypeTest : public ::testing::TestWithParam<const char*> {};
