@@ -294,6 +294,12 @@ int main(int argc, char** argv) {
   synth_cmd->add_option("--dim", synth.dim, "Embedding dimension")->capture_default_str();
   synth_cmd->add_option("--seed", synth.seed, "Random seed")->capture_default_str();
   synth_cmd->add_option("--clusters", synth.clusters, "Topic clusters (0 = auto)");
+  synth_cmd
+      ->add_option("--distribution", synth.distribution,
+                   "Embeddings: topics (well-separated, easy for IVF) or hard (2,000 "
+                   "overlapping clusters with log-normal norms; cli/synth.h)")
+      ->check(CLI::IsMember({"topics", "hard"}))
+      ->capture_default_str();
   synth_cmd->add_option("--hidden", synth_hidden, "Hidden layer widths, comma-separated")
       ->capture_default_str();
   synth_cmd->add_option("--version", synth.version, "Bundle version string");

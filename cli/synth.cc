@@ -86,13 +86,39 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
   const float inv_sqrt_d = 1.f / std::sqrt(float(d));
 
+  if (o.distribution != "topics" && o.distribution != "hard") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("distribution: '", o.distribution, "' is not one of: topics, hard"));
+  }
+  const bool hard = o.distribution == "hard";
   const int64_t clusters =
       o.clusters > 0 ? o.clusters
+      : hard         ? 2000
                      : std::clamp<int64_t>(int64_t(std::sqrt(double(n)) / 2), 8, 4096);
+  // The hard set: cluster k drawn with weight 1/(k+1)^0.8 (inverse CDF over
+  // the cumulative weights), point = centre + 0.9 N(0, I), unit norm, then a
+  // log-normal(0, 0.3) norm.
+  std::vector<double> cumulative;
+  if (hard) {
+    double total = 0;
+    for (int64_t k = 0; k < clusters; ++k) {
+      total += 1.0 / std::pow(double(k + 1), 0.8);
+      cumulative.push_back(total);
+    }
+    for (double& c : cumulative) c /= total;
+  }
+  auto hard_point = [&](const std::vector<float>& centres, float* e) {
+    const int64_t k = std::min<int64_t>(
+        clusters - 1,
+        std::lower_bound(cumulative.begin(), cumulative.end(), uniform(rng)) -
+            cumulative.begin());
+    for (int j = 0; j < d; ++j) e[j] = centres[k * d + j] + 0.9f * normal(rng);
+    Normalize(e, d, std::exp(0.3f * normal(rng)));
+  };
   std::vector<float> centers(clusters * d);
   for (int64_t k = 0; k < clusters; ++k) {
     for (int j = 0; j < d; ++j) centers[k * d + j] = normal(rng);
-    Normalize(&centers[k * d], d, 1.f);
+    if (!hard) Normalize(&centers[k * d], d, 1.f);
   }
 
   SynthData data;
@@ -128,6 +154,10 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
       v.duration_ms[i] = static_cast<int64_t>(std::clamp(seconds, 3.0, 600.0) * 1000);
     }
     float* e = &v.embeddings[i * d];
+    if (hard) {
+      hard_point(centers, e);
+      continue;
+    }
     const float* center = &centers[creator_topic[c] * d];
     for (int j = 0; j < d; ++j) e[j] = center[j] + 0.8f * normal(rng) * inv_sqrt_d;
   }
@@ -141,6 +171,7 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
   for (int64_t rank = 0; rank < n; ++rank) {
     const int64_t i = by_quality[rank];
     v.popularity[i] = std::floor(10.0 * n / std::pow(double(rank + 1), 0.9));
+    if (hard) continue;  // its norms are the log-normal ones
     const float quantile = 1.f - float(rank) / float(n);
     Normalize(&v.embeddings[i * d], d, 0.85f + 0.3f * quantile);
   }
@@ -153,6 +184,11 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
   for (int64_t i = 0; i < o.users; ++i) {
     u.ids[i] = 7000000000ull + uint64_t(i) * 13ull;
     float* e = &u.embeddings[i * d];
+    if (hard) {
+      hard_point(centers, e);
+      u.activity[i] = std::round(std::exp(3.f + 1.2f * normal(rng)));
+      continue;
+    }
     const int interests = 1 + static_cast<int>(uniform(rng) * 3);
     for (int t = 0; t < interests; ++t) {
       const int64_t k = std::min<int64_t>(

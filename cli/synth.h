@@ -25,8 +25,19 @@ struct SynthOptions {
   int64_t users = 10000;
   int dim = 64;
   uint64_t seed = 1;
-  // Topic clusters; 0 = clamp(sqrt(videos) / 2, 8, 4096).
+  // Topic clusters; 0 = clamp(sqrt(videos) / 2, 8, 4096) ("topics"), 2000
+  // ("hard").
   int64_t clusters = 0;
+  // How the embeddings are drawn:
+  //   "topics": well-separated unit topic centres, videos close to their
+  //     creator's topic, norms rising with popularity (an easy set: IVF at
+  //     nprobe 16 finds nearly all of a top 500);
+  //   "hard": overlapping clusters — centres N(0, I), a video's cluster
+  //     drawn with weight 1/rank^0.8, point = centre + 0.9 N(0, I),
+  //     normalised, then scaled by a log-normal(0, 0.3) norm; users drawn the
+  //     same way (the set on which graph search with inner product saturates;
+  //     docs/BENCHMARKS.md).
+  std::string distribution = "topics";
   double videos_per_creator = 8;
   // "Now" of the synthetic world; uploads are up to a year before it.
   // Default 2026-11-01T00:00:00Z.

@@ -1,8 +1,9 @@
 // Admin update batches (server/live_updates.h, embeddings/live_catalog.h):
-// a LiveUpdateRecord with arbitrary videos, deletes and users, checked whole
-// and applied as FeedAdmin's UpsertVideos/DeleteVideos/UpsertUsers apply
-// it (logged first), then the view it published searched and read. A batch
-// refused must change nothing: the view stays the one served before.
+// a LiveUpdateRecord with arbitrary videos, deletes, users and engagement
+// events, checked whole and applied as FeedAdmin's UpsertVideos/
+// DeleteVideos/UpsertUsers/RecordEvents apply it (logged first), then the view it
+// published searched and read. A batch refused must change nothing: the view stays the
+// one served before.
 //
 // Input: a serialised feedrank.v1.LiveUpdateRecord (corpus/live_batch). The
 // catalogue is rebuilt from the bundle every 256 accepted batches so the

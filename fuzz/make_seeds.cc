@@ -179,6 +179,15 @@ void LiveSeeds() {
   mixed.MergeFrom(deletes);
   mixed.MergeFrom(users);
   Put("live_batch", "mixed", Serialized(mixed));
+  v1::LiveUpdateRecord events;
+  for (int i = 0; i < 4; ++i) {
+    v1::EngagementEvent* e = events.add_events();
+    e->set_user_id(bundle.catalog->user_id(i));
+    e->set_video_id(bundle.view->video_id(i));
+    e->set_time_ms(int64_t{1700000000000} + i * 60000);
+    e->set_positive(i % 2 == 0);
+  }
+  Put("live_batch", "events", Serialized(events));
   v1::LiveUpdateRecord bad = upserts;
   bad.mutable_videos(0)->add_embedding(1);  // wrong dimension
   Put("live_batch", "wrong-dimension", Serialized(bad));

@@ -3,9 +3,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <set>
 
+#include "embeddings/ann_index.h"
 #include "embeddings/manifest.h"
 #include "ranking/bundle.h"
 #include "ranking/ranker.h"
@@ -174,6 +176,70 @@ TEST(SynthTest, EveryHiddenLayerNeedsAPairPerPlantedEffect) {
   ASSERT_EQ(data->model.weights.size(), 4u);
   EXPECT_EQ(data->model.weights[1].rows(), kMinSynthHiddenWidth);
   EXPECT_EQ(data->model.weights[1].cols(), kMinSynthHiddenWidth);
+}
+
+// The recall@100 of IVF at nprobe `nprobe` against an exact search, mean
+// over the first `queries` users, on a synthetic catalogue.
+double IvfRecall(const SynthOptions& base, int nprobe, int queries) {
+  SynthOptions o = base;
+  o.index.set_type("ivf");
+  o.index.set_ivf_nlist(128);
+  auto data = Synthesize(o);
+  EXPECT_TRUE(data.ok()) << data.status();
+  IndexSpec spec = o.index;
+  auto index =
+      AnnIndex::Build(data->videos.embeddings.data(), o.videos, o.dim, &spec, nullptr, 1);
+  EXPECT_TRUE(index.ok()) << index.status();
+  SearchScratch scratch;
+  std::vector<Hit> exact, approx;
+  double recall = 0;
+  for (int q = 0; q < queries; ++q) {
+    const float* user = &data->users.embeddings[size_t(q) * o.dim];
+    (*index)->ExactSearch(user, 100, RowPredicate(), &scratch, &exact);
+    SearchOptions search;
+    search.k = 100;
+    search.nprobe = nprobe;
+    (*index)->Search(user, search, RowPredicate(), &scratch, &approx, nullptr);
+    std::set<int32_t> truth;
+    for (const Hit& h : exact) truth.insert(h.row);
+    int found = 0;
+    for (const Hit& h : approx) found += truth.count(h.row);
+    recall += double(found) / double(exact.size());
+  }
+  return recall / queries;
+}
+
+TEST(SynthTest, TheHardDistributionIsHarderForIvfAndHasLogNormalNorms) {
+  SynthOptions topics = testing::SmallSynth(20000, 100);
+  SynthOptions hard = topics;
+  hard.distribution = "hard";
+  const double easy_recall = IvfRecall(topics, 4, 50);
+  const double hard_recall = IvfRecall(hard, 4, 50);
+  EXPECT_GT(easy_recall, hard_recall + 0.15) << easy_recall << " vs " << hard_recall;
+  auto data = Synthesize(hard);
+  ASSERT_TRUE(data.ok());
+  // Norms: log-normal(0, 0.3).
+  double sum = 0, sum2 = 0;
+  for (int64_t i = 0; i < hard.videos; ++i) {
+    double n2 = 0;
+    for (int j = 0; j < hard.dim; ++j) {
+      const double x = data->videos.embeddings[size_t(i) * hard.dim + j];
+      n2 += x * x;
+    }
+    const double log_norm = 0.5 * std::log(n2);
+    sum += log_norm;
+    sum2 += log_norm * log_norm;
+  }
+  const double mean = sum / double(hard.videos);
+  const double sd = std::sqrt(sum2 / double(hard.videos) - mean * mean);
+  EXPECT_NEAR(mean, 0.0, 0.01);
+  EXPECT_NEAR(sd, 0.3, 0.01);
+  // Deterministic for a seed; refused when unknown.
+  auto again = Synthesize(hard);
+  EXPECT_EQ(again->videos.embeddings, data->videos.embeddings);
+  hard.distribution = "uniform";
+  EXPECT_THAT(std::string(Synthesize(hard).status().message()),
+              HasSubstr("distribution: 'uniform'"));
 }
 
 }  // namespace
