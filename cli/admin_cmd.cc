@@ -201,13 +201,17 @@ absl::Status RunAdminStatus(const AdminFlags& flags) {
   return absl::OkStatus();
 }
 
-absl::Status RunAdminUpsert(const AdminFlags& flags, bool users) {
+absl::Status RunAdminUpsert(const AdminFlags& flags, AdminBatch kind) {
   ASSIGN_OR_RETURN(const std::string text,
                    ReadFileToString(*FileSystem::Real(), flags.update_path, 1 << 30));
   v1::UpsertVideosRequest videos_request;
   v1::UpsertUsersRequest users_request;
+  v1::RecordEventsRequest events_request;
   google::protobuf::Message& request =
-      users ? static_cast<google::protobuf::Message&>(users_request) : videos_request;
+      kind == AdminBatch::kUsers ? static_cast<google::protobuf::Message&>(users_request)
+      : kind == AdminBatch::kEvents
+          ? static_cast<google::protobuf::Message&>(events_request)
+          : videos_request;
   if (absl::EndsWith(flags.update_path, ".json")) {
     auto parsed = google::protobuf::util::JsonStringToMessage(text, &request);
     if (!parsed.ok()) {
@@ -225,11 +229,28 @@ absl::Status RunAdminUpsert(const AdminFlags& flags, bool users) {
   grpc::ClientContext context;
   RETURN_IF_ERROR(Prepare(flags, &context));
   v1::UpdateResponse response;
-  const grpc::Status status =
-      users ? stub->UpsertUsers(&context, users_request, &response)
-            : stub->UpsertVideos(&context, videos_request, &response);
-  RETURN_IF_ERROR(FromGrpc(status, users ? "UpsertUsers" : "UpsertVideos"));
-  std::cout << FormatUpdate(response);
+  grpc::Status status;
+  const char* call = "UpsertVideos";
+  switch (kind) {
+    case AdminBatch::kVideos:
+      status = stub->UpsertVideos(&context, videos_request, &response);
+      break;
+    case AdminBatch::kUsers:
+      call = "UpsertUsers";
+      status = stub->UpsertUsers(&context, users_request, &response);
+      break;
+    case AdminBatch::kEvents:
+      call = "RecordEvents";
+      status = stub->RecordEvents(&context, events_request, &response);
+      break;
+  }
+  RETURN_IF_ERROR(FromGrpc(status, call));
+  if (kind == AdminBatch::kEvents) {
+    std::cout << absl::StrFormat("acknowledged as update %d: %d events recorded\n",
+                                 response.sequence(), response.events());
+  } else {
+    std::cout << FormatUpdate(response);
+  }
   return absl::OkStatus();
 }
 

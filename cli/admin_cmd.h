@@ -5,6 +5,7 @@
 //   feedrank admin status
 //   feedrank admin upsert-videos --file REQUEST   (textproto, or .json)
 //   feedrank admin upsert-users --file REQUEST
+//   feedrank admin record-events --file REQUEST  (a RecordEventsRequest)
 //   feedrank admin delete-videos --ids 1,2,3
 //   feedrank admin compact
 //
@@ -58,7 +59,9 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 absl::Status RunAdminApply(const AdminFlags& flags);
 absl::Status RunAdminGet(const AdminFlags& flags);
 absl::Status RunAdminStatus(const AdminFlags& flags);
-absl::Status RunAdminUpsert(const AdminFlags& flags, bool users);
+// What an upsert-style command's --file holds.
+enum class AdminBatch { kVideos, kUsers, kEvents };
+absl::Status RunAdminUpsert(const AdminFlags& flags, AdminBatch kind);
 absl::Status RunAdminDelete(const AdminFlags& flags);
 absl::Status RunAdminCompact(const AdminFlags& flags);
 

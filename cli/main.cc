@@ -615,18 +615,22 @@ int main(int argc, char** argv) {
   auto* admin_upsert_users = admin_cmd->add_subcommand(
       "upsert-users",
       "Fresh user embeddings: --file holds an UpsertUsersRequest (textproto or .json)");
+  auto* admin_events = admin_cmd->add_subcommand(
+      "record-events",
+      "Engagement events for the trending and history features: --file holds a "
+      "RecordEventsRequest (textproto or .json)");
   auto* admin_delete = admin_cmd->add_subcommand(
       "delete-videos", "Take videos down: never served again once acknowledged");
   auto* admin_compact = admin_cmd->add_subcommand(
       "compact", "Fold the live delta into a new bundle version now");
-  for (CLI::App* sub : {admin_upsert_videos, admin_upsert_users}) {
+  for (CLI::App* sub : {admin_upsert_videos, admin_upsert_users, admin_events}) {
     sub->add_option("--file", admin.update_path, "The request")->required();
   }
   admin_delete->add_option("--ids", admin.delete_ids, "Video ids")
       ->required()
       ->delimiter(',');
   for (CLI::App* sub : {admin_apply, admin_get, admin_status, admin_upsert_videos,
-                        admin_upsert_users, admin_delete, admin_compact}) {
+                        admin_upsert_users, admin_events, admin_delete, admin_compact}) {
     sub->add_option("--target", admin.target, "The server's --admin-address")
         ->capture_default_str();
     sub->add_option("--token-file", admin.token_file,
@@ -928,9 +932,11 @@ int main(int argc, char** argv) {
     } else if (admin_status->parsed()) {
       status = RunAdminStatus(admin);
     } else if (admin_upsert_videos->parsed()) {
-      status = RunAdminUpsert(admin, /*users=*/false);
+      status = RunAdminUpsert(admin, AdminBatch::kVideos);
     } else if (admin_upsert_users->parsed()) {
-      status = RunAdminUpsert(admin, /*users=*/true);
+      status = RunAdminUpsert(admin, AdminBatch::kUsers);
+    } else if (admin_events->parsed()) {
+      status = RunAdminUpsert(admin, AdminBatch::kEvents);
     } else if (admin_compact->parsed()) {
       status = RunAdminCompact(admin);
     } else {

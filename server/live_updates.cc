@@ -464,13 +464,12 @@ void LiveUpdates::FinishCompaction(const CompactionPlan& plan,
     return;  // the bundle that holds them is not served: keep the log
   }
   // The compacted bundle's engagement files hold these events.
-  events_.erase(std::remove_if(events_.begin(), events_.end(),
-                               [&](const LoggedEvents& l) {
-                                 if (l.sequence > plan.through_sequence) return false;
-                                 pending_events_ -= int64_t(l.events.size());
-                                 return true;
-                               }),
-                events_.end());
+  size_t folded = 0;  // events_ is in sequence order
+  while (folded < events_.size() && events_[folded].sequence <= plan.through_sequence) {
+    pending_events_ -= int64_t(events_[folded].events.size());
+    ++folded;
+  }
+  events_.erase(events_.begin(), events_.begin() + folded);
   if (absl::Status s = wal_->TruncateBefore(plan.through_sequence + 1); !s.ok()) {
     LogWarning("live: update log not truncated after compaction (kept, harmless): %s",
                s.ToString());

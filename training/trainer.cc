@@ -605,7 +605,10 @@ absl::StatusOr<std::shared_ptr<const Bundle>> WriteTrainedBundle(
                                                o.embeddings.dim, &spec, nullptr,
                                                /*threads=*/1));
   *m.mutable_index() = spec;
-  const auto [videos, users] = ColumnsWith(p, served);
+  // Not a structured binding: the lambda below captures them (clang 14).
+  const std::pair<VideoColumns, UserColumns> columns = ColumnsWith(p, served);
+  const VideoColumns& videos = columns.first;
+  const UserColumns& users = columns.second;
   const std::unique_ptr<EngagementState> engagement =
       TrainingEngagement(log, p, *embeddings.served_catalog);
   RETURN_IF_ERROR(WriteBundle(o.out, m, videos, users, tensors, *index, nullptr,

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -208,6 +209,24 @@ TEST(ProcessTest, AcknowledgedUpdatesSurviveSigkill) {
     ASSERT_TRUE(admin->DeleteVideos(&context, takedown, &ack).ok());
     EXPECT_EQ(ack.sequence(), uint64_t(kUploads + 1));
   }
+  // Engagement events through the command line (a RecordEventsRequest), an
+  // hour after the bundle's data time (earlier ones the bundle would hold).
+  {
+    std::ofstream events(dir.Sub("events.textproto"));
+    for (int i = 10; i < 13; ++i) {
+      events << "events { user_id: " << catalog.user_id(i)
+             << " video_id: " << catalog.video_id(i)
+             << " time_ms: 1793494800000 positive: true }\n";
+    }
+  }
+  std::string out;
+  ASSERT_EQ(testing::RunProcess({testing::FeedrankBinary(), "admin", "record-events",
+                                 "--file", dir.Sub("events.textproto"), "--target",
+                                 absl::StrCat("127.0.0.1:", admin_port)},
+                                30, &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("acknowledged as update 32: 3 events recorded"));
   // Killed at once after the last acknowledgement.
   ::kill(pid, SIGKILL);
   int status = 0;
@@ -229,11 +248,12 @@ TEST(ProcessTest, AcknowledgedUpdatesSurviveSigkill) {
     grpc::ClientContext context;
     ASSERT_TRUE(admin->GetStatus(&context, v1::GetStatusRequest(), &after).ok());
   }
-  EXPECT_EQ(after.recovered_records(), uint64_t(kUploads + 1));
+  EXPECT_EQ(after.recovered_records(), uint64_t(kUploads + 2));
   EXPECT_EQ(after.recovered_bytes_cut(), 0);
   EXPECT_EQ(after.delta_videos(), uint64_t(kUploads));
   EXPECT_EQ(after.tombstones(), 10u);
-  EXPECT_THAT(testing::ReadFile(log), HasSubstr("replayed 31 records"));
+  EXPECT_EQ(after.events_recorded(), 3u);
+  EXPECT_THAT(testing::ReadFile(log), HasSubstr("replayed 32 records"));
   auto stub = v1::FeedRanker::NewStub(channel);
   for (int i = 0; i < kUploads; ++i) {
     v1::RankFeedRequest request;
