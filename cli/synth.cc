@@ -212,10 +212,10 @@ absl::StatusOr<SynthData> Synthesize(const SynthOptions& o) {
   if (m.index().type().empty()) m.mutable_index()->set_type("hnsw");
   for (const std::string& name : SynthObjectives())
     m.mutable_model()->add_objectives(name);
-  // Every group but the engagement ones: a synthetic catalogue has no event
-  // history (its bundles carry no engagement files).
+  // Every group but the engagement ones unless asked for: a synthetic
+  // catalogue has no event history.
   for (const std::string& group : FeatureSet::AllGroups()) {
-    if (group == "trending" || group == "history") continue;
+    if (!o.engagement_features && (group == "trending" || group == "history")) continue;
     m.mutable_model()->add_features(group);
   }
   for (uint32_t width : o.hidden) m.mutable_model()->add_hidden(width);
@@ -360,8 +360,18 @@ absl::Status WriteSynthBundle(const SynthOptions& options, const std::string& ou
                                                options.videos, options.dim, &spec,
                                                std::ref(progress), options.threads));
   *data.manifest.mutable_index() = spec;
-  RETURN_IF_ERROR(
-      WriteBundle(out, data.manifest, data.videos, data.users, data.model, *index));
+  // Empty engagement files when the model reads them (no events, as of the
+  // data time).
+  auto engagement = [&](const std::string& tmp) -> absl::Status {
+    if (!options.engagement_features) return absl::OkStatus();
+    ASSIGN_OR_RETURN(auto catalog,
+                     Catalog::Create(data.manifest, data.videos, data.users, nullptr));
+    return EngagementState(*catalog, data.manifest.data_time_ms())
+        .Write(tmp, data.videos.ids, data.users.ids, data.manifest.data_time_ms(),
+               *FileSystem::Real());
+  };
+  RETURN_IF_ERROR(WriteBundle(out, data.manifest, data.videos, data.users, data.model,
+                              *index, nullptr, *FileSystem::Real(), engagement));
   LogInfo("synth: wrote %s in %s", out,
           absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1))));
   return absl::OkStatus();

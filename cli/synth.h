@@ -38,6 +38,10 @@ struct SynthOptions {
   //     same way (the set on which graph search with inner product saturates;
   //     docs/BENCHMARKS.md).
   std::string distribution = "topics";
+  // Also give the model the engagement groups (trending, history), for tests
+  // and benchmarks of that path: the bundle's engagement files are empty
+  // (a synthetic catalogue has no events; record some to exercise them).
+  bool engagement_features = false;
   double videos_per_creator = 8;
   // "Now" of the synthetic world; uploads are up to a year before it.
   // Default 2026-11-01T00:00:00Z.

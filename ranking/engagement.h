@@ -71,6 +71,8 @@ struct EngagementEvent {
   // A positive of the retrieval objective (a like in the shipped log).
   bool positive = false;
 };
+// What the server holds per event awaiting compaction (docs/LIVE.md).
+static_assert(sizeof(EngagementEvent) == 32);
 
 inline constexpr int kTrendWindows = 3;
 inline constexpr double kTrendHalfLifeHours[kTrendWindows] = {1, 6, 24};

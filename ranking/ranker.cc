@@ -255,6 +255,22 @@ void Ranker::Retrieve(const CatalogView& view, const RankRequest& request,
   clock.Lap(RankStage::kAnn);
 
   const size_t dim = view.dim();
+  // Offers `row` from `source`: counted as excluded, skipped as a duplicate,
+  // or added. True when added.
+  auto offer = [&](int32_t row, CandidateSource source) {
+    if (excluded.Excluded(row)) {
+      ++stats.excluded;
+      return false;
+    }
+    if (taken.Excluded(row)) return false;
+    taken.Exclude(row);
+    Candidate c;
+    c.row = row;
+    c.source = source;
+    c.retrieval_score = simd::Dot(user.embedding, view.video_embedding(row), dim);
+    candidates.push_back(c);
+    return true;
+  };
   // Adds up to `want` rows of `list`, resuming after the `*retrieved` rows
   // an earlier pass over it visited (so none is counted twice).
   auto add_list = [&](CatalogView::List list, int want, CandidateSource source,
@@ -266,17 +282,7 @@ void Ranker::Retrieve(const CatalogView& view, const RankRequest& request,
     view.ForEachListed(list, [&](int32_t row) {
       if (visited++ < skip) return true;
       ++*retrieved;
-      if (excluded.Excluded(row)) {
-        ++stats.excluded;
-      } else if (!taken.Excluded(row)) {
-        taken.Exclude(row);
-        Candidate c;
-        c.row = row;
-        c.source = source;
-        c.retrieval_score = simd::Dot(user.embedding, view.video_embedding(row), dim);
-        candidates.push_back(c);
-        ++added;
-      }
+      added += offer(row, source);
       return added < want;
     });
     return added;
@@ -290,17 +296,7 @@ void Ranker::Retrieve(const CatalogView& view, const RankRequest& request,
                                          request.context.now_ms);
     trends.ForEachTrending(view, [&](int32_t row) {
       ++stats.trending_retrieved;
-      if (excluded.Excluded(row)) {
-        ++stats.excluded;
-      } else if (!taken.Excluded(row)) {
-        taken.Exclude(row);
-        Candidate c;
-        c.row = row;
-        c.source = CandidateSource::kTrending;
-        c.retrieval_score = simd::Dot(user.embedding, view.video_embedding(row), dim);
-        candidates.push_back(c);
-        ++stats.trending_kept;
-      }
+      stats.trending_kept += offer(row, CandidateSource::kTrending);
       return stats.trending_kept < o.trending_candidates;
     });
   }

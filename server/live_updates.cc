@@ -155,22 +155,44 @@ void LiveUpdates::AddOps(const v1::LiveOps& ops) {
   }
 }
 
-int64_t LiveUpdates::ReplayEvents(const Bundle& bundle) {
-  const uint64_t bundle_sequence = bundle.manifest.live_sequence();
-  const int64_t data_time = bundle.manifest.data_time_ms();
-  int64_t replayed = 0;
+bool LiveUpdates::HoldsEvent(const Bundle& bundle, uint64_t sequence,
+                             const EngagementEvent& event) {
+  if (bundle.manifest.live_sequence() > 0) {
+    return sequence <= bundle.manifest.live_sequence();
+  }
+  return bundle.manifest.data_time_ms() > 0 &&
+         event.time_ms <= bundle.manifest.data_time_ms();
+}
+
+int64_t LiveUpdates::RecordNotHeld(const Bundle& bundle, uint64_t sequence,
+                                   const std::vector<EngagementEvent>& events) {
   std::vector<EngagementEvent> newer;
+  for (const EngagementEvent& e : events) {
+    if (!HoldsEvent(bundle, sequence, e)) newer.push_back(e);
+  }
+  return bundle.engagement->RecordLogged(sequence, newer) ? int64_t(newer.size()) : 0;
+}
+
+void LiveUpdates::DropHeldEvents(const Bundle& bundle, size_t from) {
+  for (size_t i = from; i < events_.size(); ++i) {
+    LoggedEvents& logged = events_[i];
+    const size_t before = logged.events.size();
+    logged.events.erase(std::remove_if(logged.events.begin(), logged.events.end(),
+                                       [&](const EngagementEvent& e) {
+                                         return HoldsEvent(bundle, logged.sequence, e);
+                                       }),
+                        logged.events.end());
+    pending_events_ -= int64_t(before - logged.events.size());
+  }
+  events_.erase(std::remove_if(events_.begin() + from, events_.end(),
+                               [](const LoggedEvents& l) { return l.events.empty(); }),
+                events_.end());
+}
+
+int64_t LiveUpdates::ReplayEvents(const Bundle& bundle) {
+  int64_t replayed = 0;
   for (const LoggedEvents& logged : events_) {
-    if (bundle_sequence > 0 && logged.sequence <= bundle_sequence) continue;
-    newer.clear();
-    for (const EngagementEvent& e : logged.events) {
-      if (bundle_sequence > 0 || data_time <= 0 || e.time_ms > data_time) {
-        newer.push_back(e);
-      }
-    }
-    if (bundle.engagement->RecordLogged(logged.sequence, newer)) {
-      replayed += int64_t(newer.size());
-    }
+    replayed += RecordNotHeld(bundle, logged.sequence, logged.events);
   }
   return replayed;
 }
@@ -258,22 +280,7 @@ absl::Status LiveUpdates::Publish(const std::shared_ptr<const Bundle>& bundle,
     }
   }
   const int64_t events = ReplayEvents(*bundle);
-  if (pipeline) {
-    // Events the pipeline bundle holds (by event time) are dropped.
-    for (LoggedEvents& logged : events_) {
-      const size_t before = logged.events.size();
-      logged.events.erase(std::remove_if(logged.events.begin(), logged.events.end(),
-                                         [&](const EngagementEvent& e) {
-                                           return e.time_ms <=
-                                                  bundle->manifest.data_time_ms();
-                                         }),
-                          logged.events.end());
-      pending_events_ -= int64_t(before - logged.events.size());
-    }
-    events_.erase(std::remove_if(events_.begin(), events_.end(),
-                                 [](const LoggedEvents& l) { return l.events.empty(); }),
-                  events_.end());
-  }
+  if (pipeline) DropHeldEvents(*bundle, 0);
   LogInfo(
       "live: bundle %s serves with %d live updates it does not hold (%d upserts, %d "
       "deletes, %d users) and %d engagement events; %d updates it holds",
@@ -369,8 +376,12 @@ absl::StatusOr<LiveResult> LiveUpdates::Apply(const v1::LiveUpdateRecord& reques
   }
   AddRecord(*sequence, record);
   if (record.events_size() > 0) {
-    bundle_->engagement->RecordLogged(*sequence, events_.back().events);
-    result.events = record.events_size();
+    // Late events (at or before a pipeline bundle's data time) are its
+    // already: logged, but not counted twice.
+    result.events = RecordNotHeld(*bundle_, *sequence, events_.back().events);
+    // A pipeline bundle supersedes what it holds (as at Publish).
+    if (bundle_->manifest.live_sequence() == 0)
+      DropHeldEvents(*bundle_, events_.size() - 1);
   }
   if (catalog_change) store(served);
   batches_.fetch_add(1, std::memory_order_relaxed);

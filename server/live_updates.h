@@ -63,7 +63,7 @@ struct LiveOptions {
   int64_t compact_threshold = 50000;
   // Compaction is also due when the engagement events held since the last
   // one reach this (0 = never): it folds them into the bundle's engagement
-  // files and bounds the memory and log they take (about 40 bytes each).
+  // files and bounds the memory and log they take (32 bytes each in memory).
   int64_t compact_event_threshold = 1000000;
   // OpenMP threads of a compaction's index build (1 leaves the other cores
   // to serving).
@@ -75,7 +75,9 @@ struct LiveResult {
   uint64_t sequence = 0;
   uint64_t catalog_version = 0;
   ApplyStats stats;
-  int64_t events = 0;  // engagement events recorded
+  // Engagement events recorded: those of the batch the served bundle does
+  // not hold already (LiveUpdates::HoldsEvent).
+  int64_t events = 0;
 };
 
 // RecordEvents' limits: events per batch, and how far ahead of the
@@ -162,6 +164,20 @@ class LiveUpdates {
   // after its live_sequence (compacted), or after its data time (pipeline).
   // Returns how many.
   int64_t ReplayEvents(const Bundle& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `bundle` holds `event` of record `sequence`: the record is in a
+  // compacted bundle (sequence <= live_sequence), or the event is at or
+  // before a pipeline bundle's data time (its pipeline counted it). The one
+  // rule for recording live, replaying and dropping.
+  static bool HoldsEvent(const Bundle& bundle, uint64_t sequence,
+                         const EngagementEvent& event);
+  // Drops from events_[from...] the events pipeline bundle `bundle` holds
+  // (it supersedes them), and records left empty.
+  void DropHeldEvents(const Bundle& bundle, size_t from)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records the record's events `bundle` does not hold (once per
+  // sequence); returns how many.
+  static int64_t RecordNotHeld(const Bundle& bundle, uint64_t sequence,
+                               const std::vector<EngagementEvent>& events);
 
   LiveUpdates(const LiveOptions& options, const Env& env)
       : options_(options), env_(env) {}

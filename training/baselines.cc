@@ -9,6 +9,29 @@
 #include "training/embedding_trainer.h"
 
 namespace feedrank {
+namespace {
+
+// The `k` items of `items` with the highest `scores` (same index), leaving
+// out `exclude`; ties by item id.
+std::vector<uint64_t> TopItems(const std::vector<uint64_t>& items,
+                               const Eigen::VectorXf& scores,
+                               const absl::flat_hash_set<uint64_t>& exclude, size_t k) {
+  std::vector<int> order;
+  order.reserve(items.size());
+  for (int i = 0; i < int(items.size()); ++i) {
+    if (!exclude.contains(items[i])) order.push_back(i);
+  }
+  const size_t n = std::min(k, order.size());
+  std::partial_sort(order.begin(), order.begin() + n, order.end(), [&](int a, int b) {
+    return scores[a] != scores[b] ? scores[a] > scores[b] : items[a] < items[b];
+  });
+  std::vector<uint64_t> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) out.push_back(items[order[i]]);
+  return out;
+}
+
+}  // namespace
 
 std::vector<uint64_t> RecentPopularity(const std::vector<PositiveEvent>& events,
                                        int64_t as_of_ms, int64_t window_ms, size_t k) {
@@ -100,19 +123,7 @@ std::vector<uint64_t> Ease::Recommend(const std::vector<uint64_t>& history,
     any = true;
   }
   if (!any) return {};
-  std::vector<int> order;
-  order.reserve(items_.size());
-  for (int i = 0; i < int(items_.size()); ++i) {
-    if (!exclude.contains(items_[i])) order.push_back(i);
-  }
-  const size_t n = std::min(k, order.size());
-  std::partial_sort(order.begin(), order.begin() + n, order.end(), [&](int a, int b) {
-    return scores[a] != scores[b] ? scores[a] > scores[b] : items_[a] < items_[b];
-  });
-  std::vector<uint64_t> out;
-  out.reserve(n);
-  for (size_t i = 0; i < n; ++i) out.push_back(items_[order[i]]);
-  return out;
+  return TopItems(items_, scores, exclude, k);
 }
 
 absl::StatusOr<ImplicitAls> ImplicitAls::Fit(const std::vector<PositiveEvent>& events,
@@ -186,19 +197,7 @@ std::vector<uint64_t> ImplicitAls::Recommend(uint64_t user,
   for (Eigen::Index i = 0; i < scores.size(); ++i) {
     if (std::isnan(scores[i])) scores[i] = -std::numeric_limits<float>::infinity();
   }
-  std::vector<int> order;
-  order.reserve(items_.size());
-  for (int i = 0; i < int(items_.size()); ++i) {
-    if (!exclude.contains(items_[i])) order.push_back(i);
-  }
-  const size_t n = std::min(k, order.size());
-  std::partial_sort(order.begin(), order.begin() + n, order.end(), [&](int a, int b) {
-    return scores[a] != scores[b] ? scores[a] > scores[b] : items_[a] < items_[b];
-  });
-  std::vector<uint64_t> out;
-  out.reserve(n);
-  for (size_t i = 0; i < n; ++i) out.push_back(items_[order[i]]);
-  return out;
+  return TopItems(items_, scores, exclude, k);
 }
 
 }  // namespace feedrank

@@ -98,7 +98,25 @@ TEST(AllocationTest, WarmRankCallsOfVaryingSizesAllocateNothing) {
         o.dim = 64;
         o.hidden = {128, 64};
         return o;
+      }()),
+      // The engagement path: trending and history features, the trending
+      // source, with events recorded below.
+      testing::MakeSmallBundle([] {
+        SynthOptions o = testing::SmallSynth(3000, 100);
+        o.engagement_features = true;
+        return o;
       }())};
+  {
+    const Bundle& b = *bundles.back();
+    ASSERT_TRUE(b.features.uses_engagement());
+    std::vector<EngagementEvent> events;
+    for (int i = 0; i < 2000; ++i) {
+      events.push_back({b.catalog->user_id(i % b.catalog->num_users()),
+                        b.catalog->video_id((i * 7919) % b.catalog->num_videos()),
+                        1793491200000 - int64_t(i) * 1000, i % 3 != 0});
+    }
+    b.engagement->Record(events);
+  }
   std::vector<Case> cases;
   std::mt19937_64 rng(5);
   for (const auto& bundle : bundles) {

@@ -87,6 +87,24 @@ TEST(EngagementStateTest, CountsAreTheDecayedSumsAcrossRebases) {
   EXPECT_NEAR(CountsOf(state, 99, now)[0], 0.5, 1e-6);
 }
 
+TEST(EngagementStateTest, CountsStayFiniteReadLongBeforeTheirEvents) {
+  auto catalog = SmallCatalog();
+  EngagementState state(*catalog, 0);
+  // Ten days of likes, read at time 0: every weight is far above 1, the
+  // sums overflow float, and the reads must stay finite (never inf or NaN).
+  std::vector<EngagementEvent> events;
+  for (int h = 0; h < 240; ++h) events.push_back({5, 10, h * kHour, true});
+  state.Record(events);
+  for (int64_t at : {int64_t{0}, 240 * kHour, int64_t{1} << 40}) {
+    const std::vector<float> c = CountsOf(state, 10, at);
+    for (float x : c) EXPECT_TRUE(std::isfinite(x)) << at;
+  }
+  testing::TempDir dir;
+  ASSERT_TRUE(state.Write(dir.path(), {10, 11, 12}, {5, 6}, 0, *FileSystem::Real()).ok());
+  // The file holds finite values (ReadNpy refuses inf), so it loads.
+  EXPECT_TRUE(EngagementState::Load(dir.path(), *catalog, 0, *FileSystem::Real()).ok());
+}
+
 TEST(EngagementStateTest, HistoryKeepsTheMostRecentStrictlyBeforeNow) {
   auto catalog = SmallCatalog();
   EngagementState state(*catalog, 0);

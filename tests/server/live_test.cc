@@ -468,6 +468,22 @@ TEST_F(LiveTest, EngagementEventsAreCheckedWholeRecordedAndSurviveARestart) {
   ASSERT_TRUE(Upsert({AimedAt(880000090, 3)}).ok());
   ASSERT_TRUE(RecordEvents({Event(User(3), 880000090, now - 700, true)}, &ack).ok());
   EXPECT_EQ(ack.sequence(), 3u);
+  // A late event (before the pipeline bundle's data time) is the bundle's
+  // already: logged, not counted, here or at the replay below.
+  const int64_t data_time = (*bundle_)->manifest.data_time_ms();
+  ASSERT_GT(data_time, 0);
+  ASSERT_TRUE(RecordEvents({Event(User(4), v0, data_time - 1000, true)}, &ack).ok());
+  EXPECT_EQ(ack.events(), 0u);
+  // At most 100,000 events a batch.
+  {
+    std::vector<v1::EngagementEvent> many(kMaxEventsPerBatch + 1,
+                                          Event(User(0), v0, now - 1000, true));
+    bad = RecordEvents(many);
+    EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(bad.error_message(), HasSubstr("at most 100000 events, not 100001"));
+  }
+  // The late event is logged, but this pipeline bundle supersedes it: not
+  // counted, not held for later.
   v1::GetStatusResponse status = Status();
   EXPECT_EQ(status.events_recorded(), 4u);
   EXPECT_EQ(status.pending_events(), 4u);
@@ -477,7 +493,7 @@ TEST_F(LiveTest, EngagementEventsAreCheckedWholeRecordedAndSurviveARestart) {
   server_.reset();
   Start();
   status = Status();
-  EXPECT_EQ(status.recovered_records(), 3u);
+  EXPECT_EQ(status.recovered_records(), 4u);
   EXPECT_EQ(status.events_recorded(), 4u);
   EXPECT_EQ(status.pending_events(), 4u);
   // The served bundle's state holds them: the same counts as recording the
@@ -624,6 +640,33 @@ TEST_F(LiveRootTest, CompactionFoldsTheEngagementEventsIntoTheNewBundle) {
   const auto served = server_->snapshots().Current();
   EngagementState::Reader(served->bundle->engagement.get(), now).TrendingOf(v0, after);
   EXPECT_NEAR(after[0], before[0] + 1.f, 1e-3);
+}
+
+TEST_F(LiveRootTest, TheEventThresholdStartsCompactionByItself) {
+  Start([&](ServerOptions* o) {
+    o->bundle_dir.clear();
+    o->bundle_root = root_;
+    o->live.compact_threshold = 0;  // only the events make it due
+    o->live.compact_event_threshold = 5;
+    o->compact_interval = absl::Milliseconds(50);
+  });
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  std::vector<v1::EngagementEvent> events;
+  for (int i = 0; i < 4; ++i)
+    events.push_back(Event(User(i), Base().video_id(i), now, true));
+  ASSERT_TRUE(RecordEvents(events).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(Status().compactions(), 0u);  // 4 < 5
+  EXPECT_FALSE(Status().compaction_pending());
+  ASSERT_TRUE(RecordEvents({Event(User(9), Base().video_id(9), now, false)}).ok());
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (Status().compactions() == 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const v1::GetStatusResponse status = Status();
+  EXPECT_EQ(status.compactions(), 1u);
+  EXPECT_EQ(status.pending_events(), 0u);
+  EXPECT_EQ(status.compaction_event_threshold(), 5u);
 }
 
 TEST_F(LiveRootTest, ThresholdStartsCompactionByItself) {

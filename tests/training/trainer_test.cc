@@ -221,6 +221,23 @@ TEST_F(TrainerTest, ServedPredictionsEqualTheTrainers) {
   EXPECT_EQ(compared, 90);
 }
 
+TEST_F(TrainerTest, AModelWithEngagementFeaturesNeedsItsEngagementFiles) {
+  testing::TempDir copies;
+  testing::CopyDir(dir_->Sub("bundle"), copies.Sub("some"));
+  std::filesystem::remove(copies.Sub("some/history_times.npy"));
+  auto some = LoadBundle(copies.Sub("some"));
+  EXPECT_EQ(some.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(some.status().message()), HasSubstr("all three or none"));
+  testing::CopyDir(dir_->Sub("bundle"), copies.Sub("none"));
+  for (const char* f : {"trending.npy", "history_ids.npy", "history_times.npy"}) {
+    std::filesystem::remove(copies.Sub(absl::StrCat("none/", f)));
+  }
+  auto none = LoadBundle(copies.Sub("none"));
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(none.status().message()),
+              HasSubstr("uses the trending or history features but the bundle has no"));
+}
+
 TEST_F(TrainerTest, TrainerFeaturesOfAVideoNotInTheBundleIsNotFound) {
   const Catalog& catalog = *result_->bundle->catalog;
   constexpr uint64_t kUnknown = 123456789012;
