@@ -13,9 +13,17 @@ DotFn PickDot() {
   return DotScalar;
 }
 
+DotBf16Fn PickDotBf16() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return DotBf16Avx512;
+  return DotBf16Scalar;
+}
+
 }  // namespace
 
 const DotFn kRuntimeDot = PickDot();
+const DotBf16Fn kRuntimeDotBf16 = PickDotBf16();
+
 
 }  // namespace internal
 

@@ -75,6 +75,55 @@ __attribute__((target("avx512f"))) inline float DotAvx512(const float* a, const 
 using DotFn = float (*)(const float*, const float*, size_t);
 extern const DotFn kRuntimeDot;
 
+
+inline float Bf16ToFloat(uint16_t h) {
+  const uint32_t bits = uint32_t{h} << 16;
+  float f;
+  __builtin_memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+inline float DotBf16Scalar(const float* q, const uint16_t* x, size_t d) {
+  float acc[4] = {0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 4 <= d; i += 4) {
+    for (int j = 0; j < 4; ++j) acc[j] += q[i + j] * Bf16ToFloat(x[i + j]);
+  }
+  for (; i < d; ++i) acc[0] += q[i] * Bf16ToFloat(x[i]);
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+// Widens 16 bf16 values to floats (a bf16 is the top half of a float).
+__attribute__((target("avx512f"))) inline __m512 LoadBf16x16(const uint16_t* x) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// Float query, bf16 row: the products and sums in float, so the only error
+// is the row's rounding to bf16.
+__attribute__((target("avx512f"))) inline float DotBf16Avx512(const float* q,
+                                                              const uint16_t* x,
+                                                              size_t d) {
+  __m512 acc0 = _mm512_setzero_ps();
+  __m512 acc1 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), LoadBf16x16(x + i), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), LoadBf16x16(x + i + 16), acc1);
+  }
+  for (; i + 16 <= d; i += 16) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), LoadBf16x16(x + i), acc0);
+  }
+  float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  for (; i < d; ++i) sum += q[i] * Bf16ToFloat(x[i]);
+  return sum;
+}
+
+using DotBf16Fn = float (*)(const float*, const uint16_t*, size_t);
+extern const DotBf16Fn kRuntimeDotBf16;
+
+
+
 }  // namespace internal
 
 // Sum of a[i] * b[i] for i < d.
@@ -91,6 +140,33 @@ inline float Dot(const float* a, const float* b, size_t d) {
 // out[i] = Dot(q, rows + i * d, d) for i < n. `rows`: size n * d.
 inline void DotRows(const float* q, const float* rows, size_t n, size_t d, float* out) {
   for (size_t i = 0; i < n; ++i) out[i] = Dot(q, rows + i * d, d);
+}
+
+// bf16 ("brain float": a float's sign, exponent and top 7 mantissa bits)
+// of `f`, rounded to nearest even; NaN stays NaN.
+inline uint16_t FloatToBf16(float f) {
+  uint32_t bits;
+  __builtin_memcpy(&bits, &f, sizeof bits);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
+  bits += 0x7fffu + ((bits >> 16) & 1);
+  return static_cast<uint16_t>(bits >> 16);
+}
+inline float Bf16ToFloat(uint16_t h) { return internal::Bf16ToFloat(h); }
+
+// Sum of q[i] * x[i] for i < d, with x in bf16 and q in float (accumulated
+// in float). Half the memory of Dot per row.
+inline float DotBf16(const float* q, const uint16_t* x, size_t d) {
+#if defined(__AVX512F__)
+  return internal::DotBf16Avx512(q, x, d);
+#else
+  return internal::kRuntimeDotBf16(q, x, d);
+#endif
+}
+
+// out[i] = DotBf16(q, rows + i * d, d) for i < n.
+inline void DotRowsBf16(const float* q, const uint16_t* rows, size_t n, size_t d,
+                        float* out) {
+  for (size_t i = 0; i < n; ++i) out[i] = DotBf16(q, rows + i * d, d);
 }
 
 // out[i] = Dot(q, base + ids[i] * d, d) for i < n, prefetching the rows a

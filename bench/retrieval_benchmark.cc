@@ -4,7 +4,14 @@
 // scan. FAISS's own search runs on a private copy of the same index file at
 // the same settings, so our loop can be compared with FAISS's directly.
 //
-//   retrieval_benchmark [--bundle=DIR] [--queries=N] [benchmark flags]
+//   retrieval_benchmark [--bundle=DIR] [--queries=N] [--hnswlib=FILE]
+//                       [benchmark flags]
+//
+// --hnswlib (HNSW bundles): also times Debian's header-only hnswlib, built
+// over the same vectors with the bundle's M and efConstruction, compiled
+// with the same flags as this binary (its SIMD kernels follow -march), at
+// the same beam widths (its ef). The graph is built on every core and saved
+// to FILE on the first run (minutes at 1M), read from FILE after that.
 //
 // Queries are user embeddings (N spread over the users, default 1000); each
 // timed iteration searches the next one. Recall is computed outside the
@@ -17,9 +24,11 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/index_io.h>
+#include <hnswlib/hnswlib.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -27,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -41,7 +51,7 @@ constexpr int kKs[] = {100, 500};
 // HNSW beam widths (efSearch); only those >= k run, since the search raises
 // a smaller beam to k anyway.
 constexpr int kBeamWidths[] = {128, 256, 512, 768, 1024, 1536, 2048};
-constexpr int kMaxNprobe = 256;
+constexpr int kMaxNprobe = 1024;
 
 // Everything the retrieval benchmarks share: the index, the query set, the
 // exact answers (computed on first use) and the recall of each
@@ -194,6 +204,84 @@ void BM_FaissSearch(benchmark::State& state, RetrievalFixture* fx,
   state.SetItemsProcessed(state.iterations());
 }
 
+// hnswlib over the catalogue's vectors: read from `path` when it exists,
+// else built (on every core, with a progress line) and written there.
+std::unique_ptr<hnswlib::HierarchicalNSW<float>> LoadOrBuildHnswlib(
+    const Catalog& catalog, const IndexSpec& spec, hnswlib::SpaceInterface<float>* space,
+    const std::string& path) {
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    std::fclose(f);
+    std::fprintf(stderr, "hnswlib: reading %s\n", path.c_str());
+    return std::make_unique<hnswlib::HierarchicalNSW<float>>(space, path);
+  }
+  const int64_t n = catalog.num_videos();
+  auto index = std::make_unique<hnswlib::HierarchicalNSW<float>>(
+      space, n, spec.hnsw_m(), spec.hnsw_ef_construction());
+  const auto start = std::chrono::steady_clock::now();
+  std::atomic<int64_t> next{0};
+  auto work = [&] {
+    for (int64_t i; (i = next.fetch_add(1)) < n;) {
+      index->addPoint(catalog.video_embedding(static_cast<int32_t>(i)), size_t(i));
+      if (i > 0 && i % 100000 == 0) {
+        std::fprintf(stderr, "hnswlib: %lld of %lld vectors added, %.0f s\n",
+                     static_cast<long long>(i), static_cast<long long>(n),
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                   start)
+                         .count());
+      }
+    }
+  };
+  // The first point alone, as hnswlib's own parallel build does.
+  next = 1;
+  index->addPoint(catalog.video_embedding(0), 0);
+  std::vector<std::thread> threads;
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned t = 0; t < cores; ++t) threads.emplace_back(work);
+  for (std::thread& t : threads) t.join();
+  std::fprintf(stderr, "hnswlib: built M %u efConstruction %u in %.0f s; writing %s\n",
+               spec.hnsw_m(), spec.hnsw_ef_construction(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+                   .count(),
+               path.c_str());
+  index->saveIndex(path);
+  return index;
+}
+
+// hnswlib's searchKnn at ef = `ef` (its setEf writes a shared field; this
+// index is only searched by one benchmark at a time).
+void BM_HnswlibSearch(benchmark::State& state, RetrievalFixture* fx,
+                      hnswlib::HierarchicalNSW<float>* index, std::string key, int k,
+                      int ef) {
+  index->setEf(ef);
+  auto search = [&](const float* q, std::vector<int32_t>* rows) {
+    auto heap = index->searchKnn(q, k);  // worst on top
+    rows->resize(heap.size());
+    for (size_t i = heap.size(); i-- > 0;) {
+      (*rows)[i] = static_cast<int32_t>(heap.top().second);
+      heap.pop();
+    }
+  };
+  state.counters["recall@k"] = fx->Recall(key, k, search);
+  int q = 0;
+  for (auto _ : state) {
+    auto heap = index->searchKnn(fx->query(q), k);
+    benchmark::DoNotOptimize(heap.size());
+    if (++q == fx->num_queries()) q = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void RegisterHnswlib(RetrievalFixture* fx, hnswlib::HierarchicalNSW<float>* index) {
+  for (int k : kKs) {
+    for (int ef : kBeamWidths) {
+      if (ef < k) continue;
+      const std::string name = absl::StrCat("BM_HnswlibSearch/k:", k, "/ef:", ef);
+      benchmark::RegisterBenchmark(name.c_str(), BM_HnswlibSearch, fx, index, name, k, ef)
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+}
+
 void RegisterAll(RetrievalFixture* fx, faiss::Index* faiss_index) {
   const AnnIndex& index = fx->index();
   auto add = [](const std::string& name, auto&& fn, auto&&... args) {
@@ -241,6 +329,15 @@ void RegisterAll(RetrievalFixture* fx, faiss::Index* faiss_index) {
         options.nprobe = knob;
       }
       add(name, BM_AnnSearch, fx, name, options);
+      // bf16 scan codes: how deep the float rescoring must go.
+      if (std::string(index.scan_codes()) == "bf16") {
+        for (int percent : {100, 125, 150}) {
+          SearchOptions shallow = options;
+          shallow.rescore = k * percent / 100;
+          const std::string sub = absl::StrCat(name, "/rescore:", shallow.rescore);
+          add(sub, BM_AnnSearch, fx, sub, shallow);
+        }
+      }
     }
   }
   for (int k : kKs) {
@@ -265,6 +362,7 @@ int main(int argc, char** argv) {
   namespace fb = feedrank::bench;
   const std::string dir = fb::TakeFlag("bundle", &argc, argv).value_or("");
   const int num_queries = fb::TakeIntFlag("queries", 1000, &argc, argv);
+  const std::string hnswlib_path = fb::TakeFlag("hnswlib", &argc, argv).value_or("");
   fb::InitBenchmarks(&argc, argv);
   // Single-threaded measurements: FAISS must not open an OpenMP team of its
   // own inside a search.
@@ -293,5 +391,26 @@ int main(int argc, char** argv) {
     }
   }
   fb::RegisterAll(&fixture, faiss_index.get());
+  // Declared here so that it outlives the benchmarks that search it.
+  hnswlib::InnerProductSpace space(fixture.index().dim());
+  std::unique_ptr<hnswlib::HierarchicalNSW<float>> hnswlib_index;
+  if (!hnswlib_path.empty()) {
+    if (fixture.index().type() != feedrank::AnnIndex::Type::kHnsw) {
+      std::fprintf(stderr, "error: --hnswlib needs an HNSW bundle\n");
+      return 1;
+    }
+    const feedrank::IndexSpec& spec = bundle->bundle().manifest.index();
+    try {
+      hnswlib_index =
+          fb::LoadOrBuildHnswlib(*bundle->bundle().catalog, spec, &space, hnswlib_path);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: hnswlib: %s: %s\n", hnswlib_path.c_str(), e.what());
+      return 1;
+    }
+    benchmark::AddCustomContext(
+        "hnswlib", absl::StrCat("0.6.2 (Debian), M ", spec.hnsw_m(), ", efConstruction ",
+                                spec.hnsw_ef_construction(), ", ", hnswlib_path));
+    fb::RegisterHnswlib(&fixture, hnswlib_index.get());
+  }
   return fb::RunBenchmarks();
 }

@@ -61,6 +61,10 @@ void AddIndexFlags(CLI::App* cmd, IndexSpec* spec, std::string* type, int* threa
   cmd->add_option_function<uint32_t>(
       "--nprobe", [spec](uint32_t v) { spec->set_ivf_nprobe(v); },
       "IVF default lists probed (default nlist/16)");
+  cmd->add_option_function<std::string>(
+         "--scan-codes", [spec](const std::string& v) { spec->set_scan_codes(v); },
+         "IVF: scan the lists in float (default) or bf16 (rescored in float)")
+      ->check(CLI::IsMember({"float", "bf16"}));
 }
 
 // The write end of the pipe that SIGINT, SIGTERM and SIGHUP are forwarded

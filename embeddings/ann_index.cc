@@ -27,16 +27,18 @@ namespace {
 inline void PushTopK(std::vector<Hit>& heap, size_t k, Hit hit) {
   if (heap.size() < k) {
     heap.push_back(hit);
-    std::push_heap(heap.begin(), heap.end(), BetterHit);
+    std::push_heap(heap.begin(), heap.end(), HitIsBetter());
   } else if (BetterHit(hit, heap.front())) {
-    std::pop_heap(heap.begin(), heap.end(), BetterHit);
+    std::pop_heap(heap.begin(), heap.end(), HitIsBetter());
     heap.back() = hit;
-    std::push_heap(heap.begin(), heap.end(), BetterHit);
+    std::push_heap(heap.begin(), heap.end(), HitIsBetter());
   }
 }
 
 // Max-heap order: the best hit at heap.front().
-inline bool WorseHit(const Hit& a, const Hit& b) { return BetterHit(b, a); }
+struct HitIsWorse {
+  bool operator()(const Hit& a, const Hit& b) const { return BetterHit(b, a); }
+};
 
 // Collects the k best hits of a scan in O(n + k log k) rather than a heap's
 // O(n log k): hits not below the current threshold go to a buffer of up to
@@ -53,17 +55,22 @@ class TopKBuffer {
     buffer_->push_back(hit);
     if (buffer_->size() >= 2 * k_) Cut();
   }
+  // The k best, in no particular order, into `out`.
+  void FinishUnsorted(std::vector<Hit>* out) {
+    if (buffer_->size() > k_) Cut();
+    out->assign(buffer_->begin(), buffer_->end());
+  }
   // The k best, best first, into `out`.
   void Finish(std::vector<Hit>* out) {
     if (buffer_->size() > k_) Cut();
-    std::sort(buffer_->begin(), buffer_->end(), BetterHit);
+    std::sort(buffer_->begin(), buffer_->end(), HitIsBetter());
     out->assign(buffer_->begin(), buffer_->end());
   }
 
  private:
   void Cut() {
     std::nth_element(buffer_->begin(), buffer_->begin() + (k_ - 1), buffer_->end(),
-                     BetterHit);
+                     HitIsBetter());
     buffer_->resize(k_);
     // Everything before position k-1 is at least as good as it.
     threshold_ = (*buffer_)[k_ - 1].score;
@@ -73,6 +80,9 @@ class TopKBuffer {
   size_t k_;
   float threshold_ = -std::numeric_limits<float>::infinity();
 };
+
+// bf16 scans rescore this many times k candidates in float by default.
+constexpr size_t kRescoreFactor = 2;
 
 absl::StatusOr<AnnIndex::Type> ParseType(const std::string& name) {
   if (name == "hnsw") return AnnIndex::Type::kHnsw;
@@ -364,6 +374,7 @@ AnnIndex::AnnIndex(std::unique_ptr<faiss::Index> index, Type type, int d, int64_
     case Type::kIvf:
       ivf_ = dynamic_cast<const faiss::IndexIVFFlat*>(index_.get());
       centroids_ = static_cast<const faiss::IndexFlat*>(ivf_->quantizer)->get_xb();
+      if (spec.scan_codes() == "bf16") MakeBf16Lists();
       break;
     case Type::kFlat:
       vectors_ = static_cast<const faiss::IndexFlat*>(index_.get())->get_xb();
@@ -372,6 +383,22 @@ AnnIndex::AnnIndex(std::unique_ptr<faiss::Index> index, Type type, int d, int64_
 }
 
 AnnIndex::~AnnIndex() = default;
+
+void AnnIndex::MakeBf16Lists() {
+  const faiss::InvertedLists& lists = *ivf_->invlists;
+  list_begin_.assign(ivf_->nlist + 1, 0);
+  for (size_t l = 0; l < ivf_->nlist; ++l) {
+    list_begin_[l + 1] = list_begin_[l] + lists.list_size(l);
+  }
+  bf16_lists_.resize(list_begin_.back() * d_);
+  for (size_t l = 0; l < ivf_->nlist; ++l) {
+    const float* codes = reinterpret_cast<const float*>(lists.get_codes(l));
+    uint16_t* out = bf16_lists_.data() + list_begin_[l] * d_;
+    for (size_t i = 0; i < lists.list_size(l) * d_; ++i) {
+      out[i] = simd::FloatToBf16(codes[i]);
+    }
+  }
+}
 
 absl::StatusOr<std::unique_ptr<AnnIndex>> AnnIndex::Build(
     const float* x, int64_t n, int d, IndexSpec* spec, const Progress& progress,
@@ -705,6 +732,7 @@ uint64_t AnnIndex::TouchMemory() const {
       touch(ivf_->invlists->get_codes(l), ivf_->invlists->list_size(l) * ivf_->code_size);
       touch(ivf_->invlists->get_ids(l), ivf_->invlists->list_size(l) * sizeof(int64_t));
     }
+    touch(bf16_lists_.data(), bf16_lists_.size() * sizeof(uint16_t));
   }
   return sum;
 }
@@ -752,10 +780,10 @@ void AnnIndex::Search(const float* q, const SearchOptions& options,
           // Short of k: the probed lists hold too few accepted rows. Probe
           // twice as many until they do (all lists = exact).
           const int nlist = static_cast<int>(ivf_->nlist);
-          SearchIvf(q, k, local.nprobe, accept, scratch, out);
+          SearchIvf(q, k, local.nprobe, accept, scratch, out, true, options.rescore);
           while (out->size() < size_t(k) && local.nprobe < nlist) {
             local.nprobe = std::min(nlist, 2 * local.nprobe);
-            SearchIvf(q, k, local.nprobe, accept, scratch, out);
+            SearchIvf(q, k, local.nprobe, accept, scratch, out, true, options.rescore);
           }
           break;
         }
@@ -803,7 +831,8 @@ void AnnIndex::SearchFlat(const float* q, int k, const RowPredicate& accept,
 }
 
 void AnnIndex::SearchIvf(const float* q, int k, int nprobe, const RowPredicate& accept,
-                         SearchScratch* scratch, std::vector<Hit>* out) const {
+                         SearchScratch* scratch, std::vector<Hit>* out, bool codes,
+                         int rescore) const {
   const int nlist = static_cast<int>(ivf_->nlist);
   nprobe = std::clamp(nprobe, 1, nlist);
   const bool all = accept.accepts_all();
@@ -815,20 +844,67 @@ void AnnIndex::SearchIvf(const float* q, int k, int nprobe, const RowPredicate& 
   probes.clear();
   for (int l = 0; l < nlist; ++l) PushTopK(probes, nprobe, Hit{scores[l], l});
 
-  TopKBuffer top(&scratch->results, k);
   const faiss::InvertedLists& lists = *ivf_->invlists;
+  if (!codes || bf16_lists_.empty()) {
+    TopKBuffer top(&scratch->results, k);
+    for (const Hit& probe : probes) {
+      const size_t size = lists.list_size(probe.row);
+      const float* vectors = reinterpret_cast<const float*>(lists.get_codes(probe.row));
+      const faiss::Index::idx_t* ids = lists.get_ids(probe.row);
+      if (scores.size() < size) scores.resize(size);
+      simd::DotRows(q, vectors, size, d_, scores.data());
+      for (size_t j = 0; j < size; ++j) {
+        if (scores[j] < top.threshold()) continue;
+        const int32_t row = static_cast<int32_t>(ids[j]);
+        if (!all && !accept.Accepts(row)) continue;
+        top.Push(Hit{scores[j], row});
+      }
+    }
+    top.Finish(out);
+    return;
+  }
+
+  // bf16: the best `rescore` by their bf16 scores, as list positions...
+  const size_t want = rescore > 0 ? std::max<size_t>(rescore, k) : kRescoreFactor * k;
+  TopKBuffer approx(&scratch->results, want);
   for (const Hit& probe : probes) {
-    const size_t size = lists.list_size(probe.row);
-    const float* codes = reinterpret_cast<const float*>(lists.get_codes(probe.row));
+    const size_t begin = list_begin_[probe.row];
+    const size_t size = list_begin_[probe.row + 1] - begin;
     const faiss::Index::idx_t* ids = lists.get_ids(probe.row);
     if (scores.size() < size) scores.resize(size);
-    simd::DotRows(q, codes, size, d_, scores.data());
+    simd::DotRowsBf16(q, bf16_lists_.data() + begin * d_, size, d_, scores.data());
     for (size_t j = 0; j < size; ++j) {
-      if (scores[j] < top.threshold()) continue;
-      const int32_t row = static_cast<int32_t>(ids[j]);
-      if (!all && !accept.Accepts(row)) continue;
-      top.Push(Hit{scores[j], row});
+      if (scores[j] < approx.threshold()) continue;
+      if (!all && !accept.Accepts(static_cast<int32_t>(ids[j]))) continue;
+      approx.Push(Hit{scores[j], static_cast<int32_t>(begin + j)});
     }
+  }
+  approx.FinishUnsorted(&scratch->approx);
+  // ... then rescored in float from the lists themselves (scattered reads:
+  // located first, then fetched a few ahead of use).
+  const std::vector<Hit>& best = scratch->approx;
+  std::vector<const float*>& vectors = scratch->rescore;
+  std::vector<int32_t>& rows = scratch->batch;
+  vectors.resize(best.size());
+  rows.resize(best.size());
+  for (size_t i = 0; i < best.size(); ++i) {
+    const size_t position = size_t(best[i].row);
+    const size_t list =
+        std::upper_bound(list_begin_.begin(), list_begin_.end(), position) -
+        list_begin_.begin() - 1;
+    const size_t j = position - list_begin_[list];
+    vectors[i] = reinterpret_cast<const float*>(lists.get_codes(list)) + j * d_;
+    rows[i] = static_cast<int32_t>(lists.get_ids(list)[j]);
+  }
+  constexpr size_t kAhead = 6;
+  auto prefetch = [&](size_t i) {
+    for (size_t off = 0; off < size_t(d_); off += 16) __builtin_prefetch(vectors[i] + off);
+  };
+  for (size_t i = 0; i < std::min(kAhead, best.size()); ++i) prefetch(i);
+  TopKBuffer top(&scratch->results, k);
+  for (size_t i = 0; i < best.size(); ++i) {
+    if (i + kAhead < best.size()) prefetch(i + kAhead);
+    top.Push(Hit{simd::Dot(q, vectors[i], d_), rows[i]});
   }
   top.Finish(out);
 }
@@ -891,7 +967,7 @@ void AnnIndex::SearchHnsw(const float* q, int k, int beam_width,
     if (beam.size() >= size_t(beam_width) && current.score < beam.front().score) {
       break;
     }
-    std::pop_heap(candidates.begin(), candidates.end(), WorseHit);
+    std::pop_heap(candidates.begin(), candidates.end(), HitIsWorse());
     candidates.pop_back();
 
     const size_t begin = g.offsets[current.row];
@@ -909,7 +985,7 @@ void AnnIndex::SearchHnsw(const float* q, int k, int beam_width,
       const Hit hit{scores[j], batch[j]};
       if (beam.size() < size_t(beam_width) || hit.score > beam.front().score) {
         candidates.push_back(hit);
-        std::push_heap(candidates.begin(), candidates.end(), WorseHit);
+        std::push_heap(candidates.begin(), candidates.end(), HitIsWorse());
         PushTopK(beam, beam_width, hit);
       }
       if (all || accept.Accepts(hit.row)) results.Push(hit);

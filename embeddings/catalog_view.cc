@@ -314,10 +314,10 @@ void CatalogView::Search(const float* q, const SearchOptions& options,
       if (!live(row) || !accept.Accepts(row)) continue;
       const Hit hit{simd::Dot(q, &v.embeddings[size_t(i) * d], d), row};
       if (out->size() < k) {
-        out->insert(std::upper_bound(out->begin(), out->end(), hit, BetterHit), hit);
+        out->insert(std::upper_bound(out->begin(), out->end(), hit, HitIsBetter()), hit);
       } else if (BetterHit(hit, out->back())) {
         out->pop_back();
-        out->insert(std::upper_bound(out->begin(), out->end(), hit, BetterHit), hit);
+        out->insert(std::upper_bound(out->begin(), out->end(), hit, HitIsBetter()), hit);
       }
     }
   }

@@ -224,6 +224,15 @@ class CatalogView {
     return d->creator_popularity(i);
   }
 
+  // Prefetch hints for a base row (Catalog::PrefetchVideo, PrefetchCreator);
+  // nothing for a delta row.
+  void PrefetchVideo(int32_t row) const {
+    if (row < base_rows_) base_->PrefetchVideo(row);
+  }
+  void PrefetchCreator(int32_t row) const {
+    if (row < base_rows_) base_->PrefetchCreator(row);
+  }
+
   // The k best live rows for `q` that `accept` accepts, best first: the base
   // index (approximate, with its fallback to a scan) and an exact scan of
   // the delta, merged by score. REQUIRES: base().has_index().

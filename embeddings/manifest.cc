@@ -74,6 +74,15 @@ absl::Status ValidateIndexSpec(const IndexSpec& spec) {
   RETURN_IF_ERROR(range("ivf_nlist", spec.ivf_nlist(), 1, 1u << 24));
   RETURN_IF_ERROR(range("ivf_nprobe", spec.ivf_nprobe(), 1,
                         spec.ivf_nlist() > 0 ? spec.ivf_nlist() : 1u << 24));
+  const std::string& codes = spec.scan_codes();
+  if (!codes.empty() && codes != "float" && codes != "bf16") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("index.scan_codes '", codes, "' is not one of float, bf16"));
+  }
+  if (codes == "bf16" && type != "ivf") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("index.scan_codes bf16 applies to an ivf index, not ", type));
+  }
   return absl::OkStatus();
 }
 

@@ -332,6 +332,12 @@ void EngagementState::Reader::Trending(const CatalogView& view, int32_t row,
   CountsAt(state_->FindVideoSlot(view.video_id(row)), out);
 }
 
+void EngagementState::Reader::PrefetchTrending(const CatalogView& view,
+                                               int32_t row) const {
+  if (state_ == nullptr || view.in_delta(row) || &view.base() != &state_->catalog_) return;
+  __builtin_prefetch(&state_->counts_[size_t(row) * kTrendColumns]);
+}
+
 void EngagementState::Reader::TrendingOf(uint64_t video_id, float* out) const {
   if (state_ == nullptr) {
     std::fill(out, out + kTrendColumns, 0.f);

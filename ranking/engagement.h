@@ -149,6 +149,11 @@ class EngagementState {
     // The kTrendColumns counts of the video at `row` of `view` (whose base
     // must be the state's catalogue for base rows to be looked up by row).
     void Trending(const CatalogView& view, int32_t row, float* out) const;
+    // False for a reader over no state (every count 0).
+    bool active() const { return state_ != nullptr; }
+    // Prefetch hint for Trending(view, row): starts loading the counts of a
+    // base row; changes nothing.
+    void PrefetchTrending(const CatalogView& view, int32_t row) const;
     // The same by id.
     void TrendingOf(uint64_t video_id, float* out) const;
     // The recency-weighted mean embedding (view.dim() floats into `mean`) of

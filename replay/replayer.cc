@@ -252,7 +252,7 @@ class InProcessVariant {
     }
     const size_t n = std::min<size_t>(all.size(), want);
     if (n == 0) return std::nan("");
-    std::partial_sort(all.begin(), all.begin() + n, all.end(), BetterHit);
+    std::partial_sort(all.begin(), all.begin() + n, all.end(), HitIsBetter());
     absl::flat_hash_set<int32_t> exact;
     for (size_t i = 0; i < n; ++i) exact.insert(all[i].row);
     int found = 0;

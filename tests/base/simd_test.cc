@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -178,7 +179,7 @@ TEST(SimdTest, DotDoesNotReadPastTheEnd) {
 TEST(SimdTest, DotRowsEqualsDotPerRow) {
   std::mt19937_64 rng(10);
   for (size_t d : {1, 3, 8, 15, 16, 17, 31, 32, 33, 64, 100, 130}) {
-    for (size_t n : {0, 1, 2, 5, 37}) {
+    for (size_t n : {0, 1, 2, 5, 16, 37, 48}) {
       const std::vector<float> q = Random(d, rng);
       const std::vector<float> rows = Random(n * d, rng);
       std::vector<float> out(n + 1, -12345.f);
@@ -210,6 +211,59 @@ TEST(SimdTest, DotGatherEqualsDotPerRow) {
       for (size_t i = 0; i < n; ++i) {
         EXPECT_EQ(out[i], Dot(q.data(), base.data() + size_t(ids[i]) * d, d))
             << d << " " << i;
+      }
+      EXPECT_EQ(out[n], -12345.f) << "wrote past n";
+    }
+  }
+}
+
+TEST(SimdTest, FloatToBf16RoundsToNearestEven) {
+  EXPECT_EQ(FloatToBf16(1.0f), 0x3f80);
+  EXPECT_EQ(FloatToBf16(-2.0f), 0xc000);
+  EXPECT_EQ(FloatToBf16(0.0f), 0x0000);
+  // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: to the even one, 1.
+  EXPECT_EQ(FloatToBf16(1.0f + 1.0f / 256), 0x3f80);
+  // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: to the even one.
+  EXPECT_EQ(FloatToBf16(1.0f + 3.0f / 256), 0x3f82);
+  // Just above halfway rounds up.
+  EXPECT_EQ(FloatToBf16(1.0f + 1.0f / 256 + 1.0f / 4096), 0x3f81);
+  EXPECT_EQ(FloatToBf16(std::numeric_limits<float>::infinity()), 0x7f80);
+  EXPECT_TRUE(std::isnan(Bf16ToFloat(FloatToBf16(std::nanf("")))));
+  // Round trip: within half a unit in the 8th bit.
+  std::mt19937_64 rng(12);
+  for (float x : Random(1000, rng)) {
+    EXPECT_NEAR(Bf16ToFloat(FloatToBf16(x)), x, std::abs(x) / 256) << x;
+  }
+}
+
+TEST(SimdTest, DotBf16IsTheFloatDotOfTheRoundedRow) {
+  std::mt19937_64 rng(13);
+  for (size_t d = 1; d <= kMaxDim; ++d) {
+    const std::vector<float> q = Random(d, rng), x = Random(d, rng);
+    std::vector<uint16_t> h(d);
+    double ref = 0, magnitude = 0;
+    for (size_t i = 0; i < d; ++i) {
+      h[i] = FloatToBf16(x[i]);
+      ref += double(q[i]) * Bf16ToFloat(h[i]);
+      magnitude += std::abs(double(q[i]) * x[i]);
+    }
+    EXPECT_NEAR(DotBf16(q.data(), h.data(), d), ref, 1e-5 * magnitude) << "d=" << d;
+    EXPECT_NEAR(internal::DotBf16Scalar(q.data(), h.data(), d), ref, 1e-5 * magnitude)
+        << "d=" << d;
+  }
+}
+
+TEST(SimdTest, DotRowsBf16EqualsDotBf16PerRow) {
+  std::mt19937_64 rng(14);
+  for (size_t d : {1, 15, 16, 17, 32, 64, 100, 128}) {
+    for (size_t n : {0, 1, 15, 16, 17, 40}) {
+      const std::vector<float> q = Random(d, rng);
+      std::vector<uint16_t> rows(n * d);
+      for (uint16_t& v : rows) v = FloatToBf16(std::normal_distribution<float>()(rng));
+      std::vector<float> out(n + 1, -12345.f);
+      DotRowsBf16(q.data(), rows.data(), n, d, out.data());
+      for (size_t i = 0; i < n; ++i) {
+        EXPECT_EQ(out[i], DotBf16(q.data(), rows.data() + i * d, d)) << d << " " << i;
       }
       EXPECT_EQ(out[n], -12345.f) << "wrote past n";
     }

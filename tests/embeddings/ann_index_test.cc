@@ -483,6 +483,54 @@ TEST_F(AnnIndexTest, IvfSearchMatchesFaissAtEqualNprobe) {
   }
 }
 
+// scan_codes bf16: the same file scanned in bf16, the best 2k rescored in
+// float. Scores returned are the exact float ones, results nearly those of
+// the float scan, and the exact search stays exact.
+TEST_F(AnnIndexTest, IvfBf16ScanRescoresInFloat) {
+  const AnnIndex& floats = Index("ivf");
+  IndexSpec spec = Spec("ivf");
+  spec.set_scan_codes("bf16");
+  auto loaded = AnnIndex::Load(Path("ivf"), spec, kDim, kVideos);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const AnnIndex& bf16 = **loaded;
+  EXPECT_STREQ(bf16.scan_codes(), "bf16");
+  EXPECT_STREQ(floats.scan_codes(), "float");
+  MarkTable marks;
+  marks.EnsureSize(kVideos);
+  for (int nprobe : {4, 16}) {
+    for (int k : {10, 50}) {
+      SearchOptions options = K(k);
+      options.nprobe = nprobe;
+      double overlap = 0;
+      for (int i = 0; i < kQueries; ++i) {
+        SCOPED_TRACE(::testing::Message()
+                     << "nprobe " << nprobe << " k " << k << " query " << i);
+        // Every third row excluded: the predicate applies to the bf16 scan.
+        RowFilter filter(&marks);
+        for (int64_t r = i % 3; r < kVideos; r += 3) filter.Exclude(int32_t(r));
+        const std::vector<Hit> got = Search(bf16, Query(i), options, &filter);
+        const std::vector<Hit> want = Search(floats, Query(i), options, &filter);
+        ExpectWellFormed(got, kVideos);
+        ASSERT_EQ(got.size(), size_t(k));
+        for (const Hit& hit : got) {
+          EXPECT_FALSE(filter.Excluded(hit.row));
+          EXPECT_EQ(hit.score, simd::Dot(Query(i), Videos().data() + hit.row * kDim, kDim));
+        }
+        overlap += Overlap(Rows(want), Rows(got), k);
+      }
+      EXPECT_GE(overlap / kQueries, 0.99) << "nprobe " << nprobe << " k " << k;
+    }
+  }
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(Rows(Exact(bf16, Query(i), 20)), Rows(Exact(floats, Query(i), 20)));
+  }
+  // A rescore depth of k keeps the bf16 order's top k (then rescored).
+  SearchOptions shallow = K(50);
+  shallow.nprobe = 16;
+  shallow.rescore = 1;
+  EXPECT_EQ(Search(bf16, Query(0), shallow).size(), 50u);
+}
+
 TEST_F(AnnIndexTest, IvfProbingEveryListIsExact) {
   const AnnIndex& index = Index("ivf");
   SearchOptions options = K(20);

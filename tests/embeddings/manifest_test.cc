@@ -202,7 +202,16 @@ INSTANTIATE_TEST_SUITE_P(
                 "index.ivf_nprobe: 65 is outside [1, 64]"},
         BadCase{"NlistHuge",
                 [](BundleManifest* m) { m->mutable_index()->set_ivf_nlist(1u << 25); },
-                "index.ivf_nlist"}),
+                "index.ivf_nlist"},
+        BadCase{"ScanCodesUnknown",
+                [](BundleManifest* m) { m->mutable_index()->set_scan_codes("int4"); },
+                "index.scan_codes 'int4' is not one of float, bf16"},
+        BadCase{"ScanCodesBf16OnHnsw",
+                [](BundleManifest* m) {
+                  m->mutable_index()->set_type("hnsw");
+                  m->mutable_index()->set_scan_codes("bf16");
+                },
+                "index.scan_codes bf16 applies to an ivf index, not hnsw"}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return info.param.name; });
 
 TEST(ManifestTest, UnknownFieldIsRefused) {
