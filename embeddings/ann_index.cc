@@ -896,14 +896,18 @@ void AnnIndex::SearchIvf(const float* q, int k, int nprobe, const RowPredicate& 
     vectors[i] = reinterpret_cast<const float*>(lists.get_codes(list)) + j * d_;
     rows[i] = static_cast<int32_t>(lists.get_ids(list)[j]);
   }
+  // (Written out, not as a helper: GCC 12 deletes calls to a function that
+  // only prefetches.)
   constexpr size_t kAhead = 6;
-  auto prefetch = [&](size_t i) {
+  for (size_t i = 0; i < std::min(kAhead, best.size()); ++i) {
     for (size_t off = 0; off < size_t(d_); off += 16) __builtin_prefetch(vectors[i] + off);
-  };
-  for (size_t i = 0; i < std::min(kAhead, best.size()); ++i) prefetch(i);
+  }
   TopKBuffer top(&scratch->results, k);
   for (size_t i = 0; i < best.size(); ++i) {
-    if (i + kAhead < best.size()) prefetch(i + kAhead);
+    if (i + kAhead < best.size()) {
+      const float* next = vectors[i + kAhead];
+      for (size_t off = 0; off < size_t(d_); off += 16) __builtin_prefetch(next + off);
+    }
     top.Push(Hit{simd::Dot(q, vectors[i], d_), rows[i]});
   }
   top.Finish(out);

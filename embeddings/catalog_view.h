@@ -226,10 +226,10 @@ class CatalogView {
 
   // Prefetch hints for a base row (Catalog::PrefetchVideo, PrefetchCreator);
   // nothing for a delta row.
-  void PrefetchVideo(int32_t row) const {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void PrefetchVideo(int32_t row) const {
     if (row < base_rows_) base_->PrefetchVideo(row);
   }
-  void PrefetchCreator(int32_t row) const {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void PrefetchCreator(int32_t row) const {
     if (row < base_rows_) base_->PrefetchCreator(row);
   }
 

@@ -169,7 +169,7 @@ void FeatureSet::Build(const CatalogView& catalog, const UserQuery& user,
   // The rows are scattered over the catalogue, so each one's reads miss the
   // cache: start loading a row's data kAhead rows before it is built, and
   // its creator's (an index read from the row) half as far ahead.
-  constexpr size_t kAhead = 8;
+  constexpr size_t kAhead = 16;
   const bool trending = trends.active();
   const size_t n = rows.size();
   for (size_t r = 0; r < std::min(n, kAhead); ++r) catalog.PrefetchVideo(rows[r]);
