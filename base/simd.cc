@@ -24,7 +24,6 @@ DotBf16Fn PickDotBf16() {
 const DotFn kRuntimeDot = PickDot();
 const DotBf16Fn kRuntimeDotBf16 = PickDotBf16();
 
-
 }  // namespace internal
 
 const char* KernelName() {

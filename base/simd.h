@@ -75,7 +75,6 @@ __attribute__((target("avx512f"))) inline float DotAvx512(const float* a, const 
 using DotFn = float (*)(const float*, const float*, size_t);
 extern const DotFn kRuntimeDot;
 
-
 inline float Bf16ToFloat(uint16_t h) {
   const uint32_t bits = uint32_t{h} << 16;
   float f;
@@ -122,8 +121,6 @@ __attribute__((target("avx512f"))) inline float DotBf16Avx512(const float* q,
 using DotBf16Fn = float (*)(const float*, const uint16_t*, size_t);
 extern const DotBf16Fn kRuntimeDotBf16;
 
-
-
 }  // namespace internal
 
 // Sum of a[i] * b[i] for i < d.
@@ -147,7 +144,8 @@ inline void DotRows(const float* q, const float* rows, size_t n, size_t d, float
 inline uint16_t FloatToBf16(float f) {
   uint32_t bits;
   __builtin_memcpy(&bits, &f, sizeof bits);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
+  if ((bits & 0x7fffffffu) > 0x7f800000u)
+    return static_cast<uint16_t>((bits >> 16) | 0x40);
   bits += 0x7fffu + ((bits >> 16) & 1);
   return static_cast<uint16_t>(bits >> 16);
 }

@@ -11,6 +11,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -70,16 +71,27 @@ void SetPerCandidate(benchmark::State& state, double cpu_ns, int rows) {
   state.SetItemsProcessed(static_cast<int64_t>(items));
 }
 
-void BM_Predict(benchmark::State& state, const ModelFixture* fx, int batch) {
+void BM_Predict(benchmark::State& state, const ModelFixture* fx, int batch,
+                Precision precision) {
   const ScoringModel& model = *fx->bundle.model;
   std::vector<float> out(size_t(batch) * model.num_objectives());
   ModelScratch scratch;
   // Warm the scratch buffers so the timed loop allocates nothing, as in a
   // warm serving thread.
-  model.Predict(fx->features.data(), batch, out.data(), &scratch);
+  model.Predict(fx->features.data(), batch, out.data(), &scratch, precision);
+  if (precision == Precision::kBf16) {
+    // How far bf16 predictions are from float ones, over this batch.
+    std::vector<float> exact(out.size());
+    model.Predict(fx->features.data(), batch, exact.data(), &scratch);
+    double max_diff = 0;
+    for (size_t i = 0; i < out.size(); ++i) {
+      max_diff = std::max(max_diff, double(std::abs(out[i] - exact[i])));
+    }
+    state.counters["max_abs_diff"] = max_diff;
+  }
   const double start = ThreadCpuNanos();
   for (auto _ : state) {
-    model.Predict(fx->features.data(), batch, out.data(), &scratch);
+    model.Predict(fx->features.data(), batch, out.data(), &scratch, precision);
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
@@ -107,8 +119,13 @@ void RegisterAll(const ModelFixture* fx) {
   for (int batch : kBatchSizes) {
     if (batch > available) continue;
     benchmark::RegisterBenchmark(absl::StrCat("BM_Predict/batch:", batch).c_str(),
-                                 BM_Predict, fx, batch)
+                                 BM_Predict, fx, batch, Precision::kFloat)
         ->Unit(benchmark::kMicrosecond);
+    if (bf16::Supported()) {
+      benchmark::RegisterBenchmark(absl::StrCat("BM_Predict/bf16/batch:", batch).c_str(),
+                                   BM_Predict, fx, batch, Precision::kBf16)
+          ->Unit(benchmark::kMicrosecond);
+    }
   }
   if (kFeatureRows <= available) {
     benchmark::RegisterBenchmark(absl::StrCat("BM_Features/rows:", kFeatureRows).c_str(),

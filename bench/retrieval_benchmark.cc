@@ -223,11 +223,11 @@ std::unique_ptr<hnswlib::HierarchicalNSW<float>> LoadOrBuildHnswlib(
     for (int64_t i; (i = next.fetch_add(1)) < n;) {
       index->addPoint(catalog.video_embedding(static_cast<int32_t>(i)), size_t(i));
       if (i > 0 && i % 100000 == 0) {
-        std::fprintf(stderr, "hnswlib: %lld of %lld vectors added, %.0f s\n",
-                     static_cast<long long>(i), static_cast<long long>(n),
-                     std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                   start)
-                         .count());
+        std::fprintf(
+            stderr, "hnswlib: %lld of %lld vectors added, %.0f s\n",
+            static_cast<long long>(i), static_cast<long long>(n),
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+                .count());
       }
     }
   };
@@ -238,11 +238,11 @@ std::unique_ptr<hnswlib::HierarchicalNSW<float>> LoadOrBuildHnswlib(
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned t = 0; t < cores; ++t) threads.emplace_back(work);
   for (std::thread& t : threads) t.join();
-  std::fprintf(stderr, "hnswlib: built M %u efConstruction %u in %.0f s; writing %s\n",
-               spec.hnsw_m(), spec.hnsw_ef_construction(),
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                   .count(),
-               path.c_str());
+  std::fprintf(
+      stderr, "hnswlib: built M %u efConstruction %u in %.0f s; writing %s\n",
+      spec.hnsw_m(), spec.hnsw_ef_construction(),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+      path.c_str());
   index->saveIndex(path);
   return index;
 }

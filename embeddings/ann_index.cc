@@ -900,7 +900,8 @@ void AnnIndex::SearchIvf(const float* q, int k, int nprobe, const RowPredicate& 
   // only prefetches.)
   constexpr size_t kAhead = 6;
   for (size_t i = 0; i < std::min(kAhead, best.size()); ++i) {
-    for (size_t off = 0; off < size_t(d_); off += 16) __builtin_prefetch(vectors[i] + off);
+    for (size_t off = 0; off < size_t(d_); off += 16)
+      __builtin_prefetch(vectors[i] + off);
   }
   TopKBuffer top(&scratch->results, k);
   for (size_t i = 0; i < best.size(); ++i) {

@@ -165,13 +165,13 @@ class RowPredicate {
 // search allocates nothing once warm. Not thread-safe.
 struct SearchScratch {
   MarkTable visited;
-  std::vector<Hit> candidates;  // HNSW: unexpanded nodes (max-heap).
-  std::vector<Hit> beam;        // HNSW: best `beam_width` seen (min-heap).
-  std::vector<Hit> results;     // best k passing the filter.
-  std::vector<int32_t> batch;   // ids whose distances are computed together.
-  std::vector<float> scores;    // distances of `batch`, or of a block of rows.
-  std::vector<Hit> probes;      // IVF: scored centroids.
-  std::vector<Hit> approx;      // IVF bf16: best of the bf16 scan, to rescore.
+  std::vector<Hit> candidates;        // HNSW: unexpanded nodes (max-heap).
+  std::vector<Hit> beam;              // HNSW: best `beam_width` seen (min-heap).
+  std::vector<Hit> results;           // best k passing the filter.
+  std::vector<int32_t> batch;         // ids whose distances are computed together.
+  std::vector<float> scores;          // distances of `batch`, or of a block of rows.
+  std::vector<Hit> probes;            // IVF: scored centroids.
+  std::vector<Hit> approx;            // IVF bf16: best of the bf16 scan, to rescore.
   std::vector<const float*> rescore;  // IVF bf16: their float vectors.
 };
 

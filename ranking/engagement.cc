@@ -334,7 +334,8 @@ void EngagementState::Reader::Trending(const CatalogView& view, int32_t row,
 
 void EngagementState::Reader::PrefetchTrending(const CatalogView& view,
                                                int32_t row) const {
-  if (state_ == nullptr || view.in_delta(row) || &view.base() != &state_->catalog_) return;
+  if (state_ == nullptr || view.in_delta(row) || &view.base() != &state_->catalog_)
+    return;
   __builtin_prefetch(&state_->counts_[size_t(row) * kTrendColumns]);
 }
 

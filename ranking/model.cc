@@ -86,6 +86,14 @@ absl::StatusOr<std::unique_ptr<ScoringModel>> ScoringModel::Create(ModelTensors 
     model->max_width_ = std::max<int>(model->max_width_, static_cast<int>(w.cols()));
   }
   model->input_inv_std_ = tensors.input_std.cwiseInverse().transpose();
+  if (bf16::Supported()) {
+    for (size_t i = 0; i < tensors.weights.size(); ++i) {
+      const RowMatrix& w = tensors.weights[i];
+      model->packed_.push_back(bf16::Pack(w.data(), tensors.biases[i].data(),
+                                          static_cast<int>(w.rows()),
+                                          static_cast<int>(w.cols())));
+    }
+  }
   model->tensors_ = std::move(tensors);
   return model;
 }
@@ -144,8 +152,8 @@ absl::Status ScoringModel::Write(const std::string& dir, const ModelTensors& ten
   return absl::OkStatus();
 }
 
-void ScoringModel::Predict(const float* x, int n, float* out,
-                           ModelScratch* scratch) const {
+void ScoringModel::Predict(const float* x, int n, float* out, ModelScratch* scratch,
+                           Precision precision) const {
   if (n <= 0) return;
   // Buffers grow to the largest batch and stay (Eigen's resize() would
   // reallocate whenever the candidate count changes).
@@ -165,6 +173,10 @@ void ScoringModel::Predict(const float* x, int n, float* out,
                .rowwise() *
            input_inv_std_.array())
               .matrix();
+  if (precision == Precision::kBf16 && !packed_.empty()) {
+    PredictBf16(n, out, scratch);
+    return;
+  }
   const size_t layers = tensors_.weights.size();
   const float* prev = input.data();
   int prev_width = input_width_;
@@ -183,6 +195,40 @@ void ScoringModel::Predict(const float* x, int n, float* out,
     }
     prev = next;
     prev_width = width;
+  }
+}
+
+void ScoringModel::PredictBf16(int n, float* out, ModelScratch* scratch) const {
+  auto ensure = [](auto& v, size_t size) {
+    if (v.size() < size) v.resize(size);
+  };
+  // Rows padded to 16 values so every row starts a vector.
+  const int stride = (input_width_ + 15) / 16 * 16;
+  ensure(scratch->input16, size_t(n) * stride);
+  bf16::ToBf16(scratch->input.data(), n, input_width_, stride, scratch->input16.data());
+  const uint16_t* in = scratch->input16.data();
+  int in_stride = stride;
+  const int heads = num_objectives();
+  for (size_t i = 0; i < packed_.size(); ++i) {
+    const bf16::PackedWeights& w = packed_[i];
+    ensure(scratch->a, size_t(n) * w.cols);
+    bf16::Gemm(in, n, in_stride, w, scratch->a.data());
+    if (i + 1 < packed_.size()) {
+      // Alternate the two bf16 buffers: this layer's output is the next's
+      // input.
+      AlignedVector<uint16_t>& next = i % 2 == 0 ? scratch->hidden16 : scratch->input16;
+      ensure(next, size_t(n) * w.cols);
+      bf16::ReluToBf16(scratch->a.data(), n, w.cols, next.data());
+      in = next.data();
+      in_stride = w.cols;
+    } else {
+      for (int r = 0; r < n; ++r) {
+        const float* z = scratch->a.data() + size_t(r) * w.cols;
+        for (int h = 0; h < heads; ++h) {
+          out[size_t(r) * heads + h] = 1.f / (1.f + std::exp(-z[h]));
+        }
+      }
+    }
   }
 }
 

@@ -25,6 +25,7 @@
 #include "base/env.h"
 #include "embeddings/manifest.h"
 #include "feedrank/v1/bundle.pb.h"
+#include "ranking/bf16_gemm.h"
 
 namespace feedrank {
 
@@ -55,6 +56,7 @@ using AlignedVector = std::vector<T, Eigen::aligned_allocator<T>>;
 // batch size. Not thread-safe.
 struct ModelScratch {
   AlignedVector<float> input, a, b;
+  AlignedVector<uint16_t> input16, hidden16;  // Precision::kBf16
 };
 
 class ScoringModel {
@@ -80,7 +82,10 @@ class ScoringModel {
   // (float sigmoid reaches 0 or 1 for logits beyond about -88 or 17). The
   // same inputs give bit-identical outputs when `x` and `out` are aligned
   // as AlignedVector aligns them (see there).
-  void Predict(const float* x, int n, float* out, ModelScratch* scratch) const;
+  // At Precision::kBf16 (REQUIRES: bf16::Supported()), the same within the
+  // bf16 tolerance; bit-identical from call to call.
+  void Predict(const float* x, int n, float* out, ModelScratch* scratch,
+               Precision precision = Precision::kFloat) const;
 
   int input_width() const { return input_width_; }
   int num_objectives() const { return static_cast<int>(objectives_.size()); }
@@ -93,8 +98,13 @@ class ScoringModel {
  private:
   ScoringModel() = default;
 
+  void PredictBf16(int n, float* out, ModelScratch* scratch) const;
+
   ModelTensors tensors_;
   Eigen::RowVectorXf input_inv_std_;
+  // The layers packed for the bf16 path (empty when the CPU has no
+  // AVX512-BF16).
+  std::vector<bf16::PackedWeights> packed_;
   // Widest layer output, for scratch sizes.
   int max_width_ = 0;
   std::vector<std::string> objectives_;

@@ -89,6 +89,22 @@ absl::StatusOr<RankingOptions> ResolveOptions(
     }
     o.freshness_half_life_hours = p.freshness_half_life_hours();
   }
+  if (p.has_scoring_precision()) {
+    const std::string& precision = p.scoring_precision();
+    if (precision == "float") {
+      o.scoring_precision = Precision::kFloat;
+    } else if (precision == "bf16") {
+      if (!bf16::Supported()) {
+        return absl::InvalidArgumentError(
+            "params.scoring_precision: bf16 needs a CPU with AVX512-BF16, and this "
+            "one has none; use float");
+      }
+      o.scoring_precision = Precision::kBf16;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "params.scoring_precision: '", precision, "' is not one of float, bf16"));
+    }
+  }
   if (p.objective_weights().empty()) {
     o.objective_weights.assign(objectives.size(), 1.f);
   } else {

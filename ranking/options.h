@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "base/env.h"
 #include "feedrank/v1/config.pb.h"
+#include "ranking/bf16_gemm.h"
 
 namespace feedrank {
 
@@ -39,6 +40,7 @@ struct RankingOptions {
   int min_rerank_candidates = 50;
   int rerank_candidates = -1;  // -1 = all; 0 = no model
   int inject_delay_ms = 0;     // fault injection (the server applies it)
+  Precision scoring_precision = Precision::kFloat;
 };
 
 // Applies defaults and checks ranges; `objectives` are the model's objective

@@ -364,7 +364,7 @@ void Ranker::Score(const CatalogView& view, const RankRequest& request,
     if (batch->predictions.size() < rerank * heads)
       batch->predictions.resize(rerank * heads);
     model.Predict(batch->features.data(), static_cast<int>(rerank),
-                  batch->predictions.data(), &batch->model);
+                  batch->predictions.data(), &batch->model, o.scoring_precision);
     const float* weights = o.objective_weights.data();
     for (size_t i = 0; i < rerank; ++i) {
       const float* p = &batch->predictions[i * heads];

@@ -514,7 +514,8 @@ TEST_F(AnnIndexTest, IvfBf16ScanRescoresInFloat) {
         ASSERT_EQ(got.size(), size_t(k));
         for (const Hit& hit : got) {
           EXPECT_FALSE(filter.Excluded(hit.row));
-          EXPECT_EQ(hit.score, simd::Dot(Query(i), Videos().data() + hit.row * kDim, kDim));
+          EXPECT_EQ(hit.score,
+                    simd::Dot(Query(i), Videos().data() + hit.row * kDim, kDim));
         }
         overlap += Overlap(Rows(want), Rows(got), k);
       }

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "base/npy.h"
+#include "base/simd.h"
 #include "tests/test_bundles.h"
 
 namespace feedrank {
@@ -93,6 +94,76 @@ TEST(ScoringModelTest, MatchesNaiveReferenceWithin1e5) {
       for (size_t i = 0; i < out.size(); ++i) {
         ASSERT_NEAR(out[i], ref[i], 1e-5) << "in=" << in << " n=" << n << " i=" << i;
       }
+    }
+  }
+}
+
+// The bf16 path's arithmetic, naively in double: standardised inputs, weights
+// and hidden activations rounded to bf16, sums exact, biases in float.
+std::vector<double> ReferenceBf16(const ModelTensors& tensors, const float* x, int n) {
+  const int in = static_cast<int>(tensors.input_mean.size());
+  const int heads = static_cast<int>(tensors.biases.back().size());
+  auto round = [](float v) { return double(simd::Bf16ToFloat(simd::FloatToBf16(v))); };
+  std::vector<double> out(size_t(n) * heads);
+  for (int r = 0; r < n; ++r) {
+    std::vector<double> act(in);
+    for (int j = 0; j < in; ++j) {
+      // As Predict standardises: in float, times the inverse std.
+      const float z =
+          (x[size_t(r) * in + j] - tensors.input_mean[j]) * (1.f / tensors.input_std[j]);
+      act[j] = round(z);
+    }
+    for (size_t l = 0; l < tensors.weights.size(); ++l) {
+      const RowMatrix& w = tensors.weights[l];
+      const bool last = l + 1 == tensors.weights.size();
+      std::vector<double> next(w.cols());
+      for (int o = 0; o < w.cols(); ++o) {
+        double sum = tensors.biases[l][o];
+        for (int i = 0; i < w.rows(); ++i) sum += act[i] * round(w(i, o));
+        next[o] = last ? 1.0 / (1.0 + std::exp(-sum))
+                       : round(static_cast<float>(std::max(0.0, sum)));
+      }
+      act = std::move(next);
+    }
+    for (int h = 0; h < heads; ++h) out[size_t(r) * heads + h] = act[h];
+  }
+  return out;
+}
+
+TEST(ScoringModelTest, Bf16IsTheBf16RoundedModelAndNearFloat) {
+  if (!bf16::Supported()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  for (auto [in, hidden, heads] :
+       std::vector<std::tuple<int, std::vector<uint32_t>, int>>{{82, {128, 64}, 6},
+                                                                {7, {}, 1},
+                                                                {33, {16}, 3},
+                                                                {128, {256, 64}, 4},
+                                                                {17, {50, 3}, 17}}) {
+    ModelTensors t = RandomTensors(in, hidden, heads, in + 1);
+    auto model = ScoringModel::Create(t, Spec(hidden, heads), in);
+    ASSERT_TRUE(model.ok()) << model.status();
+    std::mt19937_64 rng(7);
+    std::normal_distribution<float> normal(0.f, 2.f);
+    // Every tail of the 4-row blocks, and a serving-sized batch.
+    for (int n : {1, 2, 3, 4, 5, 9, 570}) {
+      SCOPED_TRACE(::testing::Message() << "in=" << in << " n=" << n);
+      std::vector<float> x(size_t(n) * in);
+      for (float& v : x) v = normal(rng);
+      std::vector<float> got(size_t(n) * heads, -1.f), again(got.size(), -2.f),
+          exact(got.size());
+      ModelScratch scratch;
+      (*model)->Predict(x.data(), n, got.data(), &scratch, Precision::kBf16);
+      (*model)->Predict(x.data(), n, exact.data(), &scratch, Precision::kFloat);
+      (*model)->Predict(x.data(), n, again.data(), &scratch, Precision::kBf16);
+      const std::vector<double> ref = ReferenceBf16(t, x.data(), n);
+      double max_diff = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        // 1e-3: a hidden value summed in float may round to the other bf16
+        // neighbour than the exact sum does; a wrong layout is off by far more.
+        ASSERT_NEAR(got[i], ref[i], 1e-3) << "i=" << i;
+        ASSERT_EQ(got[i], again[i]) << "i=" << i;
+        max_diff = std::max(max_diff, double(std::abs(got[i] - exact[i])));
+      }
+      EXPECT_LT(max_diff, 0.02);
     }
   }
 }

@@ -71,6 +71,27 @@ TEST(OptionsTest, EachOutOfRangeFieldIsNamed) {
   }
 }
 
+TEST(OptionsTest, ScoringPrecisionIsFloatUnlessBf16IsAskedAndRunnable) {
+  EXPECT_EQ(ResolveOptions(RankingConfig(), kObjectives)->scoring_precision,
+            Precision::kFloat);
+  RankingConfig config;
+  config.mutable_params()->set_scoring_precision("float");
+  EXPECT_EQ(ResolveOptions(config, kObjectives)->scoring_precision, Precision::kFloat);
+  config.mutable_params()->set_scoring_precision("bf16");
+  auto bf16 = ResolveOptions(config, kObjectives);
+  if (bf16::Supported()) {
+    ASSERT_TRUE(bf16.ok()) << bf16.status();
+    EXPECT_EQ(bf16->scoring_precision, Precision::kBf16);
+  } else {
+    EXPECT_THAT(bf16.status().message(), HasSubstr("AVX512-BF16"));
+  }
+  config.mutable_params()->set_scoring_precision("fp8");
+  auto bad = ResolveOptions(config, kObjectives);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(),
+              HasSubstr("params.scoring_precision: 'fp8' is not one of float, bf16"));
+}
+
 TEST(OptionsTest, ParseErrorsNameLineAndColumn) {
   auto config = ParseConfig("version: \"a\"\nparams { max_cont: 3 }\n");
   EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);

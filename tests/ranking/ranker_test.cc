@@ -114,6 +114,36 @@ TEST_F(RankerTest, WeightsChangeTheRanking) {
   EXPECT_NE(ids_a, ids_b);
 }
 
+// scoring_precision bf16: the same candidates scored within the bf16
+// tolerance of float, so the pages (almost) agree, and bf16 is as
+// deterministic as float.
+TEST_F(RankerTest, Bf16ScoringStaysCloseToFloat) {
+  if (!bf16::Supported()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  RankingConfig config;
+  config.mutable_params()->set_scoring_precision("bf16");
+  auto bf16_ranker = MakeRanker(config);
+  auto float_ranker = MakeRanker();
+  size_t same = 0, total = 0;
+  for (int u = 0; u < 20; ++u) {
+    RankRequest request;
+    request.user_id = KnownUser(u);
+    request.count = 20;
+    RankResult a, b, again;
+    ASSERT_TRUE(bf16_ranker->Rank(request, &a).ok());
+    ASSERT_TRUE(float_ranker->Rank(request, &b).ok());
+    ASSERT_TRUE(bf16_ranker->Rank(request, &again).ok());
+    ASSERT_EQ(a.items.size(), b.items.size());
+    EXPECT_EQ(a.predictions, again.predictions);
+    EXPECT_EQ(a.stats.scored, b.stats.scored);
+    std::set<uint64_t> float_page;
+    for (const auto& item : b.items) float_page.insert(item.video_id);
+    for (const auto& item : a.items) same += float_page.count(item.video_id);
+    total += a.items.size();
+  }
+  // Near-ties may swap at the page's edge; most of each page is shared.
+  EXPECT_GE(double(same) / double(total), 0.8);
+}
+
 TEST_F(RankerTest, DeterministicAcrossCallsAndRankers) {
   RankRequest request;
   request.user_id = KnownUser(7);
