@@ -184,7 +184,7 @@ struct SearchOptions {
   // IVF: lists probed.
   int nprobe = 0;
   // IVF with bf16 scan codes: candidates of the bf16 scan rescored in
-  // float (at least k); 0 = 2k.
+  // float (at least k); 0 = k + k/4.
   int rescore = 0;
 };
 

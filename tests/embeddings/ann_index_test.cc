@@ -483,7 +483,7 @@ TEST_F(AnnIndexTest, IvfSearchMatchesFaissAtEqualNprobe) {
   }
 }
 
-// scan_codes bf16: the same file scanned in bf16, the best 2k rescored in
+// scan_codes bf16: the same file scanned in bf16, the best k + k/4 rescored in
 // float. Scores returned are the exact float ones, results nearly those of
 // the float scan, and the exact search stays exact.
 TEST_F(AnnIndexTest, IvfBf16ScanRescoresInFloat) {
