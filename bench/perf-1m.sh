@@ -62,6 +62,7 @@ bench_retrieval() {  # bench_retrieval BUNDLE FILTER FILE [FLAGS...]
   shift 3
   "$BUILD/bench/retrieval_benchmark" --bundle="$bundle" --benchmark_filter="$filter" \
     --benchmark_repetitions=3 --benchmark_report_aggregates_only=true "$@" >"$OUT/$file" 2>&1
+  grep -h difficulty "$OUT/$file" | sed "s|^|$(basename "$bundle") |" || true
   median . "$OUT/$file" | sed "s|^|$(basename "$bundle") |"
 }
 bench_retrieval "$WORK/ivf-1m" 'k:500/nprobe:(16|32)$' retrieval-ivf.txt

@@ -14,11 +14,15 @@
 // to FILE on the first run (minutes at 1M), read from FILE after that.
 //
 // Queries are user embeddings (N spread over the users, default 1000); each
-// timed iteration searches the next one. Recall is computed outside the
-// timed loop, once per configuration, over the whole query set (that pass,
-// not the timing, dominates the run time at large beam widths). Each
-// benchmark runs for Google Benchmark's default minimum time (0.5 s,
-// --benchmark_min_time); a 1M-video bundle takes a few minutes in all.
+// timed iteration searches the next one. BM_AnnSearch also reports p50_us
+// and p99_us, percentiles of the single searches (steady clock around each),
+// and the data set's difficulty, `contrast`: the mean over queries of
+// (top-1 - mean) / (top-500 - mean) inner product (near 1 = hard). Recall
+// is computed outside the timed loop, once per configuration, over the
+// whole query set (that pass, not the timing, dominates the run time at
+// large beam widths). Each benchmark runs for Google Benchmark's default
+// minimum time (0.5 s, --benchmark_min_time); a 1M-video bundle takes a few
+// minutes in all.
 #include <benchmark/benchmark.h>
 #include <faiss/Index.h>
 #include <faiss/IndexHNSW.h>
@@ -59,7 +63,9 @@ constexpr int kMaxNprobe = 1024;
 class RetrievalFixture {
  public:
   RetrievalFixture(const BenchBundle& bundle, int num_queries)
-      : index_(bundle.bundle().catalog->index()), dim_(index_.dim()) {
+      : catalog_(*bundle.bundle().catalog),
+        index_(bundle.bundle().catalog->index()),
+        dim_(index_.dim()) {
     const Catalog& catalog = *bundle.bundle().catalog;
     if (catalog.num_users() > 0) {
       for (int32_t row : SpreadUserRows(catalog, num_queries)) {
@@ -79,6 +85,8 @@ class RetrievalFixture {
   }
 
   const AnnIndex& index() const { return index_; }
+  // The difficulty ratio of ComputeExact (0 before the exact answers).
+  double contrast() const { return contrast_; }
   int num_queries() const { return num_queries_; }
   const float* query(int i) const { return queries_.data() + size_t(i) * dim_; }
 
@@ -119,18 +127,42 @@ class RetrievalFixture {
     SearchScratch scratch;
     std::vector<Hit> hits;
     exact_.resize(num_queries_);
+    // Difficulty: how far the best and the k-th inner products stand above
+    // a query's mean one (q . mean video), as a ratio. Near 1: the k-th is
+    // as exceptional as the best, many near-ties, hard for any index.
+    std::vector<double> mean_video(dim_, 0.0);
+    for (int64_t i = 0; i < index_.size(); ++i) {
+      const float* v = catalog_.video_embedding(static_cast<int32_t>(i));
+      for (int j = 0; j < dim_; ++j) mean_video[j] += v[j];
+    }
+    double contrast = 0;
+    int counted = 0;
     for (int q = 0; q < num_queries_; ++q) {
       index_.ExactSearch(query(q), k_max, RowPredicate(), &scratch, &hits);
       for (const Hit& hit : hits) exact_[q].push_back(hit.row);
+      double mean = 0;
+      for (int j = 0; j < dim_; ++j) mean += query(q)[j] * mean_video[j];
+      mean /= double(index_.size());
+      if (!hits.empty() && hits.back().score > mean) {
+        contrast += (hits.front().score - mean) / (hits.back().score - mean);
+        ++counted;
+      }
     }
+    contrast_ = counted > 0 ? contrast / counted : 0;
+    std::fprintf(stderr,
+                 "difficulty: (top-1 - mean) / (top-%d - mean) = %.3f, mean over %d "
+                 "queries\n",
+                 k_max, contrast_, counted);
     std::fprintf(
         stderr, "exact top-%d of %d queries in %.1f s (for recall)\n", k_max,
         num_queries_,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
 
+  const Catalog& catalog_;
   const AnnIndex& index_;
   const int dim_;
+  double contrast_ = 0;
   std::vector<float> queries_;
   int num_queries_ = 0;
   std::vector<std::vector<int32_t>> exact_;
@@ -154,13 +186,24 @@ void BM_AnnSearch(benchmark::State& state, RetrievalFixture* fx, std::string key
         index.Search(q, options, RowPredicate(), &scratch, &hits);
         HitsToRows(hits, rows);
       });
+  state.counters["contrast"] = fx->contrast();
   int q = 0;
+  std::vector<double> latencies_us;
+  latencies_us.reserve(state.max_iterations);
   for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
     index.Search(fx->query(q), options, RowPredicate(), &scratch, &hits);
+    latencies_us.push_back(std::chrono::duration<double, std::micro>(
+                               std::chrono::steady_clock::now() - start)
+                               .count());
     benchmark::DoNotOptimize(hits.data());
     if (++q == fx->num_queries()) q = 0;
   }
   state.SetItemsProcessed(state.iterations());
+  // Percentiles of single searches (the mean hides the queries whose lists
+  // or walks are long).
+  state.counters["p50_us"] = Percentile(latencies_us, 0.50);
+  state.counters["p99_us"] = Percentile(latencies_us, 0.99);
 }
 
 // The exact scan with the project's SIMD kernel: the latency every index must

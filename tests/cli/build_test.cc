@@ -7,6 +7,7 @@
 #include "cli/build_bundle.h"
 #include "ranking/bundle.h"
 #include "tests/test_bundles.h"
+#include "tests/test_util.h"
 
 namespace feedrank {
 namespace {
@@ -55,6 +56,31 @@ TEST(BuildTest, IndexParametersFromFlagsReachTheManifest) {
   ASSERT_TRUE(bundle.ok()) << bundle.status();
   EXPECT_EQ((*bundle)->manifest.index().ivf_nlist(), 40u);
   EXPECT_EQ((*bundle)->catalog->index().default_nprobe(), 7);
+}
+
+// The binary's flags, end to end: --scan-codes bf16 reaches the manifest
+// and the loaded index; a value outside the choices is refused by name.
+TEST(BuildTest, ScanCodesFlagReachesTheLoadedIndex) {
+  testing::TempDir dir;
+  const std::string source = MakeSource(dir);
+  std::string output;
+  ASSERT_EQ(testing::RunProcess({testing::FeedrankBinary(), "build", "--from", source,
+                                 "--out", dir.Sub("bf16"), "--index", "ivf", "--nlist",
+                                 "32", "--scan-codes", "bf16"},
+                                120, &output),
+            0)
+      << output;
+  auto bundle = LoadBundle(dir.Sub("bf16"));
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  EXPECT_EQ((*bundle)->manifest.index().scan_codes(), "bf16");
+  EXPECT_STREQ((*bundle)->catalog->index().scan_codes(), "bf16");
+  EXPECT_NE(
+      testing::RunProcess({testing::FeedrankBinary(), "build", "--from", source, "--out",
+                           dir.Sub("int4"), "--index", "ivf", "--scan-codes", "int4"},
+                          120, &output),
+      0);
+  EXPECT_THAT(output, HasSubstr("--scan-codes"));
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("int4")));
 }
 
 TEST(BuildTest, BadSourceWritesNothing) {
