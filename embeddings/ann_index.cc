@@ -845,6 +845,9 @@ void AnnIndex::SearchIvf(const float* q, int k, int nprobe, const RowPredicate& 
   std::vector<Hit>& probes = scratch->probes;
   probes.clear();
   for (int l = 0; l < nlist; ++l) PushTopK(probes, nprobe, Hit{scores[l], l});
+  // Nearest lists first: the top-k threshold rises sooner, so fewer hits
+  // are pushed and cut (the result does not depend on the order).
+  std::sort(probes.begin(), probes.end(), HitIsBetter());
 
   const faiss::InvertedLists& lists = *ivf_->invlists;
   if (!codes || bf16_lists_.empty()) {

@@ -408,12 +408,17 @@ void Ranker::Assemble(const CatalogView* view, const RankRequest& request,
   std::vector<int32_t>& order = batch->order;
   order.resize(candidates.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
-  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+  const auto better = [&](int32_t a, int32_t b) {
     const Candidate& x = candidates[a];
     const Candidate& y = candidates[b];
     if (x.score != y.score) return x.score > y.score;
     return video_id(x) < video_id(y);
-  });
+  };
+  // A page needs the best few of the candidates in order, not all of them:
+  // sort a prefix (four pages, room for the creator cap to skip), and the
+  // rest only when the walk below reaches it.
+  size_t sorted = std::min(order.size(), std::max<size_t>(4 * count, 64));
+  std::partial_sort(order.begin(), order.begin() + sorted, order.end(), better);
 
   result->items.clear();
   result->predictions.clear();
@@ -435,9 +440,14 @@ void Ranker::Assemble(const CatalogView* view, const RankRequest& request,
   std::vector<int32_t>& capped = batch->capped;
   capped.clear();
   if (cap > 0) batch->creators->Begin(count);
-  for (int32_t i : order) {
+  for (size_t pos = 0; pos < order.size(); ++pos) {
     if (result->items.size() == count) break;
-    const Candidate& c = candidates[i];
+    if (pos == sorted) {
+      std::sort(order.begin() + sorted, order.end(), better);
+      sorted = order.size();
+    }
+    const Candidate& c = candidates[order[pos]];
+    const int32_t i = order[pos];
     const uint64_t creator = creator_id(c);
     if (cap > 0) {
       uint16_t& seen = batch->creators->Count(creator);
