@@ -157,6 +157,13 @@ class Catalog {
     __builtin_prefetch(&videos_.popularity[row]);
     __builtin_prefetch(&creator_index_[row]);
   }
+  // Only the embedding's cache lines.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void PrefetchEmbedding(int32_t row) const {
+    const char* v = reinterpret_cast<const char*>(video_embedding(row));
+    for (size_t off = 0; off < size_t(dim_) * sizeof(float); off += 64) {
+      __builtin_prefetch(v + off);
+    }
+  }
   ABSL_ATTRIBUTE_ALWAYS_INLINE void PrefetchCreator(int32_t row) const {
     const int32_t c = creator_index_[row];
     __builtin_prefetch(&stats_.creator_videos[c]);

@@ -229,6 +229,9 @@ class CatalogView {
   ABSL_ATTRIBUTE_ALWAYS_INLINE void PrefetchVideo(int32_t row) const {
     if (row < base_rows_) base_->PrefetchVideo(row);
   }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void PrefetchEmbedding(int32_t row) const {
+    if (row < base_rows_) base_->PrefetchEmbedding(row);
+  }
   ABSL_ATTRIBUTE_ALWAYS_INLINE void PrefetchCreator(int32_t row) const {
     if (row < base_rows_) base_->PrefetchCreator(row);
   }

@@ -10,7 +10,8 @@
 namespace feedrank::bf16 {
 namespace {
 
-#define FEEDRANK_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+#define FEEDRANK_BF16_TARGET \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 // R rows x C vectors of 16 outputs, over every input pair: the R x C
 // accumulators stay in registers (at most 4 x 4 = 16 of the 32).
@@ -75,7 +76,7 @@ bool Supported() {
   static const bool supported = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512bf16");
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
   }();
   return supported;
 }

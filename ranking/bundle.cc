@@ -33,6 +33,7 @@ absl::StatusOr<std::shared_ptr<const Bundle>> LoadBundle(const std::string& dir,
   bundle->features = *std::move(features);
   ASSIGN_OR_RETURN(bundle->catalog, Catalog::Load(dir, bundle->manifest, fs));
   bundle->view = CatalogView::Of(bundle->catalog);
+  bundle->features.AttachCatalog(*bundle->catalog);
   if (bundle->features.uses_engagement() && !EngagementState::InBundle(dir, fs)) {
     return absl::InvalidArgumentError(absl::StrCat(
         dir, ": the model uses the trending or history features but the bundle has no ",
@@ -126,6 +127,7 @@ absl::StatusOr<std::shared_ptr<const Bundle>> MakeBundle(const BundleManifest& m
   }
   bundle->catalog = std::move(catalog);
   bundle->view = CatalogView::Of(bundle->catalog);
+  bundle->features.AttachCatalog(*bundle->catalog);
   bundle->engagement =
       std::make_shared<EngagementState>(*bundle->catalog, EngagementTime(manifest));
   ASSIGN_OR_RETURN(bundle->model, ScoringModel::Create(std::move(model), manifest.model(),

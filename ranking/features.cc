@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/base/attributes.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -58,6 +59,13 @@ constexpr GroupDef kGroups[] = {
 };
 
 constexpr double kPi = 3.14159265358979323846;
+
+// The request-independent columns' values, one definition for the
+// precomputed table and for rows computed on the fly (a view's delta).
+float LogPopularity(float popularity) { return std::log1p(popularity); }
+float LogDuration(int64_t duration_ms) {
+  return static_cast<float>(std::log1p(double(duration_ms) / 1e3));
+}
 
 }  // namespace
 
@@ -140,6 +148,18 @@ std::vector<std::string> FeatureSet::ColumnNames() const {
   return columns;
 }
 
+void FeatureSet::AttachCatalog(const Catalog& catalog) {
+  auto table = std::make_shared<std::vector<RowStatics>>(catalog.num_videos());
+  for (int32_t row = 0; row < catalog.num_videos(); ++row) {
+    (*table)[row] = RowStatics{
+        catalog.upload_time_ms(row), LogPopularity(catalog.popularity(row)),
+        LogDuration(catalog.duration_ms(row)), std::log1p(catalog.creator_videos(row)),
+        std::log1p(catalog.creator_popularity(row))};
+  }
+  statics_ = std::move(table);
+  statics_of_ = &catalog;
+}
+
 bool FeatureSet::uses_engagement() const {
   for (const Entry& entry : entries_) {
     if (entry.group == Group::kTrending || entry.group == Group::kHistory) return true;
@@ -168,23 +188,34 @@ void FeatureSet::Build(const CatalogView& catalog, const UserQuery& user,
 
   // The rows are scattered over the catalogue, so each one's reads miss the
   // cache: start loading a row's data kAhead rows before it is built, and
-  // its creator's (an index read from the row) half as far ahead.
+  // its creator's (an index read from the row) half as far ahead. With the
+  // precomputed table, a row is its embedding and one record.
   constexpr size_t kAhead = 16;
   const bool trending = trends.active();
+  const RowStatics* statics =
+      statics_ != nullptr && &catalog.base() == statics_of_ ? statics_->data() : nullptr;
   const size_t n = rows.size();
-  for (size_t r = 0; r < std::min(n, kAhead); ++r) catalog.PrefetchVideo(rows[r]);
-  for (size_t r = 0; r < std::min(n, kAhead / 2); ++r) {
-    catalog.PrefetchCreator(rows[r]);
-    if (trending) trends.PrefetchTrending(catalog, rows[r]);
-  }
-  for (size_t r = 0; r < n; ++r) {
-    if (r + kAhead < n) catalog.PrefetchVideo(rows[r + kAhead]);
-    if (r + kAhead / 2 < n) {
-      catalog.PrefetchCreator(rows[r + kAhead / 2]);
-      if (trending) trends.PrefetchTrending(catalog, rows[r + kAhead / 2]);
+  auto prefetch_row = [&](int32_t row) ABSL_ATTRIBUTE_ALWAYS_INLINE {
+    if (statics != nullptr && !catalog.in_delta(row)) {
+      catalog.PrefetchEmbedding(row);
+      __builtin_prefetch(&statics[row]);
+    } else {
+      catalog.PrefetchVideo(row);
     }
+  };
+  auto prefetch_late = [&](int32_t row) ABSL_ATTRIBUTE_ALWAYS_INLINE {
+    if (statics == nullptr || catalog.in_delta(row)) catalog.PrefetchCreator(row);
+    if (trending) trends.PrefetchTrending(catalog, row);
+  };
+  for (size_t r = 0; r < std::min(n, kAhead); ++r) prefetch_row(rows[r]);
+  for (size_t r = 0; r < std::min(n, kAhead / 2); ++r) prefetch_late(rows[r]);
+  for (size_t r = 0; r < n; ++r) {
+    if (r + kAhead < n) prefetch_row(rows[r + kAhead]);
+    if (r + kAhead / 2 < n) prefetch_late(rows[r + kAhead / 2]);
     const int32_t row = rows[r];
     const float* v = catalog.video_embedding(row);
+    const RowStatics* st =
+        statics != nullptr && !catalog.in_delta(row) ? &statics[row] : nullptr;
     float* x = out + r * width_;
     // Computed lazily: not every model uses them.
     float dot = 0, video_norm = -1;
@@ -217,25 +248,31 @@ void FeatureSet::Build(const CatalogView& catalog, const UserQuery& user,
           *x++ = user_norm;
           break;
         case Group::kLogPopularity:
-          *x++ = std::log1p(catalog.popularity(row));
+          *x++ =
+              st != nullptr ? st->log_popularity : LogPopularity(catalog.popularity(row));
           break;
         case Group::kLogAgeHours: {
-          const int64_t age_ms =
-              std::max<int64_t>(0, context.now_ms - catalog.upload_time_ms(row));
+          const int64_t upload =
+              st != nullptr ? st->upload_time_ms : catalog.upload_time_ms(row);
+          const int64_t age_ms = std::max<int64_t>(0, context.now_ms - upload);
           *x++ = static_cast<float>(std::log1p(double(age_ms) / 3.6e6));
           break;
         }
         case Group::kLogDuration:
-          *x++ = static_cast<float>(std::log1p(double(catalog.duration_ms(row)) / 1e3));
+          *x++ = st != nullptr ? st->log_duration : LogDuration(catalog.duration_ms(row));
           break;
         case Group::kDurationUnknown:
-          *x++ = catalog.duration_ms(row) == 0 ? 1.f : 0.f;
+          *x++ = (st != nullptr ? st->log_duration == 0.f : catalog.duration_ms(row) == 0)
+                     ? 1.f
+                     : 0.f;
           break;
         case Group::kLogCreatorVideos:
-          *x++ = std::log1p(catalog.creator_videos(row));
+          *x++ = st != nullptr ? st->log_creator_videos
+                               : std::log1p(catalog.creator_videos(row));
           break;
         case Group::kLogCreatorPopularity:
-          *x++ = std::log1p(catalog.creator_popularity(row));
+          *x++ = st != nullptr ? st->log_creator_popularity
+                               : std::log1p(catalog.creator_popularity(row));
           break;
         case Group::kUserKnown:
           *x++ = user.known ? 1.f : 0.f;

@@ -33,6 +33,7 @@
 #define FEEDRANK_RANKING_FEATURES_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -127,14 +128,34 @@ class FeatureSet {
   // then carry an engagement state).
   bool uses_engagement() const;
 
+  // Precomputes, for every row of `catalog`, what its columns contribute
+  // that does not depend on the request (the upload time, the logs of
+  // popularity, duration and creator statistics), 24 bytes a row: Build
+  // then reads one record per base row of a view over `catalog` instead of
+  // six scattered columns, and skips four log1p calls. The values are the
+  // same bits as computed on the fly. `catalog` must outlive this set and
+  // its copies (they share the table). Not thread-safe with Build: call it
+  // before the set is shared.
+  void AttachCatalog(const Catalog& catalog);
+
  private:
   enum class Group;
   struct Entry {
     Group group;
     int width;
   };
+  struct RowStatics {
+    int64_t upload_time_ms;
+    float log_popularity;
+    float log_duration;  // 0 exactly when the duration is unknown (0 ms)
+    float log_creator_videos;
+    float log_creator_popularity;
+  };
+  static_assert(sizeof(RowStatics) == 24);
   std::vector<Entry> entries_;
   std::vector<std::string> names_;
+  std::shared_ptr<const std::vector<RowStatics>> statics_;
+  const Catalog* statics_of_ = nullptr;
   int width_ = 0;
   int dim_ = 0;
 };

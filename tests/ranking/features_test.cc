@@ -3,8 +3,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
+#include "embeddings/catalog_view.h"
+#include "ranking/bundle.h"
 #include "tests/test_bundles.h"
 
 namespace feedrank {
@@ -75,6 +79,60 @@ TEST(FeatureSetTest, EveryGroupHasTheDocumentedValue) {
   EXPECT_FLOAT_EQ(at(0, "product[0]"), 3.f);
   EXPECT_FLOAT_EQ(at(0, "product[1]"), 8.f);
   EXPECT_FLOAT_EQ(at(1, "dot"), 1.f);
+}
+
+// A bundle's FeatureSet reads base rows from its precomputed table
+// (AttachCatalog); the values must be the same bits as computing them, for
+// base rows and for a live view's delta rows alike.
+TEST(FeatureSetTest, ThePrecomputedTableGivesTheSameBits) {
+  std::shared_ptr<const Bundle> bundle =
+      testing::MakeSmallBundle(testing::SmallSynth(3000, 50));
+  const Catalog& catalog = *bundle->catalog;
+  std::vector<std::string> groups(bundle->manifest.model().features().begin(),
+                                  bundle->manifest.model().features().end());
+  for (const std::string& g : FeatureSet::AllGroups()) {
+    if (std::find(groups.begin(), groups.end(), g) == groups.end() && g != "trending" &&
+        g != "history") {
+      groups.push_back(g);
+    }
+  }
+  auto plain = FeatureSet::Create(groups, catalog.dim());
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  FeatureSet attached = *plain;
+  attached.AttachCatalog(catalog);
+  // A delta video, so the view has rows the table does not cover.
+  VideoColumns fresh;
+  fresh.ids = {987654321};
+  fresh.embeddings.assign(catalog.video_embedding(5),
+                          catalog.video_embedding(5) + catalog.dim());
+  fresh.creator_ids = {catalog.creator_id(5)};
+  fresh.duration_ms = {0};
+  fresh.upload_time_ms = {catalog.upload_time_ms(5) + 1000};
+  fresh.popularity = {12.5f};
+  auto delta = CatalogDelta::Create(catalog, fresh);
+  ASSERT_TRUE(delta.ok()) << delta.status();
+  auto view = CatalogView::Create(bundle->catalog, *delta, nullptr, 1);
+  ASSERT_TRUE(view.ok()) << view.status();
+  std::vector<int32_t> rows;
+  for (int32_t r = 0; r < catalog.num_videos(); r += 7) rows.push_back(r);
+  rows.push_back((*view)->num_rows() - 1);  // the delta row
+  const UserQuery user = LookUpUser(**view, catalog.user_id(3));
+  FeatureContext context;
+  context.now_ms = catalog.upload_time_ms(0) + 3600000;
+  std::vector<float> a(rows.size() * plain->width()), b(a.size());
+  plain->Build(**view, user, context, rows, a.data());
+  attached.Build(**view, user, context, rows, b.data());
+  ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+  // And the bundle's own set, attached at load (the serving path).
+  std::vector<float> c(bundle->features.width() * rows.size());
+  auto own = FeatureSet::Create(
+      std::vector<std::string>(bundle->manifest.model().features().begin(),
+                               bundle->manifest.model().features().end()),
+      catalog.dim());
+  ASSERT_TRUE(own.ok());
+  own->Build(**view, user, context, rows, c.data());
+  bundle->features.Build(**view, user, context, rows, b.data());
+  EXPECT_EQ(std::memcmp(c.data(), b.data(), c.size() * sizeof(float)), 0);
 }
 
 TEST(FeatureSetTest, TrendingAndHistoryHaveTheDocumentedValues) {
