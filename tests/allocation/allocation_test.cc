@@ -119,9 +119,18 @@ TEST(AllocationTest, WarmRankCallsOfVaryingSizesAllocateNothing) {
   }
   std::vector<Case> cases;
   std::mt19937_64 rng(5);
-  for (const auto& bundle : bundles) {
+  // Each bundle ranked in float, and the served model's shape in bf16 too
+  // (params.scoring_precision) where the CPU has it.
+  std::vector<std::pair<std::shared_ptr<const Bundle>, RankingConfig>> rankers;
+  for (const auto& bundle : bundles) rankers.push_back({bundle, RankingConfig()});
+  if (bf16::Supported()) {
+    RankingConfig bf16_config;
+    bf16_config.mutable_params()->set_scoring_precision("bf16");
+    rankers.push_back({bundles[2], bf16_config});
+  }
+  for (const auto& [bundle, config] : rankers) {
     ASSERT_NE(bundle, nullptr);
-    auto options = ResolveOptions(RankingConfig(), bundle->model->objectives());
+    auto options = ResolveOptions(config, bundle->model->objectives());
     ASSERT_TRUE(options.ok());
     // 2 us per row: a 500 us budget reranks ~150 of the candidates.
     auto ranker =
