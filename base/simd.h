@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace feedrank::simd {
 
@@ -17,17 +18,33 @@ const char* KernelName();
 
 namespace internal {
 
-inline float DotScalar(const float* a, const float* b, size_t d) {
+inline float Bf16ToFloat(uint16_t h) {
+  const uint32_t bits = uint32_t{h} << 16;
+  float f;
+  __builtin_memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// A row value as a float: rows are float32 or bf16.
+inline float Widen(float x) { return x; }
+inline float Widen(uint16_t x) { return Bf16ToFloat(x); }
+
+template <typename T>
+inline float DotScalarOf(const float* a, const T* b, size_t d) {
   float acc[4] = {0, 0, 0, 0};
   size_t i = 0;
   for (; i + 4 <= d; i += 4) {
-    acc[0] += a[i] * b[i];
-    acc[1] += a[i + 1] * b[i + 1];
-    acc[2] += a[i + 2] * b[i + 2];
-    acc[3] += a[i + 3] * b[i + 3];
+    acc[0] += a[i] * Widen(b[i]);
+    acc[1] += a[i + 1] * Widen(b[i + 1]);
+    acc[2] += a[i + 2] * Widen(b[i + 2]);
+    acc[3] += a[i + 3] * Widen(b[i + 3]);
   }
-  for (; i < d; ++i) acc[0] += a[i] * b[i];
+  for (; i < d; ++i) acc[0] += a[i] * Widen(b[i]);
   return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+inline float DotScalar(const float* a, const float* b, size_t d) {
+  return DotScalarOf(a, b, d);
 }
 
 __attribute__((target("avx2,fma"))) inline float DotAvx2(const float* a, const float* b,
@@ -51,71 +68,62 @@ __attribute__((target("avx2,fma"))) inline float DotAvx2(const float* a, const f
   return sum;
 }
 
-__attribute__((target("avx512f"))) inline float DotAvx512(const float* a, const float* b,
-                                                          size_t d) {
+// 16 row values as floats (a bf16 is the top half of a float).
+__attribute__((target("avx512f"))) inline __m512 Load16(const float* x) {
+  return _mm512_loadu_ps(x);
+}
+__attribute__((target("avx512f"))) inline __m512 Load16(const uint16_t* x) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// Float query `a`, row `b` of float32 or bf16 values; products and sums in
+// float, so a bf16 row's only error is its rounding.
+template <typename T>
+__attribute__((target("avx512f"))) inline float DotAvx512Of(const float* a, const T* b,
+                                                            size_t d) {
   __m512 acc0 = _mm512_setzero_ps();
   __m512 acc1 = _mm512_setzero_ps();
   size_t i = 0;
   for (; i + 32 <= d; i += 32) {
-    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
-    acc1 =
-        _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), Load16(b + i), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), Load16(b + i + 16), acc1);
   }
   for (; i + 16 <= d; i += 16) {
-    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), Load16(b + i), acc0);
   }
   if (i < d) {
     const __mmask16 m = static_cast<__mmask16>((1u << (d - i)) - 1);
-    acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i),
-                           _mm512_maskz_loadu_ps(m, b + i), acc1);
+    __m512 tail;
+    if constexpr (std::is_same_v<T, float>) {
+      tail = _mm512_maskz_loadu_ps(m, b + i);
+    } else {
+      // A masked 16-bit load needs AVX512-BW: widen a zero-padded copy.
+      T padded[16] = {};
+      for (size_t j = i; j < d; ++j) padded[j - i] = b[j];
+      tail = Load16(padded);
+    }
+    acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), tail, acc1);
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+__attribute__((target("avx512f"))) inline float DotAvx512(const float* a, const float* b,
+                                                          size_t d) {
+  return DotAvx512Of(a, b, d);
 }
 
 using DotFn = float (*)(const float*, const float*, size_t);
 extern const DotFn kRuntimeDot;
 
-inline float Bf16ToFloat(uint16_t h) {
-  const uint32_t bits = uint32_t{h} << 16;
-  float f;
-  __builtin_memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
 inline float DotBf16Scalar(const float* q, const uint16_t* x, size_t d) {
-  float acc[4] = {0, 0, 0, 0};
-  size_t i = 0;
-  for (; i + 4 <= d; i += 4) {
-    for (int j = 0; j < 4; ++j) acc[j] += q[i + j] * Bf16ToFloat(x[i + j]);
-  }
-  for (; i < d; ++i) acc[0] += q[i] * Bf16ToFloat(x[i]);
-  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  return DotScalarOf(q, x, d);
 }
 
-// Widens 16 bf16 values to floats (a bf16 is the top half of a float).
-__attribute__((target("avx512f"))) inline __m512 LoadBf16x16(const uint16_t* x) {
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-// Float query, bf16 row: the products and sums in float, so the only error
-// is the row's rounding to bf16.
 __attribute__((target("avx512f"))) inline float DotBf16Avx512(const float* q,
                                                               const uint16_t* x,
                                                               size_t d) {
-  __m512 acc0 = _mm512_setzero_ps();
-  __m512 acc1 = _mm512_setzero_ps();
-  size_t i = 0;
-  for (; i + 32 <= d; i += 32) {
-    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), LoadBf16x16(x + i), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), LoadBf16x16(x + i + 16), acc1);
-  }
-  for (; i + 16 <= d; i += 16) {
-    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), LoadBf16x16(x + i), acc0);
-  }
-  float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-  for (; i < d; ++i) sum += q[i] * Bf16ToFloat(x[i]);
-  return sum;
+  return DotAvx512Of(q, x, d);
 }
 
 using DotBf16Fn = float (*)(const float*, const uint16_t*, size_t);

@@ -148,10 +148,7 @@ class Catalog {
   // judges a function of prefetches alone to have no effect and deletes
   // the calls to it.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void PrefetchVideo(int32_t row) const {
-    const char* v = reinterpret_cast<const char*>(video_embedding(row));
-    for (size_t off = 0; off < size_t(dim_) * sizeof(float); off += 64) {
-      __builtin_prefetch(v + off);
-    }
+    PrefetchEmbedding(row);
     __builtin_prefetch(&videos_.duration_ms[row]);
     __builtin_prefetch(&videos_.upload_time_ms[row]);
     __builtin_prefetch(&videos_.popularity[row]);

@@ -60,13 +60,6 @@ constexpr GroupDef kGroups[] = {
 
 constexpr double kPi = 3.14159265358979323846;
 
-// The request-independent columns' values, one definition for the
-// precomputed table and for rows computed on the fly (a view's delta).
-float LogPopularity(float popularity) { return std::log1p(popularity); }
-float LogDuration(int64_t duration_ms) {
-  return static_cast<float>(std::log1p(double(duration_ms) / 1e3));
-}
-
 }  // namespace
 
 UserQuery ColdStartUser(const Catalog& catalog) {
@@ -148,13 +141,21 @@ std::vector<std::string> FeatureSet::ColumnNames() const {
   return columns;
 }
 
+// The request-independent part of a row's features: the one definition
+// for the precomputed table and for rows computed on the fly (a view's
+// delta, a set without a table).
+FeatureSet::RowStatics FeatureSet::StaticsOf(const CatalogView& view, int32_t row) {
+  return RowStatics{view.upload_time_ms(row), std::log1p(view.popularity(row)),
+                    static_cast<float>(std::log1p(double(view.duration_ms(row)) / 1e3)),
+                    std::log1p(view.creator_videos(row)),
+                    std::log1p(view.creator_popularity(row))};
+}
+
 void FeatureSet::AttachCatalog(const Catalog& catalog) {
+  const CatalogView view = CatalogView::Borrow(catalog);
   auto table = std::make_shared<std::vector<RowStatics>>(catalog.num_videos());
   for (int32_t row = 0; row < catalog.num_videos(); ++row) {
-    (*table)[row] = RowStatics{
-        catalog.upload_time_ms(row), LogPopularity(catalog.popularity(row)),
-        LogDuration(catalog.duration_ms(row)), std::log1p(catalog.creator_videos(row)),
-        std::log1p(catalog.creator_popularity(row))};
+    (*table)[row] = StaticsOf(view, row);
   }
   statics_ = std::move(table);
   statics_of_ = &catalog;
@@ -214,8 +215,9 @@ void FeatureSet::Build(const CatalogView& catalog, const UserQuery& user,
     if (r + kAhead / 2 < n) prefetch_late(rows[r + kAhead / 2]);
     const int32_t row = rows[r];
     const float* v = catalog.video_embedding(row);
-    const RowStatics* st =
-        statics != nullptr && !catalog.in_delta(row) ? &statics[row] : nullptr;
+    const RowStatics st = statics != nullptr && !catalog.in_delta(row)
+                              ? statics[row]
+                              : StaticsOf(catalog, row);
     float* x = out + r * width_;
     // Computed lazily: not every model uses them.
     float dot = 0, video_norm = -1;
@@ -248,31 +250,24 @@ void FeatureSet::Build(const CatalogView& catalog, const UserQuery& user,
           *x++ = user_norm;
           break;
         case Group::kLogPopularity:
-          *x++ =
-              st != nullptr ? st->log_popularity : LogPopularity(catalog.popularity(row));
+          *x++ = st.log_popularity;
           break;
         case Group::kLogAgeHours: {
-          const int64_t upload =
-              st != nullptr ? st->upload_time_ms : catalog.upload_time_ms(row);
-          const int64_t age_ms = std::max<int64_t>(0, context.now_ms - upload);
+          const int64_t age_ms = std::max<int64_t>(0, context.now_ms - st.upload_time_ms);
           *x++ = static_cast<float>(std::log1p(double(age_ms) / 3.6e6));
           break;
         }
         case Group::kLogDuration:
-          *x++ = st != nullptr ? st->log_duration : LogDuration(catalog.duration_ms(row));
+          *x++ = st.log_duration;
           break;
         case Group::kDurationUnknown:
-          *x++ = (st != nullptr ? st->log_duration == 0.f : catalog.duration_ms(row) == 0)
-                     ? 1.f
-                     : 0.f;
+          *x++ = st.log_duration == 0.f ? 1.f : 0.f;
           break;
         case Group::kLogCreatorVideos:
-          *x++ = st != nullptr ? st->log_creator_videos
-                               : std::log1p(catalog.creator_videos(row));
+          *x++ = st.log_creator_videos;
           break;
         case Group::kLogCreatorPopularity:
-          *x++ = st != nullptr ? st->log_creator_popularity
-                               : std::log1p(catalog.creator_popularity(row));
+          *x++ = st.log_creator_popularity;
           break;
         case Group::kUserKnown:
           *x++ = user.known ? 1.f : 0.f;

@@ -147,11 +147,14 @@ class FeatureSet {
   struct RowStatics {
     int64_t upload_time_ms;
     float log_popularity;
-    float log_duration;  // 0 exactly when the duration is unknown (0 ms)
+    // 0 exactly when the duration is unknown (0 ms; negative durations are
+    // refused at load and upsert).
+    float log_duration;
     float log_creator_videos;
     float log_creator_popularity;
   };
   static_assert(sizeof(RowStatics) == 24);
+  static RowStatics StaticsOf(const CatalogView& view, int32_t row);
   std::vector<Entry> entries_;
   std::vector<std::string> names_;
   std::shared_ptr<const std::vector<RowStatics>> statics_;

@@ -15,6 +15,13 @@ std::string TensorName(size_t layer, size_t layers, const char* kind) {
   return absl::StrCat("hidden_", layer, "_", kind, ".npy");
 }
 
+// Scratch buffers grow to the largest batch and stay (Eigen's resize()
+// would reallocate whenever the candidate count changes).
+template <typename V>
+void EnsureSize(V& v, size_t size) {
+  if (v.size() < size) v.resize(size);
+}
+
 absl::Status CheckFinite(const std::string& name, const float* v, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     if (!std::isfinite(v[i])) {
@@ -155,14 +162,9 @@ absl::Status ScoringModel::Write(const std::string& dir, const ModelTensors& ten
 void ScoringModel::Predict(const float* x, int n, float* out, ModelScratch* scratch,
                            Precision precision) const {
   if (n <= 0) return;
-  // Buffers grow to the largest batch and stay (Eigen's resize() would
-  // reallocate whenever the candidate count changes).
-  auto ensure = [](AlignedVector<float>& v, size_t size) {
-    if (v.size() < size) v.resize(size);
-  };
-  ensure(scratch->input, size_t(n) * input_width_);
-  ensure(scratch->a, size_t(n) * max_width_);
-  ensure(scratch->b, size_t(n) * max_width_);
+  EnsureSize(scratch->input, size_t(n) * input_width_);
+  EnsureSize(scratch->a, size_t(n) * max_width_);
+  EnsureSize(scratch->b, size_t(n) * max_width_);
   // Standardise first, as the trainer does. (Folding it into the first layer
   // would save this pass but cancels catastrophically in float32 when a
   // feature's std is tiny next to its mean.)
@@ -199,25 +201,22 @@ void ScoringModel::Predict(const float* x, int n, float* out, ModelScratch* scra
 }
 
 void ScoringModel::PredictBf16(int n, float* out, ModelScratch* scratch) const {
-  auto ensure = [](auto& v, size_t size) {
-    if (v.size() < size) v.resize(size);
-  };
   // Rows padded to 16 values so every row starts a vector.
   const int stride = (input_width_ + 15) / 16 * 16;
-  ensure(scratch->input16, size_t(n) * stride);
+  EnsureSize(scratch->input16, size_t(n) * stride);
   bf16::ToBf16(scratch->input.data(), n, input_width_, stride, scratch->input16.data());
   const uint16_t* in = scratch->input16.data();
   int in_stride = stride;
   const int heads = num_objectives();
   for (size_t i = 0; i < packed_.size(); ++i) {
     const bf16::PackedWeights& w = packed_[i];
-    ensure(scratch->a, size_t(n) * w.cols);
+    EnsureSize(scratch->a, size_t(n) * w.cols);
     bf16::Gemm(in, n, in_stride, w, scratch->a.data());
     if (i + 1 < packed_.size()) {
       // Alternate the two bf16 buffers: this layer's output is the next's
       // input.
       AlignedVector<uint16_t>& next = i % 2 == 0 ? scratch->hidden16 : scratch->input16;
-      ensure(next, size_t(n) * w.cols);
+      EnsureSize(next, size_t(n) * w.cols);
       bf16::ReluToBf16(scratch->a.data(), n, w.cols, next.data());
       in = next.data();
       in_stride = w.cols;

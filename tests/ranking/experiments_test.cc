@@ -263,6 +263,49 @@ TEST(ExperimentsTest, ArmsOfDifferentLayersCombine) {
   EXPECT_EQ(config.default_options().creator_cap, 2);
 }
 
+// scoring_precision is an arm's to set (CONFIG.md: "settable per arm"):
+// the arm's users rank in bf16, the others in float.
+TEST(ExperimentsTest, AnArmSetsTheScoringPrecision) {
+  const std::string text = R"pb(
+    layers {
+      name: "model"
+      salt: "model"
+      experiments {
+        name: "precision"
+        ranges { begin: 0 end: 10000 }
+        arms {
+          name: "float"
+          ranges { begin: 0 end: 5000 }
+        }
+        arms {
+          name: "bf16"
+          ranges { begin: 5000 end: 10000 }
+          overrides { scoring_precision: "bf16" }
+        }
+      }
+    }
+  )pb";
+  if (!bf16::Supported()) {
+    auto refused = ExperimentConfig::Create(Parse(text), kObjectives);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_THAT(refused.status().message(), HasSubstr("scoring_precision"));
+    return;
+  }
+  const ExperimentConfig config = Create(text);
+  EXPECT_EQ(config.default_options().scoring_precision, Precision::kFloat);
+  std::map<std::string, int> seen;
+  Assignment a;
+  for (uint64_t u = 0; u < 200; ++u) {
+    ASSERT_TRUE(config.Assign(u, &a).ok());
+    const std::string arm = a.arms[0]->arm;
+    EXPECT_EQ(a.options->scoring_precision,
+              arm == "bf16" ? Precision::kBf16 : Precision::kFloat)
+        << arm;
+    ++seen[arm];
+  }
+  EXPECT_EQ(seen.size(), 2u);
+}
+
 TEST(ExperimentsTest, ObjectiveWeightsOverridePerKey) {
   const ExperimentConfig config = Create(R"pb(
     params {

@@ -3,9 +3,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <random>
 #include <set>
 
 #include "absl/container/flat_hash_map.h"
@@ -623,6 +625,49 @@ TEST_F(RankerTest, AssembleAtARootUsesTheCandidatesIdsAndCapsByCreator) {
   for (const RankedVideo& v : result.items) ids.push_back(v.video_id);
   EXPECT_THAT(ids, ::testing::ElementsAre(100, 106, 107, 108, 109, 101, 102, 103));
   EXPECT_EQ(result.stats.creator_capped, 2);
+}
+
+// Assemble sorts a prefix of the candidates (four pages) and the rest only
+// when the creator cap walks past it: the page must be what a full sort
+// gives. 200 candidates in shuffled order, the best 150 all by one creator,
+// cap 1: the walk passes the prefix of 64 to fill a page of 10, and the
+// capped refill that follows must come in score order too.
+TEST_F(RankerTest, AssembleWalksPastTheSortedPrefixInScoreOrder) {
+  RankingConfig config;
+  config.mutable_params()->set_creator_cap(1);
+  auto ranker = MakeRanker(config);
+  CandidateBatch batch;
+  batch.user.known = true;
+  std::vector<int> order(200);
+  for (int i = 0; i < 200; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), std::mt19937(3));
+  for (int i : order) {  // i = rank by score, 0 best
+    Candidate c;
+    c.video_id = 1000 + i;
+    c.creator_id = i < 150 ? 7 : 100 + i;
+    c.score = 10.f - 0.01f * i;
+    c.source = CandidateSource::kAnn;
+    batch.candidates.push_back(c);
+  }
+  RankRequest request;
+  request.count = 10;
+  RankResult result;
+  ranker->Assemble(nullptr, request, &batch, &result);
+  std::vector<uint64_t> ids;
+  for (const RankedVideo& v : result.items) ids.push_back(v.video_id);
+  std::vector<uint64_t> want = {1000};
+  for (int i = 150; i < 159; ++i) want.push_back(1000 + i);
+  EXPECT_EQ(ids, want);
+  // A page of 60 takes all 50 other creators, then the best capped videos
+  // of creator 7 in order: 1001, 1002, ...
+  request.count = 60;
+  ranker->Assemble(nullptr, request, &batch, &result);
+  ids.clear();
+  for (const RankedVideo& v : result.items) ids.push_back(v.video_id);
+  want = {1000};
+  for (int i = 150; i < 200; ++i) want.push_back(1000 + i);
+  for (int i = 1; i < 10; ++i) want.push_back(1000 + i);
+  EXPECT_EQ(ids, want);
 }
 
 TEST_F(RankerTest, NearlyEverythingExcludedStillFillsThePage) {
